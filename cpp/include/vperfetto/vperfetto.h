@@ -1,0 +1,259 @@
+/*
+ * vperfetto.h - the C ABI of libvperfetto.
+ *
+ * This header is the single source of truth for the ABI: C and C++ programs
+ * include it, and the build feeds it (preprocessed with -DVPERFETTO_CDEF) to
+ * cffi, so the Python binding can never drift from the library.
+ *
+ * Rules that keep it stable and cffi-friendly:
+ *   - plain C99, fixed-width integers, explicit enum values, opaque handles;
+ *   - calls that can fail return an int32_t status (VP_OK == 0) and fill a
+ *     caller-owned vp_error with a readable message; there is no global error
+ *     state;
+ *   - hot tracing calls return void and never fail: outside a session, or for
+ *     a disabled category, they do nothing and cost almost nothing;
+ *   - every *_new has a matching *_free.
+ */
+#ifndef VPERFETTO_VPERFETTO_H_
+#define VPERFETTO_VPERFETTO_H_
+
+#ifndef VPERFETTO_CDEF
+#include <stddef.h>
+#include <stdint.h>
+#endif
+
+/* Bumped whenever a declaration below changes incompatibly. */
+#define VPERFETTO_ABI_VERSION 1
+
+#if defined(VPERFETTO_CDEF)
+#define VP_API
+#elif defined(VPERFETTO_BUILDING)
+#define VP_API __attribute__((visibility("default")))
+#else
+#define VP_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum vp_status_code {
+  VP_OK = 0,
+  VP_E_INVALID_ARGUMENT = 1, /* a bad value was passed */
+  VP_E_STATE = 2,            /* wrong state: already tracing, not tracing... */
+  VP_E_IO = 3,               /* a file could not be opened, read or written */
+  VP_E_NO_MEMORY = 4,        /* an allocation failed or a limit was reached */
+  VP_E_FORMAT = 5,           /* input is not a valid trace */
+  VP_E_UNSUPPORTED = 6,      /* not available in this build or platform */
+  VP_E_INTERNAL = 7          /* a bug: please report it */
+};
+
+/* Filled by calls that fail. Owned by the caller; may be NULL. */
+typedef struct vp_error {
+  int32_t code;
+  char message[256];
+} vp_error;
+
+/* A short static description of a status code ("invalid argument", ...). */
+VP_API const char* vp_status_name(int32_t code);
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* VPERFETTO_ABI_VERSION of the library that is loaded. */
+VP_API uint32_t vp_abi_version(void);
+/* The package version the library was built as, e.g. "0.1.0". */
+VP_API const char* vp_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Clocks and ids                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* CLOCK_BOOTTIME in nanoseconds: the clock every event timestamp uses. */
+VP_API uint64_t vp_boot_time_ns(void);
+/* Sleeps at least `us` microseconds (restarted after signals). */
+VP_API void vp_sleep_us(uint64_t us);
+/* A random, non-zero 64-bit id (the UUID-lsb generator used for tracks). */
+VP_API uint64_t vp_uuid_lsb(void);
+
+/* ------------------------------------------------------------------------ */
+/* Session configuration                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum vp_buffer_mode {
+  VP_BUFFER_RING = 0,    /* in memory; when full, the oldest data goes */
+  VP_BUFFER_DISCARD = 1, /* in memory; when full, new data is dropped */
+  VP_BUFFER_STREAM = 2   /* straight to the output file; bounded by disk */
+};
+
+typedef struct vp_config vp_config;
+
+VP_API vp_config* vp_config_new(void);
+VP_API void vp_config_free(vp_config* config);
+/* Where the trace goes. Required. */
+VP_API int32_t vp_config_set_output(vp_config* config, const char* path,
+                                    vp_error* err);
+/* Buffer size in KiB (ignored for streaming, which still uses it as a hint
+ * for its chunk size) and one of vp_buffer_mode. Default: 16384 KiB, ring. */
+VP_API int32_t vp_config_set_buffer(vp_config* config, uint32_t size_kb,
+                                    int32_t mode, vp_error* err);
+/* Categories. With no enabled category listed every category is recorded;
+ * otherwise only the listed ones. A disabled category is never recorded.
+ * Events without a category (id 0) are recorded in every session. */
+VP_API int32_t vp_config_enable_category(vp_config* config, const char* name,
+                                         vp_error* err);
+VP_API int32_t vp_config_disable_category(vp_config* config, const char* name,
+                                          vp_error* err);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct vp_session vp_session;
+
+/* Starts the process's tracing session; one at a time (VP_E_STATE if one is
+ * running). The output file is created here, so an unwritable path fails at
+ * once. */
+VP_API int32_t vp_session_start(const vp_config* config, vp_session** out,
+                                vp_error* err);
+/* Hands everything written so far to the buffer (and, when streaming, to the
+ * file). */
+VP_API int32_t vp_session_flush(vp_session* session, vp_error* err);
+/* Stops the session and writes the trace file. Idempotent. */
+VP_API int32_t vp_session_stop(vp_session* session, vp_error* err);
+/* Stops the session if needed (ignoring errors) and frees it. */
+VP_API void vp_session_free(vp_session* session);
+/* 1 while this session is recording. */
+VP_API int32_t vp_session_is_active(const vp_session* session);
+/* 1 while any session of this process is recording. */
+VP_API int32_t vp_is_tracing(void);
+
+enum vp_stat {
+  VP_STAT_PACKETS_WRITTEN = 0,   /* packets in the trace (so far) */
+  VP_STAT_BYTES_WRITTEN = 1,     /* bytes of packets handed to the buffer */
+  VP_STAT_PACKETS_DROPPED = 2,   /* packets lost: discarded or overwritten */
+  VP_STAT_CHUNKS_DISCARDED = 3,  /* chunks refused by a full discard buffer */
+  VP_STAT_CHUNKS_OVERWRITTEN = 4,/* chunks evicted from a full ring buffer */
+  VP_STAT_SEQUENCES = 5,         /* writer sequences (threads) seen */
+  VP_STAT_BUFFER_BYTES = 6       /* bytes the buffer holds now */
+};
+/* A statistic of the session (see vp_stat); 0 for an unknown one. */
+VP_API uint64_t vp_session_stat(const vp_session* session, int32_t stat);
+
+/* ------------------------------------------------------------------------ */
+/* Names, categories, tracks                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Registers a category and returns its id (1..255), the same id for the same
+ * name. Returns 0 (= uncategorized) for NULL, an empty name or when the table
+ * is full. Thread-safe. */
+VP_API uint32_t vp_category(const char* name);
+/* Interns an event or annotation name (len bytes, no NUL needed) for the life
+ * of the process and returns its id (> 0). Returns 0 when the table is full
+ * (use the *_str calls then). Thread-safe. */
+VP_API uint32_t vp_intern(const char* name, size_t len);
+
+/* Track handles. 0 is the calling thread's track; VP_TRACK_PROCESS the
+ * process track. */
+enum vp_track_const { VP_TRACK_THREAD = 0, VP_TRACK_PROCESS = 1 };
+
+/* A named track for slices that are not on a thread (async work), under
+ * `parent` (a track handle; 0 means the process track). Every call makes a
+ * new track with its own uuid. */
+VP_API int32_t vp_track_new(const char* name, uint32_t parent, uint32_t* out,
+                            vp_error* err);
+/* A counter track under the process track. The same name returns the same
+ * track; `unit` may be NULL or one of "ns", "count", "bytes" (the Perfetto
+ * built-in units) or any other unit name. */
+VP_API int32_t vp_counter_track(const char* name, const char* unit,
+                                uint32_t* out, vp_error* err);
+/* The uuid written for a track handle (the calling thread's uuid for 0); 0
+ * for an unknown handle. */
+VP_API uint64_t vp_track_uuid(uint32_t track);
+
+/* Names of this process's track and of the calling thread's track. */
+VP_API void vp_set_process_name(const char* name);
+VP_API void vp_set_thread_name(const char* name);
+
+/* ------------------------------------------------------------------------ */
+/* Events: the hot path                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A slice on the calling thread's track; `name` is an id from vp_intern. */
+VP_API void vp_begin(uint32_t category, uint32_t name);
+/* Ends the innermost slice begun on this thread by vp_begin/vp_begin_str.
+ * An end without a matching begin is ignored, so the trace stays balanced. */
+VP_API void vp_end(void);
+VP_API void vp_instant(uint32_t category, uint32_t name);
+/* The same with a name that is not interned (written inline). */
+VP_API void vp_begin_str(uint32_t category, const char* name, size_t len);
+VP_API void vp_instant_str(uint32_t category, const char* name, size_t len);
+/* A counter sample on a track from vp_counter_track. */
+VP_API void vp_counter_int(uint32_t track, int64_t value);
+VP_API void vp_counter_double(uint32_t track, double value);
+
+/* ------------------------------------------------------------------------ */
+/* Events: the general form (annotations, tracks, timestamps, flows)        */
+/* ------------------------------------------------------------------------ */
+
+enum vp_event_type {
+  VP_EVENT_BEGIN = 1,
+  VP_EVENT_END = 2,
+  VP_EVENT_INSTANT = 3,
+  VP_EVENT_COUNTER = 4
+};
+
+enum vp_arg_type {
+  VP_ARG_INT = 0,     /* uses i */
+  VP_ARG_UINT = 1,    /* uses u */
+  VP_ARG_DOUBLE = 2,  /* uses d */
+  VP_ARG_BOOL = 3,    /* uses i (0 or not) */
+  VP_ARG_STRING = 4,  /* uses s and len */
+  VP_ARG_POINTER = 5  /* uses u */
+};
+
+/* A debug annotation. `name` is an id from vp_intern. */
+typedef struct vp_arg {
+  uint32_t name;
+  int32_t type;
+  int64_t i;
+  uint64_t u;
+  double d;
+  const char* s;
+  size_t len;
+} vp_arg;
+
+typedef struct vp_event {
+  int32_t type;              /* vp_event_type */
+  uint32_t category;         /* 0: none */
+  uint32_t name;             /* an id from vp_intern, or 0 */
+  const char* name_str;      /* used when name == 0: an inline name */
+  size_t name_len;
+  uint32_t track;            /* 0: the calling thread's track */
+  uint64_t timestamp_ns;     /* CLOCK_BOOTTIME; 0: now */
+  const vp_arg* args;
+  uint32_t nargs;
+  const uint64_t* flows;              /* flow ids this event continues */
+  uint32_t nflows;
+  const uint64_t* terminating_flows;  /* flow ids this event ends */
+  uint32_t nterminating_flows;
+  int32_t counter_is_double;          /* VP_EVENT_COUNTER: which value */
+  int64_t counter_int;
+  double counter_double;
+} vp_event;
+
+/* Writes one event. Begin/end on the thread track (track 0) take part in the
+ * same nesting as vp_begin/vp_end; on other tracks they are written as given
+ * (async slices may begin and end on different threads). */
+VP_API void vp_emit(const vp_event* event);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* VPERFETTO_VPERFETTO_H_ */

@@ -1,0 +1,223 @@
+// The C ABI (vperfetto.h) over the vpsdk runtime. No exception crosses it:
+// every entry point that can fail catches and returns a status.
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "vperfetto/vperfetto.h"
+#include "vpsdk/clock.h"
+#include "vpsdk/tracing.h"
+
+#ifndef VPERFETTO_VERSION_STRING
+#error "VPERFETTO_VERSION_STRING must be defined by the build"
+#endif
+
+struct vp_config {
+  vpsdk::SessionConfig cfg;
+};
+
+struct vp_session {
+  std::unique_ptr<vpsdk::Session> session;
+};
+
+// vp_arg and vp_event must be the same bytes as their vpsdk twins.
+static_assert(sizeof(vp_arg) == sizeof(vpsdk::Arg), "vp_arg layout");
+static_assert(offsetof(vp_arg, len) == offsetof(vpsdk::Arg, len), "vp_arg layout");
+static_assert(sizeof(vp_event) == sizeof(vpsdk::Event), "vp_event layout");
+static_assert(offsetof(vp_event, counter_double) == offsetof(vpsdk::Event, counter_double),
+              "vp_event layout");
+static_assert(offsetof(vp_event, terminating_flows) ==
+                  offsetof(vpsdk::Event, terminating_flows), "vp_event layout");
+static_assert(VP_E_INTERNAL == vpsdk::kInternal, "status codes");
+
+namespace {
+
+int32_t Fail(vp_error* err, int32_t code, const char* fmt, const char* arg = "") {
+  if (err) {
+    err->code = code;
+    std::snprintf(err->message, sizeof(err->message), fmt, arg);
+  }
+  return code;
+}
+
+int32_t Report(vp_error* err, const vpsdk::Status& st) {
+  if (st.ok()) {
+    if (err) {
+      err->code = VP_OK;
+      err->message[0] = 0;
+    }
+    return VP_OK;
+  }
+  return Fail(err, st.code, "%s", st.message.c_str());
+}
+
+template <typename F>
+int32_t Guard(vp_error* err, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(err, VP_E_INTERNAL, "internal error: %s", e.what());
+  } catch (...) {
+    return Fail(err, VP_E_INTERNAL, "internal error");
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* vp_status_name(int32_t code) {
+  switch (code) {
+    case VP_OK: return "ok";
+    case VP_E_INVALID_ARGUMENT: return "invalid argument";
+    case VP_E_STATE: return "invalid state";
+    case VP_E_IO: return "I/O error";
+    case VP_E_NO_MEMORY: return "out of memory";
+    case VP_E_FORMAT: return "invalid trace format";
+    case VP_E_UNSUPPORTED: return "unsupported";
+    case VP_E_INTERNAL: return "internal error";
+    default: return "unknown status";
+  }
+}
+
+uint32_t vp_abi_version(void) { return VPERFETTO_ABI_VERSION; }
+const char* vp_version(void) { return VPERFETTO_VERSION_STRING; }
+
+uint64_t vp_boot_time_ns(void) { return vpsdk::BootTimeNs(); }
+void vp_sleep_us(uint64_t us) { vpsdk::SleepUs(us); }
+uint64_t vp_uuid_lsb(void) { return vpsdk::UuidLsb(); }
+
+vp_config* vp_config_new(void) { return new (std::nothrow) vp_config(); }
+void vp_config_free(vp_config* c) { delete c; }
+
+int32_t vp_config_set_output(vp_config* c, const char* path, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (!path || !*path) return Fail(err, VP_E_INVALID_ARGUMENT, "output path is empty");
+  return Guard(err, [&] {
+    c->cfg.output_path = path;
+    return Report(err, vpsdk::Status::Ok());
+  });
+}
+
+int32_t vp_config_set_buffer(vp_config* c, uint32_t size_kb, int32_t mode, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (mode != VP_BUFFER_RING && mode != VP_BUFFER_DISCARD && mode != VP_BUFFER_STREAM)
+    return Fail(err, VP_E_INVALID_ARGUMENT, "unknown buffer mode");
+  if (size_kb < 4 || size_kb > (64u << 20))
+    return Fail(err, VP_E_INVALID_ARGUMENT, "buffer size must be 4 KiB .. 64 GiB");
+  c->cfg.buffer_kb = size_kb;
+  c->cfg.mode = static_cast<vpsdk::BufferMode>(mode);
+  return Report(err, vpsdk::Status::Ok());
+}
+
+static int32_t AddCategory(vp_config* c, const char* name, bool enable, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (!name || !*name) return Fail(err, VP_E_INVALID_ARGUMENT, "category name is empty");
+  return Guard(err, [&] {
+    (enable ? c->cfg.enabled_categories : c->cfg.disabled_categories).emplace_back(name);
+    return Report(err, vpsdk::Status::Ok());
+  });
+}
+
+int32_t vp_config_enable_category(vp_config* c, const char* name, vp_error* err) {
+  return AddCategory(c, name, true, err);
+}
+int32_t vp_config_disable_category(vp_config* c, const char* name, vp_error* err) {
+  return AddCategory(c, name, false, err);
+}
+
+int32_t vp_session_start(const vp_config* c, vp_session** out, vp_error* err) {
+  if (!c || !out) return Fail(err, VP_E_INVALID_ARGUMENT, "config or out is NULL");
+  *out = nullptr;
+  return Guard(err, [&] {
+    std::unique_ptr<vpsdk::Session> s;
+    vpsdk::Status st = vpsdk::Session::Start(c->cfg, &s);
+    if (!st.ok()) return Report(err, st);
+    *out = new vp_session{std::move(s)};
+    return Report(err, st);
+  });
+}
+
+int32_t vp_session_flush(vp_session* s, vp_error* err) {
+  if (!s) return Fail(err, VP_E_INVALID_ARGUMENT, "session is NULL");
+  return Guard(err, [&] { return Report(err, s->session->Flush()); });
+}
+
+int32_t vp_session_stop(vp_session* s, vp_error* err) {
+  if (!s) return Fail(err, VP_E_INVALID_ARGUMENT, "session is NULL");
+  return Guard(err, [&] { return Report(err, s->session->Stop()); });
+}
+
+void vp_session_free(vp_session* s) {
+  try {
+    delete s;
+  } catch (...) {
+  }
+}
+
+int32_t vp_session_is_active(const vp_session* s) { return s && s->session->active() ? 1 : 0; }
+int32_t vp_is_tracing(void) { return vpsdk::IsTracing() ? 1 : 0; }
+
+uint64_t vp_session_stat(const vp_session* s, int32_t stat) {
+  return s ? s->session->Stat(stat) : 0;
+}
+
+uint32_t vp_category(const char* name) {
+  try {
+    return vpsdk::RegisterCategory(name);
+  } catch (...) {
+    return 0;
+  }
+}
+
+uint32_t vp_intern(const char* name, size_t len) {
+  try {
+    return vpsdk::InternString(name, len);
+  } catch (...) {
+    return 0;
+  }
+}
+
+int32_t vp_track_new(const char* name, uint32_t parent, uint32_t* out, vp_error* err) {
+  return Guard(err, [&] { return Report(err, vpsdk::NewTrack(name, parent, out)); });
+}
+
+int32_t vp_counter_track(const char* name, const char* unit, uint32_t* out, vp_error* err) {
+  return Guard(err, [&] { return Report(err, vpsdk::CounterTrack(name, unit, out)); });
+}
+
+uint64_t vp_track_uuid(uint32_t track) { return vpsdk::TrackUuid(track); }
+
+void vp_set_process_name(const char* name) {
+  try {
+    vpsdk::SetProcessName(name);
+  } catch (...) {
+  }
+}
+
+void vp_set_thread_name(const char* name) {
+  try {
+    vpsdk::SetThreadName(name);
+  } catch (...) {
+  }
+}
+
+void vp_begin(uint32_t category, uint32_t name) { vpsdk::SliceBegin(category, name); }
+void vp_end(void) { vpsdk::SliceEnd(); }
+void vp_instant(uint32_t category, uint32_t name) { vpsdk::Instant(category, name); }
+void vp_begin_str(uint32_t category, const char* name, size_t len) {
+  vpsdk::SliceBeginStr(category, name, len);
+}
+void vp_instant_str(uint32_t category, const char* name, size_t len) {
+  vpsdk::InstantStr(category, name, len);
+}
+void vp_counter_int(uint32_t track, int64_t value) { vpsdk::CounterInt(track, value); }
+void vp_counter_double(uint32_t track, double value) { vpsdk::CounterDouble(track, value); }
+
+void vp_emit(const vp_event* event) {
+  if (event) vpsdk::Emit(*reinterpret_cast<const vpsdk::Event*>(event));
+}
+
+}  // extern "C"

@@ -1,0 +1,153 @@
+// vpsdk: a compact Perfetto track-event tracing runtime.
+//
+// One process-wide session at a time; every thread that emits gets its own
+// writer sequence (trusted_packet_sequence_id) with per-sequence interning,
+// as the Perfetto SDK does. Hot calls never fail and never block on other
+// threads: a thread appends to its own chunk and publishes how much of it is
+// complete with one release store; chunks go to the session's buffer (ring,
+// discard) or file (stream) when full, on flush and on stop.
+#ifndef VPSDK_TRACING_H_
+#define VPSDK_TRACING_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vpsdk {
+
+// Mirrors vp_status_code in the C ABI.
+enum StatusCode : int32_t {
+  kOk = 0,
+  kInvalidArgument = 1,
+  kStateError = 2,
+  kIoError = 3,
+  kNoMemory = 4,
+  kFormatError = 5,
+  kUnsupported = 6,
+  kInternal = 7,
+};
+
+struct Status {
+  int32_t code = kOk;
+  std::string message;
+  bool ok() const { return code == kOk; }
+  static Status Ok() { return Status(); }
+  static Status Error(int32_t c, std::string m) { return Status{c, std::move(m)}; }
+};
+
+enum class BufferMode : int32_t { kRing = 0, kDiscard = 1, kStream = 2 };
+
+struct SessionConfig {
+  std::string output_path;
+  uint32_t buffer_kb = 16384;
+  BufferMode mode = BufferMode::kRing;
+  std::vector<std::string> enabled_categories;   // empty: all
+  std::vector<std::string> disabled_categories;
+};
+
+enum SessionStat : int32_t {
+  kStatPacketsWritten = 0,
+  kStatBytesWritten = 1,
+  kStatPacketsDropped = 2,
+  kStatChunksDiscarded = 3,
+  kStatChunksOverwritten = 4,
+  kStatSequences = 5,
+  kStatBufferBytes = 6,
+};
+
+class SessionCore;
+
+class Session {
+ public:
+  static Status Start(const SessionConfig& config, std::unique_ptr<Session>* out);
+  ~Session();
+  Status Flush();
+  Status Stop();  // idempotent
+  bool active() const;
+  uint64_t Stat(int32_t stat) const;
+
+ private:
+  explicit Session(std::shared_ptr<SessionCore> core);
+  std::shared_ptr<SessionCore> core_;
+};
+
+// --- categories, names, tracks --------------------------------------------
+
+constexpr uint32_t kMaxCategories = 256;
+// Per category: 1 while the current session records it. Index 0 is
+// "uncategorized" and doubles as the "a session is recording" flag.
+extern std::atomic<uint8_t> g_category_enabled[kMaxCategories];
+
+inline bool CategoryEnabled(uint32_t category) {
+  return category < kMaxCategories &&
+         g_category_enabled[category].load(std::memory_order_acquire);
+}
+inline bool IsTracing() {
+  return g_category_enabled[0].load(std::memory_order_acquire) != 0;
+}
+
+uint32_t RegisterCategory(const char* name);        // 0 on failure
+uint32_t InternString(const char* s, size_t len);   // 0 when full
+
+constexpr uint32_t kThreadTrack = 0;
+constexpr uint32_t kProcessTrack = 1;
+Status NewTrack(const char* name, uint32_t parent, uint32_t* out);
+Status CounterTrack(const char* name, const char* unit, uint32_t* out);
+uint64_t TrackUuid(uint32_t track);
+
+void SetProcessName(const char* name);
+void SetThreadName(const char* name);
+
+// --- events -----------------------------------------------------------------
+
+enum EventType : int32_t { kBegin = 1, kEnd = 2, kInstant = 3, kCounter = 4 };
+enum ArgType : int32_t {
+  kArgInt = 0, kArgUint = 1, kArgDouble = 2, kArgBool = 3, kArgString = 4,
+  kArgPointer = 5,
+};
+
+// Same layout as vp_arg / vp_event in the C ABI (checked there).
+struct Arg {
+  uint32_t name;
+  int32_t type;
+  int64_t i;
+  uint64_t u;
+  double d;
+  const char* s;
+  size_t len;
+};
+
+struct Event {
+  int32_t type;
+  uint32_t category;
+  uint32_t name;
+  const char* name_str;
+  size_t name_len;
+  uint32_t track;
+  uint64_t timestamp_ns;
+  const Arg* args;
+  uint32_t nargs;
+  const uint64_t* flows;
+  uint32_t nflows;
+  const uint64_t* terminating_flows;
+  uint32_t nterminating_flows;
+  int32_t counter_is_double;
+  int64_t counter_int;
+  double counter_double;
+};
+
+void SliceBegin(uint32_t category, uint32_t name);
+void SliceBeginStr(uint32_t category, const char* name, size_t len);
+void SliceEnd();
+void Instant(uint32_t category, uint32_t name);
+void InstantStr(uint32_t category, const char* name, size_t len);
+void CounterInt(uint32_t track, int64_t value);
+void CounterDouble(uint32_t track, double value);
+void Emit(const Event& event);
+
+}  // namespace vpsdk
+
+#endif  // VPSDK_TRACING_H_

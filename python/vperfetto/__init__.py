@@ -1,0 +1,49 @@
+"""vperfetto: Perfetto tracing across the virtual-machine boundary.
+
+    import vperfetto
+
+    with vperfetto.Session("guest.pftrace", categories=["gfx"]):
+        with vperfetto.slice("load", category="gfx", args={"count": 12}):
+            vperfetto.counter("queue_depth", 3)
+"""
+
+from ._native import VERSION as __version__
+from .errors import (
+    InternalError,
+    InvalidArgumentError,
+    OutOfMemoryError,
+    TraceFormatError,
+    TraceIOError,
+    TracingStateError,
+    UnsupportedError,
+    VperfettoError,
+)
+from .tracing import (
+    CounterTrack,
+    Event,
+    Session,
+    Track,
+    begin,
+    boot_time_ns,
+    counter,
+    end,
+    instant,
+    is_tracing,
+    new_flow_id,
+    set_process_name,
+    set_thread_name,
+    sleep_us,
+    slice,
+    traced,
+    uuid_lsb,
+)
+
+__all__ = [
+    "__version__",
+    "Session", "Event", "Track", "CounterTrack",
+    "begin", "end", "instant", "slice", "counter", "traced",
+    "set_process_name", "set_thread_name", "is_tracing",
+    "new_flow_id", "uuid_lsb", "boot_time_ns", "sleep_us",
+    "VperfettoError", "InvalidArgumentError", "TracingStateError", "TraceIOError",
+    "OutOfMemoryError", "TraceFormatError", "UnsupportedError", "InternalError",
+]
