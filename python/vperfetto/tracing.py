@@ -312,10 +312,15 @@ def slice(name, category=None, args=None, *, track=None, flow=None,  # noqa: A00
 
 def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
            category: Optional[str] = None):
-    """Decorator: one slice per call, named after the function by default."""
+    """Decorator: one slice per call.
+
+    The slice is named after the function: its qualified name without the
+    enclosing function's ``<locals>`` (``read_block``, ``Loader.read``).
+    """
 
     def wrap(f):
-        ev = Event(name or getattr(f, "__qualname__", f.__name__), category)
+        default = getattr(f, "__qualname__", f.__name__).rsplit("<locals>.", 1)[-1]
+        ev = Event(name or default, category)
         b = ev.begin
 
         @functools.wraps(f)

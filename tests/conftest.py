@@ -1,0 +1,130 @@
+"""Shared helpers: decode traces with the OFFICIAL Perfetto schema (the oracle)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+
+import pytest
+
+pb2 = pytest.importorskip(
+    "perfetto.protos.perfetto.trace.perfetto_trace_pb2",
+    reason="the PyPI 'perfetto' package (test extra) provides the official schema",
+)
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+TYPE_BEGIN = pb2.TrackEvent.TYPE_SLICE_BEGIN
+TYPE_END = pb2.TrackEvent.TYPE_SLICE_END
+TYPE_INSTANT = pb2.TrackEvent.TYPE_INSTANT
+TYPE_COUNTER = pb2.TrackEvent.TYPE_COUNTER
+SEQ_CLEARED = pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+SEQ_NEEDS = pb2.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+
+
+def load_trace(path) -> "pb2.Trace":
+    t = pb2.Trace()
+    t.ParseFromString(pathlib.Path(path).read_bytes())
+    return t
+
+
+@dataclasses.dataclass
+class Ev:
+    """A track event with interning resolved, as the trace processor sees it."""
+
+    seq: int
+    ts: int
+    type: int
+    name: str | None
+    categories: list
+    track_uuid: int
+    args: dict
+    flows: list
+    terminating_flows: list
+    counter: object
+    index: int
+
+
+def resolve(trace) -> list:
+    """Resolves interning per sequence like the trace processor, checking as it
+    goes that every interned id is defined (after the sequence's latest
+    incremental-state reset) before it is used."""
+    names: dict = {}
+    cats: dict = {}
+    anames: dict = {}
+    defaults: dict = {}
+    cleared: set = set()
+    out = []
+    for i, p in enumerate(trace.packet):
+        seq = p.trusted_packet_sequence_id
+        if p.sequence_flags & SEQ_CLEARED:
+            names[seq], cats[seq], anames[seq] = {}, {}, {}
+            cleared.add(seq)
+        if p.HasField("trace_packet_defaults"):
+            defaults[seq] = p.trace_packet_defaults.track_event_defaults.track_uuid
+        if p.HasField("interned_data"):
+            assert seq in cleared, f"packet {i}: interned data before a reset"
+            for e in p.interned_data.event_names:
+                names[seq][e.iid] = e.name
+            for e in p.interned_data.event_categories:
+                cats[seq][e.iid] = e.name
+            for e in p.interned_data.debug_annotation_names:
+                anames[seq][e.iid] = e.name
+        if not p.HasField("track_event"):
+            continue
+        if p.sequence_flags & SEQ_NEEDS:
+            assert seq in cleared, f"packet {i}: needs incremental state before a reset"
+        te = p.track_event
+        name = te.name if te.HasField("name") else None
+        if te.HasField("name_iid"):
+            assert te.name_iid in names[seq], f"packet {i}: name iid {te.name_iid} undefined"
+            name = names[seq][te.name_iid]
+        categories = list(te.categories)
+        for c in te.category_iids:
+            assert c in cats[seq], f"packet {i}: category iid {c} undefined"
+            categories.append(cats[seq][c])
+        args = {}
+        for a in te.debug_annotations:
+            if a.HasField("name_iid"):
+                assert a.name_iid in anames[seq], f"packet {i}: annotation iid undefined"
+                key = anames[seq][a.name_iid]
+            else:
+                key = a.name
+            args[key] = getattr(a, a.WhichOneof("value"))
+        counter = None
+        if te.HasField("counter_value"):
+            counter = te.counter_value
+        elif te.HasField("double_counter_value"):
+            counter = te.double_counter_value
+        out.append(Ev(seq, p.timestamp, te.type, name, categories,
+                      te.track_uuid if te.HasField("track_uuid") else defaults.get(seq, 0),
+                      args, list(te.flow_ids), list(te.terminating_flow_ids), counter, i))
+    return out
+
+
+def descriptors(trace) -> dict:
+    """uuid -> TrackDescriptor (the last one written)."""
+    return {p.track_descriptor.uuid: p.track_descriptor
+            for p in trace.packet if p.HasField("track_descriptor")}
+
+
+def slices_by_track(events) -> dict:
+    """track uuid -> list of (name, begin_ts, end_ts, depth), checking nesting."""
+    stacks = collections.defaultdict(list)
+    done = collections.defaultdict(list)
+    for e in sorted(events, key=lambda e: (e.ts, e.index)):
+        if e.type == TYPE_BEGIN:
+            stacks[e.track_uuid].append(e)
+        elif e.type == TYPE_END:
+            assert stacks[e.track_uuid], f"unmatched end at packet {e.index}"
+            b = stacks[e.track_uuid].pop()
+            done[e.track_uuid].append((b.name, b.ts, e.ts, len(stacks[e.track_uuid])))
+    for uuid, st in stacks.items():
+        assert not st, f"unterminated slices on track {uuid}: {[b.name for b in st]}"
+    return done
+
+
+@pytest.fixture
+def trace_path(tmp_path):
+    return tmp_path / "trace.pftrace"
