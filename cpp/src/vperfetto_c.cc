@@ -28,7 +28,7 @@ static_assert(offsetof(vp_event, counter_double) == offsetof(vpsdk::Event, count
               "vp_event layout");
 static_assert(offsetof(vp_event, terminating_flows) ==
                   offsetof(vpsdk::Event, terminating_flows), "vp_event layout");
-static_assert(VP_E_INTERNAL == vpsdk::kInternal, "status codes");
+static_assert(static_cast<int>(VP_E_INTERNAL) == static_cast<int>(vpsdk::kInternal), "status codes");
 
 namespace {
 

@@ -252,6 +252,39 @@ typedef struct vp_event {
  * (async slices may begin and end on different threads). */
 VP_API void vp_emit(const vp_event* event);
 
+/* ------------------------------------------------------------------------ */
+/* Offline merge                                                            */
+/* ------------------------------------------------------------------------ */
+
+enum vp_merge_mode {
+  VP_MERGE_HOST_INTO_GUEST = 0, /* the guest is the main timeline (default) */
+  VP_MERGE_GUEST_INTO_HOST = 1, /* the host is the main timeline */
+  VP_MERGE_ADD_TRACES = 2       /* both in one file, unchanged */
+};
+
+typedef struct vp_merge_options vp_merge_options;
+
+VP_API vp_merge_options* vp_merge_options_new(void);
+VP_API void vp_merge_options_free(vp_merge_options* opts);
+VP_API int32_t vp_merge_set_host(vp_merge_options* opts, const char* path, vp_error* err);
+/* Adds a guest trace; `name` labels its processes ("vm1: app"). */
+VP_API int32_t vp_merge_add_guest(vp_merge_options* opts, const char* name, const char* path,
+                                  vp_error* err);
+VP_API int32_t vp_merge_set_output(vp_merge_options* opts, const char* path, vp_error* err);
+VP_API int32_t vp_merge_set_mode(vp_merge_options* opts, int32_t mode, vp_error* err);
+/* Alignment overrides: guest BOOTTIME - host BOOTTIME; the guest's BOOTTIME
+ * when host tracing started; guest TSC - host TSC. */
+VP_API void vp_merge_set_time_diff(vp_merge_options* opts, int64_t guest_minus_host_ns);
+VP_API void vp_merge_set_guest_boot_time(vp_merge_options* opts, uint64_t guest_boot_ns);
+VP_API void vp_merge_set_guest_tsc_offset(vp_merge_options* opts, int64_t guest_minus_host);
+/* Tag the moved traces' packets with TracePacket.machine_id instead of
+ * offsetting their pids, sequences and cpus. */
+VP_API void vp_merge_set_machine_ids(vp_merge_options* opts, int32_t enable);
+/* Runs the merge. The output is written atomically. On success *report is a
+ * JSON description of what was done, to free with vp_string_free. */
+VP_API int32_t vp_merge_run(const vp_merge_options* opts, char** report, vp_error* err);
+VP_API void vp_string_free(char* s);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,0 +1,169 @@
+#include "align.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace vpmerge {
+namespace {
+
+struct TscSample {
+  uint64_t boot;
+  uint64_t tsc;
+};
+
+std::vector<TscSample> MarkerSamples(const InputSummary& s) {
+  std::vector<TscSample> out;
+  for (const SyncMarker& m : s.markers)
+    if (m.has_tsc && m.tsc) out.push_back({m.has_boottime ? m.boottime : m.packet_ts, m.tsc});
+  return out;
+}
+
+std::vector<TscSample> SnapshotSamples(const InputSummary& s) {
+  std::vector<TscSample> out;
+  for (const Snapshot& snap : s.clocks.snapshots()) {
+    bool hb = false, ht = false;
+    uint64_t b = 0, t = 0;
+    for (auto& c : snap) {
+      if (c.first == clk::kBoottime) hb = true, b = c.second;
+      if (c.first == clk::kTsc) ht = true, t = c.second;
+    }
+    if (hb && ht && t) out.push_back({b, t});
+  }
+  return out;
+}
+
+// boot = boot0 + (tsc - tsc0) * ns_per_tick, fitted by least squares.
+struct TscFit {
+  bool ok = false;
+  long double tsc0 = 0, boot0 = 0, ns_per_tick = 0;
+  long double At(long double tsc) const { return boot0 + (tsc - tsc0) * ns_per_tick; }
+};
+
+TscFit Fit(const std::vector<TscSample>& v) {
+  TscFit f;
+  if (v.size() < 2) return f;
+  long double mt = 0, mb = 0;
+  for (auto& s : v) mt += s.tsc, mb += s.boot;
+  mt /= v.size();
+  mb /= v.size();
+  long double sxx = 0, sxy = 0;
+  for (auto& s : v) {
+    long double dx = s.tsc - mt, dy = s.boot - mb;
+    sxx += dx * dx;
+    sxy += dx * dy;
+  }
+  if (sxx <= 0) return f;
+  f.ok = true;
+  f.tsc0 = mt;
+  f.boot0 = mb;
+  f.ns_per_tick = sxy / sxx;
+  return f;
+}
+
+bool TscAlign(const std::vector<TscSample>& g, const std::vector<TscSample>& h,
+              int64_t tsc_offset, Alignment* a) {
+  if (g.empty() || h.empty()) return false;
+  TscFit hf = Fit(h);
+  if (!hf.ok) {
+    // One host sample: borrow the guest's tick rate (the TSC is shared).
+    TscFit gf = Fit(g);
+    if (!gf.ok) return false;
+    hf.ok = true;
+    hf.tsc0 = h[0].tsc;
+    hf.boot0 = h[0].boot;
+    hf.ns_per_tick = gf.ns_per_tick;
+  }
+  if (hf.ns_per_tick <= 0) return false;
+  std::vector<int64_t> d;
+  for (auto& s : g) {
+    long double host_tsc = static_cast<long double>(s.tsc) - tsc_offset;
+    d.push_back(std::llround(static_cast<double>(static_cast<long double>(s.boot) - hf.At(host_tsc))));
+  }
+  std::sort(d.begin(), d.end());
+  a->offset_ns = d[d.size() / 2];
+  a->spread_ns = d.back() - d.front();
+  a->samples = static_cast<int>(d.size());
+  a->detail = "TSC rate " + std::to_string(static_cast<double>(1.0L / hf.ns_per_tick)) +
+              " ticks/ns from " + std::to_string(h.size()) + " host samples";
+  return true;
+}
+
+bool RealtimeOffset(const InputSummary& s, int64_t* boot_minus_real) {
+  for (const Snapshot& snap : s.clocks.snapshots()) {
+    bool hb = false, hr = false;
+    uint64_t b = 0, r = 0;
+    for (auto& c : snap) {
+      if (c.first == clk::kBoottime) hb = true, b = c.second;
+      if (c.first == clk::kRealtime) hr = true, r = c.second;
+    }
+    if (hb && hr) {
+      *boot_minus_real = static_cast<int64_t>(b - r);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool FirstBoottime(const InputSummary& s, uint64_t* out) {
+  if (!s.has_ts) return false;
+  if (clk::IsSequenceScoped(s.first_clock)) return false;
+  if (s.clocks.Convert(s.first_clock, clk::kBoottime, s.first_ts, out)) return true;
+  *out = s.first_ts;  // no snapshot relates its clock: take it as is
+  return true;
+}
+
+Alignment Align(const InputSummary& guest, const InputSummary& host, const AlignOptions& opt) {
+  Alignment a;
+  if (opt.has_time_diff) {
+    a.method = "time-diff";
+    a.offset_ns = opt.time_diff;
+    a.detail = "given";
+    return a;
+  }
+  if (opt.has_guest_boot) {
+    uint64_t host_start;
+    if (FirstBoottime(host, &host_start)) {
+      a.method = "guest-boot-time";
+      a.offset_ns = static_cast<int64_t>(opt.guest_boot - host_start);
+      a.detail = "guest boot time given for the host's first timestamp " + std::to_string(host_start);
+      return a;
+    }
+  }
+  if (TscAlign(MarkerSamples(guest), MarkerSamples(host), opt.guest_tsc_offset, &a)) {
+    a.method = "tsc-markers";
+    return a;
+  }
+  auto gs = MarkerSamples(guest), hs = MarkerSamples(host);
+  auto gsnap = SnapshotSamples(guest), hsnap = SnapshotSamples(host);
+  gs.insert(gs.end(), gsnap.begin(), gsnap.end());
+  hs.insert(hs.end(), hsnap.begin(), hsnap.end());
+  if (!gsnap.empty() && !hsnap.empty() && TscAlign(gs, hs, opt.guest_tsc_offset, &a)) {
+    a.method = "tsc-snapshots";
+    return a;
+  }
+  int64_t g_br, h_br;
+  if (RealtimeOffset(guest, &g_br) && RealtimeOffset(host, &h_br)) {
+    a.method = "realtime-snapshots";
+    a.offset_ns = g_br - h_br;
+    a.approximate = true;
+    a.detail = "assumes the guest's and the host's CLOCK_REALTIME agree";
+    return a;
+  }
+  uint64_t g0, h0;
+  if (FirstBoottime(guest, &g0) && FirstBoottime(host, &h0)) {
+    a.method = "start-of-trace";
+    a.offset_ns = static_cast<int64_t>(g0 - h0);
+    a.approximate = true;
+    a.detail = "assumes both traces started at the same instant";
+    return a;
+  }
+  a.method = "none";
+  a.approximate = true;
+  a.detail = "no timestamps to align";
+  return a;
+}
+
+}  // namespace vpmerge

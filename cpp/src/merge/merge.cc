@@ -1,0 +1,302 @@
+#include "merge.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <memory>
+#include <unordered_set>
+
+#include "rewrite.h"
+#include "scan.h"
+#include "trace_io.h"
+
+namespace vpmerge {
+namespace {
+
+// Minimal JSON writer for the report.
+class Json {
+ public:
+  std::string s;
+  void Str(const std::string& v) {
+    s += '"';
+    for (unsigned char c : v) {
+      if (c == '"' || c == '\\') s += '\\', s += static_cast<char>(c);
+      else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        s += buf;
+      } else s += static_cast<char>(c);
+    }
+    s += '"';
+  }
+  void Key(const char* k) {
+    Sep();
+    Str(k);
+    s += ':';
+    fresh_ = true;
+  }
+  void Open(char c) {
+    Sep();
+    s += c;
+    fresh_ = true;
+  }
+  void Close(char c) {
+    s += c;
+    fresh_ = false;
+  }
+  void Int(int64_t v) { Sep(); s += std::to_string(v); }
+  void UInt(uint64_t v) { Sep(); s += std::to_string(v); }
+  void Bool(bool v) { Sep(); s += v ? "true" : "false"; }
+  void String(const std::string& v) { Sep(); Str(v); }
+
+ private:
+  void Sep() {
+    if (!fresh_ && !s.empty() && s.back() != '[' && s.back() != '{' && s.back() != ':') s += ',';
+    fresh_ = false;
+  }
+  bool fresh_ = true;
+};
+
+struct Side {
+  std::string role;  // "main" or "moved"
+  std::string name;  // guest name, or "host"
+  bool is_guest = false;
+  InputSummary summary;
+  Transform transform;
+  Alignment alignment;
+  RewriteStats stats;
+  size_t uuids_remapped = 0;
+};
+
+int64_t PidBase(int64_t max_pid) {
+  int64_t base = 1000000;  // the original's readable decimal offset
+  while (base <= max_pid) base *= 10;
+  return base;
+}
+
+Status CopySide(Side& side, OutputFile& out) {
+  TraceReader r;
+  Status st = r.Open(side.summary.path);
+  if (!st.ok()) return st;
+  Rewriter rw(side.transform);
+  ByteBuffer buf;
+  PacketView pv;
+  int rc;
+  uint64_t n = 0;
+  while ((rc = r.Next(&pv)) == 1) {
+    st = rw.Packet(pv, &buf);
+    if (!st.ok())
+      return Status::Error(st.code, side.summary.path + ": packet " + std::to_string(n) +
+                                        " at byte " + std::to_string(pv.offset) + ": " + st.message);
+    n++;
+    if (buf.size() >= (1u << 20)) {
+      st = out.Write(buf.data(), buf.size());
+      if (!st.ok()) return st;
+      buf.clear();
+    }
+  }
+  if (rc < 0) return r.status();
+  st = out.Write(buf.data(), buf.size());
+  side.stats = rw.stats();
+  side.uuids_remapped = rw.uuids_remapped();
+  return st;
+}
+
+std::string SanitizeName(const std::string& in) {
+  std::string out;
+  for (char c : in)
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f && out.size() < 64) out += c;
+  return out.empty() ? "guest" : out;
+}
+
+}  // namespace
+
+Status Merge(const MergeOptions& opt, std::string* report_json) {
+  if (opt.host_path.empty()) return Status::Error(vpsdk::kInvalidArgument, "no host trace given");
+  if (opt.guests.empty()) return Status::Error(vpsdk::kInvalidArgument, "no guest trace given");
+  if (opt.output_path.empty()) return Status::Error(vpsdk::kInvalidArgument, "no output path given");
+  if (opt.guests.size() > 1 && opt.mode == MergeMode::kHostIntoGuest)
+    return Status::Error(vpsdk::kInvalidArgument,
+                         "several guests merge into the host's timeline only");
+  std::vector<std::string> inputs{opt.host_path};
+  for (auto& g : opt.guests) inputs.push_back(g.path);
+  for (auto& in : inputs)
+    if (SameFile(in, opt.output_path))
+      return Status::Error(vpsdk::kInvalidArgument,
+                           "the output '" + opt.output_path + "' is also an input");
+  std::vector<std::string> warnings;
+
+  // Pass 1.
+  Side host;
+  host.name = "host";
+  Status st = ScanInput(opt.host_path, &host.summary);
+  if (!st.ok()) return st;
+  std::vector<Side> guests(opt.guests.size());
+  for (size_t i = 0; i < guests.size(); i++) {
+    guests[i].name = SanitizeName(opt.guests[i].name);
+    guests[i].is_guest = true;
+    st = ScanInput(opt.guests[i].path, &guests[i].summary);
+    if (!st.ok()) return st;
+  }
+  for (Side* s : [&] {
+         std::vector<Side*> v{&host};
+         for (auto& g : guests) v.push_back(&g);
+         return v;
+       }()) {
+    if (s->summary.truncated)
+      warnings.push_back(s->summary.path + ": the last packet is truncated at byte " +
+                         std::to_string(s->summary.truncated_at) + "; merged what is complete");
+  }
+
+  for (auto& g : guests) {
+    AlignOptions ao = opt.align;
+    g.alignment = Align(g.summary, host.summary, ao);
+    if (g.alignment.approximate)
+      warnings.push_back("alignment of '" + g.name + "' is approximate (" + g.alignment.method +
+                         ": " + g.alignment.detail + ")");
+  }
+
+  int64_t max_pid = host.summary.max_pid;
+  uint32_t max_cpu = host.summary.max_cpu;
+  for (auto& g : guests) {
+    max_pid = std::max(max_pid, g.summary.max_pid);
+    max_cpu = std::max(max_cpu, g.summary.max_cpu);
+  }
+  int64_t pid_base = PidBase(max_pid);
+  uint32_t cpu_base = 100;
+  while (cpu_base <= max_cpu) cpu_base *= 10;
+
+  // Who is main and who moves.
+  std::vector<Side*> order;  // main first
+  std::unordered_set<uint64_t> used_uuids;
+  bool guest_main = opt.mode == MergeMode::kHostIntoGuest ||
+                    (opt.mode == MergeMode::kAddTraces && guests.size() == 1);
+  if (guest_main) {
+    Side& g = guests[0];
+    g.role = "main";
+    host.role = "moved";
+    order = {&g, &host};
+  } else {
+    host.role = "main";
+    order.push_back(&host);
+    for (auto& g : guests) {
+      g.role = "moved";
+      order.push_back(&g);
+    }
+  }
+  Side& main = *order[0];
+  used_uuids = main.summary.uuids;
+  uint32_t seq_max = main.summary.max_sequence_id;
+  uint64_t uid_max = main.summary.max_uid;
+  if (opt.mode != MergeMode::kAddTraces) {
+    if (main.is_guest) main.transform.name_prefix = main.name + ": ";
+    for (size_t k = 1; k < order.size(); k++) {
+      Side& s = *order[k];
+      Transform& t = s.transform;
+      const Alignment& a = s.is_guest ? s.alignment : guests[0].alignment;
+      t.shift_time = true;
+      t.shift_ns = s.is_guest ? -a.offset_ns : a.offset_ns;
+      t.clocks = &s.summary.clocks;
+      t.remap_uuids = true;
+      t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
+      t.reserved_uuids = &used_uuids;
+      t.drop_session_packets = true;
+      t.drop_global_snapshots = true;
+      if (s.is_guest) t.name_prefix = s.name + ": ";
+      if (opt.machine_ids) {
+        t.machine_id = static_cast<uint32_t>(k);
+      } else {
+        t.seq_offset = seq_max;
+        t.uid_offset = uid_max;
+        t.pid_offset = pid_base * static_cast<int64_t>(k);
+        t.cpu_offset = cpu_base * static_cast<uint32_t>(k);
+      }
+      seq_max += s.summary.max_sequence_id;
+      uid_max += s.summary.max_uid;
+    }
+  }
+
+  // Pass 2.
+  OutputFile out;
+  st = out.Open(opt.output_path);
+  if (!st.ok()) return st;
+  for (size_t k = 0; k < order.size(); k++) {
+    Side& s = *order[k];
+    st = CopySide(s, out);
+    if (!st.ok()) return st;
+  }
+  st = out.Commit();
+  if (!st.ok()) return st;
+
+  // The report.
+  Json j;
+  j.Open('{');
+  j.Key("output");
+  j.String(opt.output_path);
+  j.Key("mode");
+  j.String(opt.mode == MergeMode::kHostIntoGuest   ? "host-into-guest"
+           : opt.mode == MergeMode::kGuestIntoHost ? "guest-into-host"
+                                                   : "add-traces");
+  j.Key("bytes_written");
+  j.UInt(out.bytes());
+  uint64_t total = 0;
+  for (Side* s : order) total += s->stats.packets_written;
+  j.Key("packets_written");
+  j.UInt(total);
+  j.Key("pid_base");
+  j.Int(opt.machine_ids ? 0 : pid_base);
+  j.Key("inputs");
+  j.Open('[');
+  for (Side* s : order) {
+    const Transform& t = s->transform;
+    j.Open('{');
+    j.Key("role"); j.String(s->role);
+    j.Key("name"); j.String(s->name);
+    j.Key("kind"); j.String(s->is_guest ? "guest" : "host");
+    j.Key("path"); j.String(s->summary.path);
+    j.Key("gzip"); j.Bool(s->summary.gzip);
+    j.Key("bytes"); j.UInt(s->summary.bytes);
+    j.Key("packets_read"); j.UInt(s->stats.packets_read);
+    j.Key("packets_written"); j.UInt(s->stats.packets_written);
+    j.Key("packets_dropped"); j.UInt(s->stats.packets_dropped);
+    j.Key("snapshots_dropped"); j.UInt(s->stats.snapshots_dropped);
+    j.Key("session_packets_dropped"); j.UInt(s->stats.session_packets_dropped);
+    j.Key("timestamps_shifted"); j.UInt(s->stats.timestamps_shifted);
+    j.Key("unconvertible_timestamps"); j.UInt(s->stats.unconvertible_timestamps);
+    j.Key("compressed_packets"); j.UInt(s->summary.compressed_packets);
+    j.Key("truncated_at"); j.Int(s->summary.truncated ? static_cast<int64_t>(s->summary.truncated_at) : -1);
+    j.Key("shift_ns"); j.Int(t.shift_time ? t.shift_ns : 0);
+    j.Key("seq_offset"); j.UInt(t.seq_offset);
+    j.Key("uid_offset"); j.UInt(t.uid_offset);
+    j.Key("pid_offset"); j.Int(t.pid_offset);
+    j.Key("cpu_offset"); j.UInt(t.cpu_offset);
+    j.Key("machine_id"); j.UInt(t.machine_id);
+    j.Key("uuids_remapped"); j.UInt(s->uuids_remapped);
+    j.Key("clock_sync_markers"); j.UInt(s->summary.markers.size());
+    j.Close('}');
+  }
+  j.Close(']');
+  j.Key("alignments");
+  j.Open('[');
+  for (auto& g : guests) {
+    j.Open('{');
+    j.Key("guest"); j.String(g.name);
+    j.Key("method"); j.String(g.alignment.method);
+    j.Key("offset_ns"); j.Int(g.alignment.offset_ns);
+    j.Key("approximate"); j.Bool(g.alignment.approximate);
+    j.Key("spread_ns"); j.Int(g.alignment.spread_ns);
+    j.Key("samples"); j.Int(g.alignment.samples);
+    j.Key("detail"); j.String(g.alignment.detail);
+    j.Key("applied"); j.Bool(opt.mode != MergeMode::kAddTraces);
+    j.Close('}');
+  }
+  j.Close(']');
+  j.Key("warnings");
+  j.Open('[');
+  for (auto& w : warnings) j.String(w);
+  j.Close(']');
+  j.Close('}');
+  *report_json = std::move(j.s);
+  return Status::Ok();
+}
+
+}  // namespace vpmerge

@@ -1,0 +1,39 @@
+// Merging guest and host traces into one, on one clock.
+#ifndef VPERFETTO_MERGE_MERGE_H_
+#define VPERFETTO_MERGE_MERGE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "align.h"
+#include "vpsdk/tracing.h"
+
+namespace vpmerge {
+
+enum class MergeMode : int32_t {
+  kHostIntoGuest = 0,  // the original's default: the guest is the main timeline
+  kGuestIntoHost = 1,  // the host is the main timeline (always with several guests)
+  kAddTraces = 2,      // both in one file, unchanged
+};
+
+struct GuestInput {
+  std::string name;
+  std::string path;
+};
+
+struct MergeOptions {
+  std::string host_path;
+  std::vector<GuestInput> guests;
+  std::string output_path;
+  MergeMode mode = MergeMode::kHostIntoGuest;
+  AlignOptions align;
+  bool machine_ids = false;  // tag moved packets with TracePacket.machine_id
+};
+
+// Runs the merge; on success `report_json` describes what was done.
+vpsdk::Status Merge(const MergeOptions& opt, std::string* report_json);
+
+}  // namespace vpmerge
+
+#endif  // VPERFETTO_MERGE_MERGE_H_

@@ -1,0 +1,770 @@
+#include "rewrite.h"
+
+#include <zlib.h>
+
+#include <cstring>
+
+#include "proto_fields.h"
+#include "scan.h"
+
+namespace vpmerge {
+namespace {
+
+uint64_t Mix(uint64_t z) {  // splitmix64 finaliser: a bijection on 64 bits
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+bool IsLen(const Field& f) { return f.type == proto::kLengthDelimited; }
+
+// Which fields of an ftrace event's payload hold pids and cpus.
+struct EventIds {
+  uint32_t event;
+  uint32_t pids[3];
+  uint32_t cpus[2];
+};
+constexpr EventIds kEventIds[] = {
+    {fld::FtraceEvent::kSchedSwitch, {2, 6, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedWakeup, {2, 0, 0}, {5, 0}},
+    {fld::FtraceEvent::kSchedWaking, {2, 0, 0}, {5, 0}},
+    {fld::FtraceEvent::kSchedWakeupNew, {2, 0, 0}, {5, 0}},
+    {fld::FtraceEvent::kSchedBlockedReason, {1, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kTaskNewtask, {1, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kTaskRename, {1, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessExec, {2, 3, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessExit, {2, 3, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessFork, {2, 4, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessFree, {2, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessHang, {2, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedProcessWait, {2, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedPiSetprio, {4, 0, 0}, {0, 0}},
+    {fld::FtraceEvent::kSchedMigrateTask, {2, 0, 0}, {4, 5}},
+    {fld::FtraceEvent::kCpuFrequency, {0, 0, 0}, {2, 0}},
+    {fld::FtraceEvent::kCpuIdle, {0, 0, 0}, {2, 0}},
+};
+
+const EventIds* FindEventIds(uint32_t id) {
+  for (const EventIds& e : kEventIds)
+    if (e.event == id) return &e;
+  return nullptr;
+}
+
+bool In(const uint32_t* list, size_t n, uint32_t id) {
+  for (size_t i = 0; i < n; i++)
+    if (list[i] && list[i] == id) return true;
+  return false;
+}
+
+// Fields of TracePacket that carry no content of their own.
+bool IsEnvelope(uint32_t id) {
+  switch (id) {
+    case pf::TracePacket::kTimestamp:
+    case pf::TracePacket::kTrustedPacketSequenceId:
+    case pf::TracePacket::kTrustedUid:
+    case pf::TracePacket::kTimestampClockId:
+    case pf::TracePacket::kTrustedPid:
+    case pf::TracePacket::kMachineId:
+    case pf::TracePacket::kPreviousPacketDropped:
+    case pf::TracePacket::kFirstPacketOnSequence:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+uint64_t Rewriter::Uuid(uint64_t u) {
+  if (!t_.remap_uuids || u == 0) return u;
+  auto it = uuid_map_.find(u);
+  if (it != uuid_map_.end()) return it->second;
+  uint64_t x = Mix(u ^ t_.uuid_salt);
+  while (x == 0 || (t_.reserved_uuids && t_.reserved_uuids->count(x))) x = Mix(x + 1);
+  uuid_map_.emplace(u, x);
+  if (t_.reserved_uuids) t_.reserved_uuids->insert(x);
+  return x;
+}
+
+uint64_t Rewriter::Pid(uint64_t v) const {
+  int64_t p = static_cast<int32_t>(v);
+  if (p <= 0 || !t_.pid_offset) return v;
+  return static_cast<uint64_t>(p + t_.pid_offset);
+}
+
+// Moves a timestamp on `clock` to the reference clock of the main trace.
+// Sequence-scoped clocks stay as they are (their snapshots move instead).
+uint64_t Rewriter::Time(uint32_t clock, uint64_t t, bool* to_ref) {
+  *to_ref = false;
+  if (!t_.shift_time || clk::IsSequenceScoped(clock)) return t;
+  if (clock != t_.ref_clock) {
+    uint64_t r;
+    if (Converts(clock) && t_.clocks->Convert(clock, t_.ref_clock, t, &r)) {
+      t = r;
+      *to_ref = true;
+    } else {
+      stats_.unconvertible_timestamps++;
+      return t;  // no snapshot relates its clock: leave it untouched
+    }
+  }
+  return RefTime(t);
+}
+
+void Rewriter::PrefixedString(const Field& f, ByteBuffer* o) {
+  std::string s = t_.name_prefix;
+  s.append(reinterpret_cast<const char*>(f.data), f.size);
+  o->BytesField(f.id, s.data(), s.size());
+}
+
+void Rewriter::ProcessOrThread(const Field& f, ByteBuffer* o, bool process) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    bool pid = g.id == 1 || (!process && g.id == 2);  // pid; tid for threads
+    if (pid && !IsLen(g)) o->ScalarField(g, Pid(g.int_value));
+    else if (process && g.id == pf::ProcessDescriptor::kProcessName && IsLen(g) && !t_.name_prefix.empty())
+      PrefixedString(g, o);
+    else o->AppendRaw(g);
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::TrackDescriptor(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TrackDescriptor::kUuid:
+      case pf::TrackDescriptor::kParentUuid:
+        if (!IsLen(g)) o->ScalarField(g, Uuid(g.int_value));
+        else o->AppendRaw(g);
+        break;
+      case pf::TrackDescriptor::kProcess:
+      case pf::TrackDescriptor::kThread:
+        if (IsLen(g)) ProcessOrThread(g, o, g.id == pf::TrackDescriptor::kProcess);
+        else o->AppendRaw(g);
+        break;
+      default:
+        o->AppendRaw(g);
+    }
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::Uuids(const Field& g, ByteBuffer* o) {
+  if (!IsLen(g)) {
+    o->ScalarField(g, Uuid(g.int_value));
+    return;
+  }
+  size_t n = o->BeginNested(g.id);  // packed
+  ForEachVarint(g, [&](uint64_t v) { o->Varint(Uuid(v)); });
+  o->EndNested(n);
+}
+
+void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
+  // Most track events (on the thread's default track) need no change.
+  bool touch = false;
+  {
+    ProtoDecoder d(f.data, f.size);
+    Field g;
+    while (d.Next(&g) && !touch) {
+      switch (g.id) {
+        case pf::TrackEvent::kTrackUuid:
+        case pf::TrackEvent::kExtraCounterTrackUuids:
+        case fld::TrackEvent::kExtraDoubleCounterTrackUuids:
+          touch = t_.remap_uuids;
+          break;
+        case fld::TrackEvent::kTimestampAbsoluteUs:
+          touch = t_.shift_time;
+          break;
+        case fld::TrackEvent::kLegacyEvent:
+          touch = t_.pid_offset != 0;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  if (!touch) {
+    o->AppendRaw(f);
+    return;
+  }
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TrackEvent::kTrackUuid:
+      case pf::TrackEvent::kExtraCounterTrackUuids:
+      case fld::TrackEvent::kExtraDoubleCounterTrackUuids:
+        Uuids(g, o);
+        break;
+      case fld::TrackEvent::kTimestampAbsoluteUs:
+        o->ScalarField(g, static_cast<uint64_t>(static_cast<int64_t>(g.int_value) + t_.shift_ns / 1000));
+        break;
+      case fld::TrackEvent::kLegacyEvent: {
+        if (!IsLen(g)) {
+          o->AppendRaw(g);
+          break;
+        }
+        size_t m = o->BeginNested(g.id);
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h)) {
+          if ((h.id == fld::TrackEvent::Legacy::kPidOverride ||
+               h.id == fld::TrackEvent::Legacy::kTidOverride) && !IsLen(h))
+            o->ScalarField(h, Pid(h.int_value));
+          else
+            o->AppendRaw(h);
+        }
+        o->EndNested(m);
+        break;
+      }
+      default:
+        o->AppendRaw(g);
+    }
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id == pf::TracePacketDefaults::kTimestampClockId && !IsLen(g) &&
+        Converts(static_cast<uint32_t>(g.int_value))) {
+      // Its packets are converted to the reference clock one by one.
+      o->ScalarField(g, t_.ref_clock);
+    } else if (g.id == pf::TracePacketDefaults::kTrackEventDefaults && IsLen(g) && t_.remap_uuids) {
+      size_t m = o->BeginNested(g.id);
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h)) {
+        if (h.id == pf::TrackEventDefaults::kTrackUuid ||
+            h.id == fld::TrackEventDefaults::kExtraCounterTrackUuids ||
+            h.id == fld::TrackEventDefaults::kExtraDoubleCounterTrackUuids)
+          Uuids(h, o);
+        else
+          o->AppendRaw(h);
+      }
+      o->EndNested(m);
+    } else {
+      o->AppendRaw(g);
+    }
+  }
+  o->EndNested(n);
+}
+
+// A global snapshot of the moved side is dropped: its clocks are expressed in
+// the main trace's clock instead. A snapshot that defines sequence-scoped
+// clocks (64..127) is kept with their entries untouched (deltas stay deltas)
+// and one reference-clock entry that carries the shift.
+void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
+  *dropped = false;
+  if (!t_.drop_global_snapshots) {
+    o->AppendRaw(f);
+    return;
+  }
+  bool scoped = false;
+  bool have_global = false;
+  uint32_t gclock = 0;
+  uint64_t gts = 0;
+  {
+    ProtoDecoder d(f.data, f.size);
+    Field g;
+    while (d.Next(&g)) {
+      if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) continue;
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      uint32_t id = 0;
+      uint64_t ts = 0;
+      while (e.Next(&h)) {
+        if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
+        if (h.id == pf::ClockSnapshot::Clock::kTimestamp) ts = h.int_value;
+      }
+      if (clk::IsSequenceScoped(id)) scoped = true;
+      else if (!have_global || id == t_.ref_clock) have_global = true, gclock = id, gts = ts;
+    }
+  }
+  if (!scoped || !have_global) {
+    *dropped = true;
+    stats_.snapshots_dropped++;
+    return;
+  }
+  bool to_ref;
+  uint64_t ref = Time(gclock, gts, &to_ref);
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  bool wrote_ref = false;
+  while (d.Next(&g)) {
+    if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) {
+      if (g.id != pf::ClockSnapshot::kPrimaryTraceClock) o->AppendRaw(g);
+      continue;
+    }
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    uint32_t id = 0;
+    while (e.Next(&h))
+      if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
+    if (clk::IsSequenceScoped(id)) {
+      o->AppendRaw(g);
+    } else if (!wrote_ref) {
+      size_t m = o->BeginNested(pf::ClockSnapshot::kClocks);
+      o->VarintField(pf::ClockSnapshot::Clock::kClockId, t_.ref_clock);
+      o->VarintField(pf::ClockSnapshot::Clock::kTimestamp, ref);
+      o->EndNested(m);
+      wrote_ref = true;
+    }
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::Print(const Field& g, ByteBuffer* o) {
+  // atrace markers: "B|pid|name", "C|pid|name|value", "S|pid|...", "E|pid".
+  const char* s = reinterpret_cast<const char*>(g.data);
+  size_t n = g.size;
+  if (t_.pid_offset && n >= 3 && s[1] == '|' && std::strchr("BECSFGHINTU", s[0]) && s[0]) {
+    size_t i = 2;
+    int64_t pid = 0;
+    while (i < n && i < 14 && s[i] >= '0' && s[i] <= '9') pid = pid * 10 + (s[i++] - '0');
+    if (i > 2 && (i == n || s[i] == '|' || s[i] == '\n') && pid > 0) {
+      std::string out(s, 2);
+      out += std::to_string(pid + t_.pid_offset);
+      out.append(s + i, n - i);
+      o->BytesField(g.id, out.data(), out.size());
+      return;
+    }
+  }
+  o->AppendRaw(g);
+}
+
+void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (IsLen(g) && g.id == fld::FtraceEvent::kPrint) {
+      size_t m = o->BeginNested(g.id);
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h)) {
+        if (h.id == 2 && IsLen(h)) Print(h, o);  // buf
+        else o->AppendRaw(h);
+      }
+      o->EndNested(m);
+      continue;
+    }
+    if (IsLen(g)) {
+      const EventIds* ids = FindEventIds(g.id);
+      if (!ids || (!t_.pid_offset && !t_.cpu_offset)) {
+        o->AppendRaw(g);
+        continue;
+      }
+      size_t m = o->BeginNested(g.id);
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h)) {
+        if (!IsLen(h) && In(ids->pids, 3, h.id)) o->ScalarField(h, Pid(h.int_value));
+        else if (!IsLen(h) && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
+        else o->AppendRaw(h);
+      }
+      o->EndNested(m);
+      continue;
+    }
+    if (g.id == fld::FtraceEvent::kTimestamp && shift) {
+      bool to_ref;
+      o->ScalarField(g, Time(clk::kBoottime, g.int_value, &to_ref));
+    } else if (g.id == fld::FtraceEvent::kPid) {
+      o->ScalarField(g, Pid(g.int_value));
+    } else {
+      o->AppendRaw(g);
+    }
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  bool first_switch = true, first_waking = true;
+  while (d.Next(&g)) {
+    uint32_t id = g.id;
+    bool pid = id == fld::CompactSched::kSwitchNextPid || id == fld::CompactSched::kWakingPid;
+    bool cpu = id == fld::CompactSched::kWakingTargetCpu;
+    bool ts = id == fld::CompactSched::kSwitchTimestamp || id == fld::CompactSched::kWakingTimestamp;
+    bool* first = id == fld::CompactSched::kSwitchTimestamp ? &first_switch : &first_waking;
+    if (!(pid && t_.pid_offset) && !(cpu && t_.cpu_offset) && !(ts && shift && *first)) {
+      o->AppendRaw(g);
+      continue;
+    }
+    auto map = [&](uint64_t v) -> uint64_t {
+      if (pid) return Pid(v);
+      if (cpu) return Cpu(v);
+      if (*first) {  // timestamps are deltas: only the first is absolute
+        *first = false;
+        bool to_ref;
+        return Time(clk::kBoottime, v, &to_ref);
+      }
+      return v;
+    };
+    if (!IsLen(g)) {
+      o->ScalarField(g, map(g.int_value));
+      continue;
+    }
+    size_t m = o->BeginNested(id);
+    ForEachVarint(g, [&](uint64_t v) { o->Varint(map(v)); });
+    o->EndNested(m);
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
+  // Event timestamps are on the bundle's ftrace clock; unset means BOOTTIME.
+  // With another clock the trace processor converts through the bundle's
+  // (ftrace_timestamp, boot_timestamp) pair, so that pair moves instead.
+  bool boot_clock = true;
+  {
+    ProtoDecoder d(f.data, f.size);
+    Field g;
+    while (d.Next(&g))
+      if (g.id == fld::FtraceEventBundle::kFtraceClock && g.int_value != 0) boot_clock = false;
+  }
+  bool shift = t_.shift_time && boot_clock;
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  bool to_ref;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case fld::FtraceEventBundle::kCpu:
+        o->ScalarField(g, Cpu(g.int_value));
+        break;
+      case fld::FtraceEventBundle::kEvent:
+        if (IsLen(g)) FtraceEvent(g, o, shift);
+        else o->AppendRaw(g);
+        break;
+      case fld::FtraceEventBundle::kCompactSched:
+        if (IsLen(g)) CompactSched(g, o, shift);
+        else o->AppendRaw(g);
+        break;
+      case fld::FtraceEventBundle::kBootTimestamp:
+        if (t_.shift_time && !IsLen(g)) o->ScalarField(g, Time(clk::kBoottime, g.int_value, &to_ref));
+        else o->AppendRaw(g);
+        break;
+      case fld::FtraceEventBundle::kLastReadEventTimestamp:
+      case fld::FtraceEventBundle::kPreviousBundleEndTimestamp:
+        if (shift && !IsLen(g)) o->ScalarField(g, Time(clk::kBoottime, g.int_value, &to_ref));
+        else o->AppendRaw(g);
+        break;
+      default:
+        o->AppendRaw(g);
+    }
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    bool proc = g.id == fld::ProcessTree::kProcesses, thread = g.id == fld::ProcessTree::kThreads;
+    if (!IsLen(g) || (!proc && !thread)) {
+      o->AppendRaw(g);
+      continue;
+    }
+    size_t m = o->BeginNested(g.id);
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    bool first_cmdline = true;
+    while (e.Next(&h)) {
+      bool pid = proc ? (h.id == fld::ProcessTree::Process::kPid || h.id == fld::ProcessTree::Process::kPpid)
+                      : (h.id == fld::ProcessTree::Thread::kTid || h.id == fld::ProcessTree::Thread::kTgid);
+      if (pid && !IsLen(h)) {
+        o->ScalarField(h, Pid(h.int_value));
+      } else if (proc && h.id == fld::ProcessTree::Process::kCmdline && IsLen(h) && first_cmdline &&
+                 !t_.name_prefix.empty()) {
+        first_cmdline = false;
+        PrefixedString(h, o);
+      } else {
+        o->AppendRaw(h);
+      }
+    }
+    o->EndNested(m);
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id != fld::ProcessStats::kProcesses || !IsLen(g)) {
+      o->AppendRaw(g);
+      continue;
+    }
+    size_t m = o->BeginNested(g.id);
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.id == fld::ProcessStats::Process::kPid && !IsLen(h)) {
+        o->ScalarField(h, Pid(h.int_value));
+      } else if (h.id == fld::ProcessStats::Process::kThreads && IsLen(h)) {
+        size_t k = o->BeginNested(h.id);
+        ProtoDecoder t(h.data, h.size);
+        Field x;
+        while (t.Next(&x)) {
+          if (x.id == fld::ProcessStats::Thread::kTid && !IsLen(x)) o->ScalarField(x, Pid(x.int_value));
+          else o->AppendRaw(x);
+        }
+        o->EndNested(k);
+      } else {
+        o->AppendRaw(h);
+      }
+    }
+    o->EndNested(m);
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  bool to_ref;
+  while (d.Next(&g)) {
+    if (g.id != fld::AndroidLog::kEvents || !IsLen(g)) {
+      o->AppendRaw(g);
+      continue;
+    }
+    size_t m = o->BeginNested(g.id);
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if ((h.id == fld::AndroidLog::Event::kPid || h.id == fld::AndroidLog::Event::kTid) && !IsLen(h))
+        o->ScalarField(h, Pid(h.int_value));
+      else if (h.id == fld::AndroidLog::Event::kTimestamp && !IsLen(h) && t_.shift_time)
+        o->ScalarField(h, Time(clk::kBoottime, h.int_value, &to_ref));
+      else
+        o->AppendRaw(h);
+    }
+    o->EndNested(m);
+  }
+  o->EndNested(n);
+}
+
+void Rewriter::PerfSample(const Field& f, ByteBuffer* o) {
+  size_t n = o->BeginNested(f.id);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if ((g.id == fld::PerfSample::kPid || g.id == fld::PerfSample::kTid) && !IsLen(g))
+      o->ScalarField(g, Pid(g.int_value));
+    else if (g.id == fld::PerfSample::kCpu && !IsLen(g))
+      o->ScalarField(g, Cpu(g.int_value));
+    else
+      o->AppendRaw(g);
+  }
+  o->EndNested(n);
+}
+
+bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) {
+  if (depth > 0) {
+    *st = Status::Error(vpsdk::kFormatError, "nested compressed_packets");
+    return false;
+  }
+  ByteBuffer plain;
+  *st = Inflate(f.data, f.size, kMaxInflatedPacket, &plain);
+  if (!st->ok()) return false;
+  ByteBuffer inner, body;
+  ProtoDecoder d(plain.data(), plain.size());
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id != 1 || !IsLen(g)) {
+      *st = Status::Error(vpsdk::kFormatError, "malformed compressed_packets");
+      return false;
+    }
+    stats_.packets_read++;
+    body.clear();
+    if (!Body(g.data, g.size, &body, depth + 1, st)) {
+      if (!st->ok()) return false;
+      stats_.packets_dropped++;
+      continue;
+    }
+    inner.BytesField(1, body.data(), body.size());
+    stats_.packets_written++;
+  }
+  if (d.error()) {
+    *st = Status::Error(vpsdk::kFormatError, "malformed compressed_packets");
+    return false;
+  }
+  if (inner.size() == 0) return false;
+  uLongf cap = compressBound(static_cast<uLong>(inner.size()));
+  ByteBuffer z;
+  z.resize(cap);
+  if (compress2(z.data(), &cap, inner.data(), static_cast<uLong>(inner.size()), 6) != Z_OK) {
+    *st = Status::Error(vpsdk::kNoMemory, "recompressing compressed_packets failed");
+    return false;
+  }
+  o->BytesField(f.id, z.data(), cap);
+  stats_.compressed_rewritten++;
+  return true;
+}
+
+bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st) {
+  // First look: the sequence, its clock and whether its state resets here.
+  uint32_t seq_id = 0, clock = 0, default_clock = 0;
+  bool has_clock = false, has_default_clock = false, cleared = false;
+  {
+    ProtoDecoder d(data, size);
+    Field g;
+    while (d.Next(&g)) {
+      if (g.id == pf::TracePacket::kTrustedPacketSequenceId) seq_id = static_cast<uint32_t>(g.int_value);
+      else if (g.id == pf::TracePacket::kTimestampClockId) clock = static_cast<uint32_t>(g.int_value), has_clock = true;
+      else if (g.id == pf::TracePacket::kSequenceFlags && (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared)) cleared = true;
+      else if (g.id == pf::TracePacket::kIncrementalStateCleared && g.int_value) cleared = true;
+      else if (g.id == pf::TracePacket::kTracePacketDefaults && IsLen(g)) {
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h))
+          if (h.id == pf::TracePacketDefaults::kTimestampClockId)
+            default_clock = static_cast<uint32_t>(h.int_value), has_default_clock = true;
+      }
+    }
+    if (d.error()) {
+      *st = Status::Error(vpsdk::kFormatError, "malformed packet");
+      return false;
+    }
+  }
+  Seq& seq = seqs_[seq_id];
+  if (cleared) seq.default_clock = clk::kBoottime;
+  if (has_default_clock) seq.default_clock = default_clock;
+  uint32_t ts_clock = has_clock ? clock : seq.default_clock;
+
+  bool payload = false;
+  bool wrote_machine = false;
+  ProtoDecoder d(data, size);
+  Field g;
+  while (d.Next(&g)) {
+    bool content = !IsEnvelope(g.id);
+    switch (g.id) {
+      case pf::TracePacket::kTimestamp: {
+        // Its clock field (or the sequence default) is rewritten to the
+        // reference clock exactly when the value is converted.
+        bool to_ref;
+        o->ScalarField(g, Time(ts_clock, g.int_value, &to_ref));
+        break;
+      }
+      case pf::TracePacket::kTimestampClockId:
+        if (Converts(clock)) o->ScalarField(g, t_.ref_clock);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kTrustedPacketSequenceId:
+        o->ScalarField(g, g.int_value + t_.seq_offset);
+        break;
+      case pf::TracePacket::kTrustedUid:
+        o->ScalarField(g, static_cast<uint64_t>(static_cast<int64_t>(g.int_value) +
+                                                static_cast<int64_t>(t_.uid_offset)));
+        break;
+      case pf::TracePacket::kTrustedPid:
+        o->ScalarField(g, Pid(g.int_value));
+        break;
+      case pf::TracePacket::kMachineId:
+        if (t_.machine_id) o->VarintField(g.id, t_.machine_id), wrote_machine = true;
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kTraceConfig:
+      case pf::TracePacket::kTraceStats:
+      case pf::TracePacket::kSynchronizationMarker:
+        if (t_.drop_session_packets) {
+          stats_.session_packets_dropped++;
+          content = false;
+        } else {
+          o->AppendRaw(g);
+        }
+        break;
+      case pf::TracePacket::kClockSnapshot: {
+        bool dropped = false;
+        if (IsLen(g)) Snapshot(g, o, &dropped);
+        else o->AppendRaw(g);
+        if (dropped) content = false;
+        break;
+      }
+      case pf::TracePacket::kTracePacketDefaults:
+        if (IsLen(g)) Defaults(g, o);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kTrackDescriptor:
+        if (IsLen(g)) TrackDescriptor(g, o);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kTrackEvent:
+        if (IsLen(g)) TrackEvent(g, o);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kFtraceEvents:
+        if (IsLen(g)) Ftrace(g, o);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kProcessTree:
+        if (IsLen(g)) ProcessTree(g, o);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kProcessStats:
+        if (IsLen(g)) ProcessStats(g, o);
+        else o->AppendRaw(g);
+        break;
+      case fld::kAndroidLog:
+        if (IsLen(g)) AndroidLog(g, o);
+        else o->AppendRaw(g);
+        break;
+      case fld::kPerfSample:
+        if (IsLen(g)) PerfSample(g, o);
+        else o->AppendRaw(g);
+        break;
+      case fld::kProcessDescriptorLegacy:
+      case fld::kThreadDescriptorLegacy:
+        if (IsLen(g)) ProcessOrThread(g, o, g.id == fld::kProcessDescriptorLegacy);
+        else o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kCompressedPackets:
+        if (!IsLen(g) || !Compressed(g, o, depth, st)) {
+          if (!st->ok()) return false;
+          content = false;
+        }
+        break;
+      default:
+        o->AppendRaw(g);
+    }
+    payload |= content;
+  }
+  if (t_.machine_id && !wrote_machine) o->VarintField(pf::TracePacket::kMachineId, t_.machine_id);
+  return payload;
+}
+
+Status Rewriter::Packet(const PacketView& pv, ByteBuffer* out) {
+  stats_.packets_read++;
+  if (t_.Identity()) {
+    out->Append(pv.raw, pv.raw_size);
+    stats_.packets_written++;
+    return Status::Ok();
+  }
+  body_.clear();
+  Status st;
+  if (!Body(pv.data, pv.size, &body_, 0, &st)) {
+    if (!st.ok()) return st;
+    stats_.packets_dropped++;
+    return Status::Ok();
+  }
+  out->BytesField(1, body_.data(), body_.size());
+  stats_.packets_written++;
+  return Status::Ok();
+}
+
+}  // namespace vpmerge

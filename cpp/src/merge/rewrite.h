@@ -1,0 +1,105 @@
+// The merge's second pass: rewriting one input's packets so that they live on
+// the main trace's clock and never collide with another input's ids.
+#ifndef VPERFETTO_MERGE_REWRITE_H_
+#define VPERFETTO_MERGE_REWRITE_H_
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "trace_io.h"
+#include "trace_model.h"
+
+namespace vpmerge {
+
+struct Transform {
+  bool shift_time = false;
+  int64_t shift_ns = 0;                 // added to reference-clock timestamps
+  uint32_t ref_clock = clk::kBoottime;  // the clock alignment is expressed in
+  const ClockConverter* clocks = nullptr;
+  uint32_t seq_offset = 0;
+  uint64_t uid_offset = 0;
+  int64_t pid_offset = 0;
+  uint32_t cpu_offset = 0;
+  bool remap_uuids = false;
+  uint64_t uuid_salt = 0;
+  // Uuids taken (the main side's and every remapped one so far); shared by
+  // the rewriters of one merge so no two tracks ever share a uuid.
+  std::unordered_set<uint64_t>* reserved_uuids = nullptr;
+  std::string name_prefix;              // prepended to process names
+  bool drop_session_packets = false;    // trace_config, trace_stats, sync markers
+  bool drop_global_snapshots = false;   // its clocks are re-expressed instead
+  uint32_t machine_id = 0;              // TracePacket.machine_id, 0: leave
+
+  bool Identity() const {
+    return !shift_time && !seq_offset && !uid_offset && !pid_offset && !cpu_offset &&
+           !remap_uuids && name_prefix.empty() && !drop_session_packets &&
+           !drop_global_snapshots && !machine_id;
+  }
+};
+
+struct RewriteStats {
+  uint64_t packets_read = 0;
+  uint64_t packets_written = 0;
+  uint64_t packets_dropped = 0;  // emptied by the rewrite (snapshots, config, stats)
+  uint64_t snapshots_dropped = 0;
+  uint64_t session_packets_dropped = 0;
+  uint64_t timestamps_shifted = 0;
+  uint64_t unconvertible_timestamps = 0;
+  uint64_t compressed_rewritten = 0;
+};
+
+class Rewriter {
+ public:
+  explicit Rewriter(const Transform& t) : t_(t) {}
+  // Appends the packet, rewritten, as a Trace.packet field; nothing when the
+  // rewrite leaves it without content.
+  Status Packet(const PacketView& pv, ByteBuffer* out);
+  const RewriteStats& stats() const { return stats_; }
+  size_t uuids_remapped() const { return uuid_map_.size(); }
+
+ private:
+  struct Seq {
+    uint32_t default_clock = clk::kBoottime;
+  };
+  // Writes the rewritten TracePacket body; returns false when it is empty.
+  bool Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st);
+  uint64_t Uuid(uint64_t u);
+  uint64_t Pid(uint64_t v) const;
+  uint64_t Cpu(uint64_t v) const { return v + t_.cpu_offset; }
+  uint64_t Time(uint32_t clock, uint64_t t, bool* to_ref);
+  // True when timestamps on `clock` are converted to the reference clock.
+  bool Converts(uint32_t clock) const {
+    return t_.shift_time && clock != t_.ref_clock && !clk::IsSequenceScoped(clock) &&
+           t_.clocks && t_.clocks->Relates(clock, t_.ref_clock);
+  }
+  uint64_t RefTime(uint64_t t) { stats_.timestamps_shifted++; return t + static_cast<uint64_t>(t_.shift_ns); }
+
+  void TrackDescriptor(const Field& f, ByteBuffer* o);
+  void ProcessOrThread(const Field& f, ByteBuffer* o, bool process);
+  void TrackEvent(const Field& f, ByteBuffer* o);
+  void Defaults(const Field& f, ByteBuffer* o);
+  void Snapshot(const Field& f, ByteBuffer* o, bool* dropped);
+  void Ftrace(const Field& f, ByteBuffer* o);
+  void FtraceEvent(const Field& f, ByteBuffer* o, bool shift);
+  void CompactSched(const Field& f, ByteBuffer* o, bool shift);
+  void ProcessTree(const Field& f, ByteBuffer* o);
+  void ProcessStats(const Field& f, ByteBuffer* o);
+  void AndroidLog(const Field& f, ByteBuffer* o);
+  void PerfSample(const Field& f, ByteBuffer* o);
+  void Print(const Field& f, ByteBuffer* o);
+  void Uuids(const Field& f, ByteBuffer* o);
+  void PrefixedString(const Field& f, ByteBuffer* o);
+  bool Compressed(const Field& f, ByteBuffer* o, int depth, Status* st);
+
+  Transform t_;
+  RewriteStats stats_;
+  std::unordered_map<uint32_t, Seq> seqs_;
+  std::unordered_map<uint64_t, uint64_t> uuid_map_;
+  ByteBuffer body_;
+};
+
+}  // namespace vpmerge
+
+#endif  // VPERFETTO_MERGE_REWRITE_H_

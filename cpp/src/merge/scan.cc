@@ -1,0 +1,420 @@
+#include "scan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "proto_fields.h"
+
+namespace vpmerge {
+
+bool ClockConverter::Has(uint32_t clock) const {
+  for (const Snapshot& s : snapshots_)
+    for (auto& c : s)
+      if (c.first == clock) return true;
+  return false;
+}
+
+bool ClockConverter::Relates(uint32_t a, uint32_t b) const {
+  for (const Snapshot& s : snapshots_) {
+    bool ha = false, hb = false;
+    for (auto& c : s) {
+      ha |= c.first == a;
+      hb |= c.first == b;
+    }
+    if (ha && hb) return true;
+  }
+  return false;
+}
+
+bool ClockConverter::Convert(uint32_t from, uint32_t to, uint64_t t, uint64_t* out) const {
+  if (from == to) {
+    *out = t;
+    return true;
+  }
+  const Snapshot* best = nullptr;
+  uint64_t best_from = 0, best_to = 0;
+  const Snapshot* first = nullptr;
+  uint64_t first_from = 0, first_to = 0;
+  for (const Snapshot& s : snapshots_) {
+    bool hf = false, ht = false;
+    uint64_t vf = 0, vt = 0;
+    for (auto& c : s) {
+      if (c.first == from) hf = true, vf = c.second;
+      if (c.first == to) ht = true, vt = c.second;
+    }
+    if (!hf || !ht) continue;
+    if (!first || vf < first_from) first = &s, first_from = vf, first_to = vt;
+    if (vf <= t && (!best || vf >= best_from)) best = &s, best_from = vf, best_to = vt;
+  }
+  if (!best) {
+    if (!first) return false;
+    best_from = first_from;
+    best_to = first_to;
+  }
+  *out = t - best_from + best_to;
+  return true;
+}
+
+namespace {
+
+constexpr char kMarkerName[] = "guest_clock_sync";
+enum MarkerAnnotation { kNotMarker = 0, kBoot = 1, kMono = 2, kTsc = 3 };
+
+MarkerAnnotation AnnotationKind(const uint8_t* s, size_t n) {
+  auto is = [&](const char* lit) { return n == std::strlen(lit) && std::memcmp(s, lit, n) == 0; };
+  if (is("clock_sync_boottime")) return kBoot;
+  if (is("clock_sync_monotonic")) return kMono;
+  if (is("clock_sync_cputime")) return kTsc;
+  return kNotMarker;
+}
+
+struct SequenceScan {
+  uint32_t default_clock = clk::kBoottime;
+  std::unordered_map<uint64_t, bool> marker_names;        // iid -> is marker name
+  std::unordered_map<uint64_t, MarkerAnnotation> annotations;
+};
+
+class Scanner {
+ public:
+  explicit Scanner(InputSummary* s) : s_(s) {}
+  Status Packet(const uint8_t* data, size_t size, int depth);
+
+ private:
+  void Pid(int64_t v) { s_->max_pid = std::max(s_->max_pid, v); }
+  void Cpu(uint64_t v) {
+    s_->has_cpu = true;
+    s_->max_cpu = std::max<uint32_t>(s_->max_cpu, static_cast<uint32_t>(v));
+  }
+  void Uuid(uint64_t v) {
+    if (v) s_->uuids.insert(v);
+  }
+  void TrackDescriptor(const Field& f);
+  void TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts);
+  void Interned(const Field& f, SequenceScan& seq);
+  void Snapshot(const Field& f);
+  void Ftrace(const Field& f);
+  void PidsIn(const Field& f, uint32_t pid_field, uint32_t nested_field, uint32_t nested_pid);
+
+  InputSummary* s_;
+  std::unordered_map<uint32_t, SequenceScan> seqs_;
+  ByteBuffer inflated_;
+};
+
+void Scanner::TrackDescriptor(const Field& f) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id == pf::TrackDescriptor::kUuid || g.id == pf::TrackDescriptor::kParentUuid) {
+      Uuid(g.int_value);
+    } else if ((g.id == pf::TrackDescriptor::kProcess || g.id == pf::TrackDescriptor::kThread) &&
+               g.type == proto::kLengthDelimited) {
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h))
+        if (h.type == proto::kVarint && (h.id == 1 || h.id == 2))  // pid, tid
+          Pid(static_cast<int32_t>(h.int_value));
+    }
+  }
+}
+
+void Scanner::Interned(const Field& f, SequenceScan& seq) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.type != proto::kLengthDelimited) continue;
+    if (g.id != pf::InternedData::kEventNames && g.id != pf::InternedData::kDebugAnnotationNames)
+      continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    uint64_t iid = 0;
+    const uint8_t* name = nullptr;
+    size_t len = 0;
+    while (e.Next(&h)) {
+      if (h.id == pf::InternedString::kIid) iid = h.int_value;
+      if (h.id == pf::InternedString::kName && h.type == proto::kLengthDelimited)
+        name = h.data, len = h.size;
+    }
+    if (!name) continue;
+    if (g.id == pf::InternedData::kEventNames) {
+      seq.marker_names[iid] = len == sizeof(kMarkerName) - 1 && std::memcmp(name, kMarkerName, len) == 0;
+    } else {
+      MarkerAnnotation k = AnnotationKind(name, len);
+      if (k != kNotMarker) seq.annotations[iid] = k;
+      else seq.annotations.erase(iid);
+    }
+  }
+}
+
+void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  bool marker = false;
+  SyncMarker m;
+  m.packet_ts = ts;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TrackEvent::kTrackUuid:
+        Uuid(g.int_value);
+        break;
+      case pf::TrackEvent::kExtraCounterTrackUuids:
+      case fld::TrackEvent::kExtraDoubleCounterTrackUuids:
+        ForEachVarint(g, [&](uint64_t v) { Uuid(v); });
+        break;
+      case pf::TrackEvent::kNameIid: {
+        auto it = seq.marker_names.find(g.int_value);
+        marker = it != seq.marker_names.end() && it->second;
+        break;
+      }
+      case pf::TrackEvent::kName:
+        marker = g.size == sizeof(kMarkerName) - 1 && std::memcmp(g.data, kMarkerName, g.size) == 0;
+        break;
+      case pf::TrackEvent::kDebugAnnotations: {
+        if (g.type != proto::kLengthDelimited) break;
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        MarkerAnnotation kind = kNotMarker;
+        bool has_value = false;
+        uint64_t value = 0;
+        while (e.Next(&h)) {
+          if (h.id == pf::DebugAnnotation::kNameIid) {
+            auto it = seq.annotations.find(h.int_value);
+            if (it != seq.annotations.end()) kind = it->second;
+          } else if (h.id == pf::DebugAnnotation::kName && h.type == proto::kLengthDelimited) {
+            kind = AnnotationKind(h.data, h.size);
+          } else if ((h.id == pf::DebugAnnotation::kUintValue ||
+                      h.id == pf::DebugAnnotation::kIntValue) && h.type == proto::kVarint) {
+            has_value = true;
+            value = h.int_value;
+          }
+        }
+        if (!has_value) break;
+        if (kind == kBoot) m.boottime = value, m.has_boottime = true;
+        if (kind == kMono) m.monotonic = value, m.has_monotonic = true;
+        if (kind == kTsc) m.tsc = value, m.has_tsc = true;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (marker && (m.has_tsc || m.has_boottime)) s_->markers.push_back(m);
+}
+
+void Scanner::Snapshot(const Field& f) {
+  vpmerge::Snapshot snap;
+  bool scoped = false;
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id != pf::ClockSnapshot::kClocks || g.type != proto::kLengthDelimited) continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    uint32_t id = 0;
+    uint64_t ts = 0;
+    while (e.Next(&h)) {
+      if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
+      if (h.id == pf::ClockSnapshot::Clock::kTimestamp) ts = h.int_value;
+    }
+    if (clk::IsSequenceScoped(id)) scoped = true;
+    snap.emplace_back(id, ts);
+  }
+  if (!scoped && !snap.empty()) s_->clocks.Add(snap);
+}
+
+void Scanner::PidsIn(const Field& f, uint32_t pid_field, uint32_t nested_field, uint32_t nested_pid) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.type != proto::kLengthDelimited) continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.id == pid_field && h.type == proto::kVarint) Pid(static_cast<int32_t>(h.int_value));
+      if (nested_field && h.id == nested_field && h.type == proto::kLengthDelimited) {
+        ProtoDecoder t(h.data, h.size);
+        Field k;
+        while (t.Next(&k))
+          if (k.id == nested_pid && k.type == proto::kVarint) Pid(static_cast<int32_t>(k.int_value));
+      }
+    }
+  }
+}
+
+void Scanner::Ftrace(const Field& f) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id == fld::FtraceEventBundle::kCpu) {
+      Cpu(g.int_value);
+    } else if (g.id == fld::FtraceEventBundle::kEvent && g.type == proto::kLengthDelimited) {
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h))
+        if (h.id == fld::FtraceEvent::kPid && h.type == proto::kVarint)
+          Pid(static_cast<int32_t>(h.int_value));
+    } else if (g.id == fld::FtraceEventBundle::kCompactSched && g.type == proto::kLengthDelimited) {
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h))
+        if (h.id == fld::CompactSched::kSwitchNextPid || h.id == fld::CompactSched::kWakingPid)
+          ForEachVarint(h, [&](uint64_t v) { Pid(static_cast<int32_t>(v)); });
+    }
+  }
+}
+
+Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
+  ProtoDecoder d(data, size);
+  Field g;
+  Field te{}, interned{};
+  bool has_te = false, has_interned = false, has_ts = false, cleared = false;
+  uint64_t ts = 0;
+  uint32_t seq_id = 0, clock = 0;
+  bool has_clock = false, has_default_clock = false;
+  uint32_t default_clock = 0;
+  s_->packets++;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TracePacket::kTimestamp: ts = g.int_value, has_ts = true; break;
+      case pf::TracePacket::kTrustedPacketSequenceId:
+        seq_id = static_cast<uint32_t>(g.int_value);
+        s_->max_sequence_id = std::max(s_->max_sequence_id, seq_id);
+        break;
+      case pf::TracePacket::kTrustedUid: s_->max_uid = std::max(s_->max_uid, g.int_value); break;
+      case pf::TracePacket::kTrustedPid: Pid(static_cast<int32_t>(g.int_value)); break;
+      case pf::TracePacket::kSequenceFlags:
+        if (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared) cleared = true;
+        break;
+      case pf::TracePacket::kIncrementalStateCleared: if (g.int_value) cleared = true; break;
+      case pf::TracePacket::kTimestampClockId:
+        clock = static_cast<uint32_t>(g.int_value), has_clock = true;
+        break;
+      case pf::TracePacket::kTracePacketDefaults: {
+        if (g.type != proto::kLengthDelimited) break;
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h)) {
+          if (h.id == pf::TracePacketDefaults::kTimestampClockId)
+            default_clock = static_cast<uint32_t>(h.int_value), has_default_clock = true;
+          if (h.id == pf::TracePacketDefaults::kTrackEventDefaults && h.type == proto::kLengthDelimited) {
+            ProtoDecoder t(h.data, h.size);
+            Field k;
+            while (t.Next(&k)) {
+              if (k.id == pf::TrackEventDefaults::kTrackUuid) Uuid(k.int_value);
+              if (k.id == fld::TrackEventDefaults::kExtraCounterTrackUuids ||
+                  k.id == fld::TrackEventDefaults::kExtraDoubleCounterTrackUuids)
+                ForEachVarint(k, [&](uint64_t v) { Uuid(v); });
+            }
+          }
+        }
+        break;
+      }
+      case pf::TracePacket::kClockSnapshot: if (g.type == proto::kLengthDelimited) Snapshot(g); break;
+      case pf::TracePacket::kTrackDescriptor: if (g.type == proto::kLengthDelimited) TrackDescriptor(g); break;
+      case pf::TracePacket::kTrackEvent: if (g.type == proto::kLengthDelimited) te = g, has_te = true; break;
+      case pf::TracePacket::kInternedData: if (g.type == proto::kLengthDelimited) interned = g, has_interned = true; break;
+      case pf::TracePacket::kFtraceEvents: if (g.type == proto::kLengthDelimited) Ftrace(g); break;
+      case pf::TracePacket::kProcessTree:
+        if (g.type == proto::kLengthDelimited) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h)) {
+            if (h.type != proto::kLengthDelimited) continue;
+            ProtoDecoder t(h.data, h.size);
+            Field k;
+            while (t.Next(&k))
+              if (k.type == proto::kVarint && (k.id == 1 || (h.id == fld::ProcessTree::kProcesses ? k.id == 2 : k.id == 3)))
+                Pid(static_cast<int32_t>(k.int_value));
+          }
+        }
+        break;
+      case pf::TracePacket::kProcessStats:
+        if (g.type == proto::kLengthDelimited)
+          PidsIn(g, fld::ProcessStats::Process::kPid, fld::ProcessStats::Process::kThreads,
+                 fld::ProcessStats::Thread::kTid);
+        break;
+      case fld::kPerfSample:
+        if (g.type == proto::kLengthDelimited) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h)) {
+            if (h.id == fld::PerfSample::kCpu) Cpu(h.int_value);
+            if (h.id == fld::PerfSample::kPid || h.id == fld::PerfSample::kTid)
+              Pid(static_cast<int32_t>(h.int_value));
+          }
+        }
+        break;
+      case pf::TracePacket::kCompressedPackets: {
+        if (g.type != proto::kLengthDelimited) break;
+        if (depth > 0) return Status::Error(vpsdk::kFormatError, "nested compressed_packets");
+        s_->compressed_packets++;
+        Status st = Inflate(g.data, g.size, kMaxInflatedPacket, &inflated_);
+        if (!st.ok()) return st;
+        ByteBuffer inner;
+        inner.Append(inflated_.data(), inflated_.size());
+        ProtoDecoder e(inner.data(), inner.size());
+        Field h;
+        s_->packets--;  // the container is not a packet of its own
+        while (e.Next(&h)) {
+          if (h.id != 1 || h.type != proto::kLengthDelimited)
+            return Status::Error(vpsdk::kFormatError, "malformed compressed_packets");
+          st = Packet(h.data, h.size, depth + 1);
+          if (!st.ok()) return st;
+        }
+        if (e.error()) return Status::Error(vpsdk::kFormatError, "malformed compressed_packets");
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (d.error()) return Status::Error(vpsdk::kFormatError, "malformed packet");
+  SequenceScan& seq = seqs_[seq_id];
+  if (cleared) {
+    seq.marker_names.clear();
+    seq.annotations.clear();
+    seq.default_clock = clk::kBoottime;
+  }
+  if (has_default_clock) seq.default_clock = default_clock;
+  if (has_interned) Interned(interned, seq);
+  if (has_te) TrackEvent(te, seq, ts);
+  if (has_ts) {
+    uint32_t c = has_clock ? clock : seq.default_clock;
+    if (!s_->has_ts) s_->first_ts = ts, s_->first_clock = c, s_->has_ts = true;
+    s_->last_ts = ts;
+    s_->last_clock = c;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ScanInput(const std::string& path, InputSummary* s) {
+  s->path = path;
+  TraceReader r;
+  Status st = r.Open(path);
+  if (!st.ok()) return st;
+  s->gzip = r.gzip();
+  Scanner scanner(s);
+  PacketView pv;
+  int rc;
+  uint64_t n = 0;
+  while ((rc = r.Next(&pv)) == 1) {
+    n++;
+    st = scanner.Packet(pv.data, pv.size, 0);
+    if (!st.ok())
+      return Status::Error(st.code, path + ": packet " + std::to_string(n - 1) + " at byte " +
+                                        std::to_string(pv.offset) + ": " + st.message);
+  }
+  if (rc < 0) return r.status();
+  s->bytes = r.bytes_read();
+  s->truncated = r.truncated();
+  s->truncated_at = r.truncated_at();
+  if (n == 0)
+    return Status::Error(vpsdk::kFormatError,
+                         path + (s->truncated ? ": no complete packet (truncated or not a trace)"
+                                              : ": empty trace (no packets)"));
+  return Status::Ok();
+}
+
+}  // namespace vpmerge

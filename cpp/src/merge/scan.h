@@ -1,0 +1,21 @@
+// The merge's first pass: what each input holds that alignment and id
+// remapping need, in one streaming read.
+#ifndef VPERFETTO_MERGE_SCAN_H_
+#define VPERFETTO_MERGE_SCAN_H_
+
+#include <string>
+#include <vector>
+
+#include "trace_io.h"
+#include "trace_model.h"
+
+namespace vpmerge {
+
+// Limits that keep hostile inputs bounded.
+constexpr size_t kMaxInflatedPacket = 512u << 20;
+
+Status ScanInput(const std::string& path, InputSummary* out);
+
+}  // namespace vpmerge
+
+#endif  // VPERFETTO_MERGE_SCAN_H_

@@ -1,0 +1,79 @@
+// What the merge learns about an input in its first pass, and the clock
+// conversions it derives from the input's clock snapshots.
+#ifndef VPERFETTO_MERGE_TRACE_MODEL_H_
+#define VPERFETTO_MERGE_TRACE_MODEL_H_
+
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace vpmerge {
+
+namespace clk {
+constexpr uint32_t kRealtime = 1;
+constexpr uint32_t kMonotonic = 3;
+constexpr uint32_t kMonotonicRaw = 5;
+constexpr uint32_t kBoottime = 6;
+constexpr uint32_t kTsc = 9;
+constexpr uint32_t kFirstSequenceScoped = 64;
+constexpr uint32_t kLastSequenceScoped = 127;
+inline bool IsSequenceScoped(uint32_t c) { return c >= kFirstSequenceScoped && c <= kLastSequenceScoped; }
+}  // namespace clk
+
+// One global clock snapshot: (clock id, timestamp) pairs.
+using Snapshot = std::vector<std::pair<uint32_t, uint64_t>>;
+
+// Converts timestamps between the global clocks of one trace, the way the
+// trace processor does: through the snapshot whose `from` value is the latest
+// not after the timestamp (the first one for earlier timestamps).
+class ClockConverter {
+ public:
+  void Add(const Snapshot& s) { snapshots_.push_back(s); }
+  bool Has(uint32_t clock) const;
+  // True when some snapshot holds both clocks.
+  bool Relates(uint32_t a, uint32_t b) const;
+  // False when no snapshot relates the two clocks.
+  bool Convert(uint32_t from, uint32_t to, uint64_t t, uint64_t* out) const;
+  const std::vector<Snapshot>& snapshots() const { return snapshots_; }
+
+ private:
+  std::vector<Snapshot> snapshots_;
+};
+
+// A clock-sync marker: a guest_clock_sync TrackEvent with its annotations.
+struct SyncMarker {
+  uint64_t packet_ts = 0;
+  uint64_t boottime = 0, monotonic = 0, tsc = 0;
+  bool has_boottime = false, has_monotonic = false, has_tsc = false;
+};
+
+struct InputSummary {
+  std::string path;
+  bool gzip = false;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  bool truncated = false;
+  uint64_t truncated_at = 0;
+
+  uint32_t max_sequence_id = 0;
+  uint64_t max_uid = 0;
+  int64_t max_pid = 0;  // pids and tids
+  uint32_t max_cpu = 0;
+  bool has_cpu = false;
+
+  // First and last timestamped packet, on the clock they were written in.
+  bool has_ts = false;
+  uint32_t first_clock = clk::kBoottime, last_clock = clk::kBoottime;
+  uint64_t first_ts = 0, last_ts = 0;
+
+  ClockConverter clocks;
+  std::vector<SyncMarker> markers;
+  std::unordered_set<uint64_t> uuids;
+  uint64_t compressed_packets = 0;
+};
+
+}  // namespace vpmerge
+
+#endif  // VPERFETTO_MERGE_TRACE_MODEL_H_

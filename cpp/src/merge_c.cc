@@ -1,0 +1,110 @@
+// The C ABI of the offline merge (vp_merge_* in vperfetto.h).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "merge/merge.h"
+#include "vperfetto/vperfetto.h"
+
+struct vp_merge_options {
+  vpmerge::MergeOptions opt;
+};
+
+namespace {
+int32_t Fail(vp_error* err, int32_t code, const char* msg) {
+  if (err) {
+    err->code = code;
+    std::snprintf(err->message, sizeof(err->message), "%s", msg);
+  }
+  return code;
+}
+int32_t Ok(vp_error* err) {
+  if (err) {
+    err->code = VP_OK;
+    err->message[0] = 0;
+  }
+  return VP_OK;
+}
+}  // namespace
+
+extern "C" {
+
+vp_merge_options* vp_merge_options_new(void) { return new (std::nothrow) vp_merge_options(); }
+void vp_merge_options_free(vp_merge_options* o) { delete o; }
+
+int32_t vp_merge_set_host(vp_merge_options* o, const char* path, vp_error* err) {
+  if (!o || !path || !*path) return Fail(err, VP_E_INVALID_ARGUMENT, "host path is empty");
+  try {
+    o->opt.host_path = path;
+  } catch (...) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  }
+  return Ok(err);
+}
+
+int32_t vp_merge_add_guest(vp_merge_options* o, const char* name, const char* path, vp_error* err) {
+  if (!o || !path || !*path) return Fail(err, VP_E_INVALID_ARGUMENT, "guest path is empty");
+  try {
+    o->opt.guests.push_back({name && *name ? name : "guest", path});
+  } catch (...) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  }
+  return Ok(err);
+}
+
+int32_t vp_merge_set_output(vp_merge_options* o, const char* path, vp_error* err) {
+  if (!o || !path || !*path) return Fail(err, VP_E_INVALID_ARGUMENT, "output path is empty");
+  try {
+    o->opt.output_path = path;
+  } catch (...) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  }
+  return Ok(err);
+}
+
+int32_t vp_merge_set_mode(vp_merge_options* o, int32_t mode, vp_error* err) {
+  if (!o) return Fail(err, VP_E_INVALID_ARGUMENT, "options are NULL");
+  if (mode < VP_MERGE_HOST_INTO_GUEST || mode > VP_MERGE_ADD_TRACES)
+    return Fail(err, VP_E_INVALID_ARGUMENT, "unknown merge mode");
+  o->opt.mode = static_cast<vpmerge::MergeMode>(mode);
+  return Ok(err);
+}
+
+void vp_merge_set_time_diff(vp_merge_options* o, int64_t d) {
+  if (o) o->opt.align.has_time_diff = true, o->opt.align.time_diff = d;
+}
+void vp_merge_set_guest_boot_time(vp_merge_options* o, uint64_t t) {
+  if (o) o->opt.align.has_guest_boot = true, o->opt.align.guest_boot = t;
+}
+void vp_merge_set_guest_tsc_offset(vp_merge_options* o, int64_t d) {
+  if (o) o->opt.align.guest_tsc_offset = d;
+}
+void vp_merge_set_machine_ids(vp_merge_options* o, int32_t enable) {
+  if (o) o->opt.machine_ids = enable != 0;
+}
+
+int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
+  if (!o || !report) return Fail(err, VP_E_INVALID_ARGUMENT, "options or report is NULL");
+  *report = nullptr;
+  try {
+    std::string json;
+    vpsdk::Status st = vpmerge::Merge(o->opt, &json);
+    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
+    char* out = static_cast<char*>(std::malloc(json.size() + 1));
+    if (!out) return Fail(err, VP_E_NO_MEMORY, "out of memory");
+    std::memcpy(out, json.c_str(), json.size() + 1);
+    *report = out;
+    return Ok(err);
+  } catch (const std::bad_alloc&) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(err, VP_E_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(err, VP_E_INTERNAL, "internal error");
+  }
+}
+
+void vp_string_free(char* s) { std::free(s); }
+
+}  // extern "C"
