@@ -90,7 +90,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           guests: Union[Mapping[str, PathLike], Iterable[Tuple[str, PathLike]], None] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
-          machine_ids: bool = False) -> MergeReport:
+          machine_ids: bool = False, dry_run: bool = False) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
     ``merge(guest, host, output)`` is the original tool's form (``mode``
@@ -98,9 +98,10 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     ``merge(host=..., guests={"vm1": a, "vm2": b}, output=...)`` merges several
     guests into the host's timeline. ``time_diff_ns`` (guest minus host) and
     ``guest_boot_time_ns`` (the guest's BOOTTIME when host tracing started)
-    override the alignment found in the traces.
+    override the alignment found in the traces. ``dry_run=True`` only scans
+    and aligns (no output is written; ``output`` may be None).
     """
-    if host is None or output is None:
+    if host is None or (output is None and not dry_run):
         raise TypeError("merge() needs host and output")
     named = []
     if guests is not None:
@@ -127,7 +128,9 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     errors.check(lib.vp_merge_set_host(opts, _path(host, "host"), err), err)
     for name, path in named:
         errors.check(lib.vp_merge_add_guest(opts, name.encode("utf-8"), _path(path, "guest"), err), err)
-    errors.check(lib.vp_merge_set_output(opts, _path(output, "output"), err), err)
+    if output is not None:
+        errors.check(lib.vp_merge_set_output(opts, _path(output, "output"), err), err)
+    lib.vp_merge_set_dry_run(opts, 1 if dry_run else 0)
     errors.check(lib.vp_merge_set_mode(opts, _MODES[mode], err), err)
     if time_diff_ns is not None:
         lib.vp_merge_set_time_diff(opts, _int64(time_diff_ns, "time_diff_ns"))

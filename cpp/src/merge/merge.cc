@@ -113,14 +113,15 @@ std::string SanitizeName(const std::string& in) {
 Status Merge(const MergeOptions& opt, std::string* report_json) {
   if (opt.host_path.empty()) return Status::Error(vpsdk::kInvalidArgument, "no host trace given");
   if (opt.guests.empty()) return Status::Error(vpsdk::kInvalidArgument, "no guest trace given");
-  if (opt.output_path.empty()) return Status::Error(vpsdk::kInvalidArgument, "no output path given");
+  if (opt.output_path.empty() && !opt.dry_run)
+    return Status::Error(vpsdk::kInvalidArgument, "no output path given");
   if (opt.guests.size() > 1 && opt.mode == MergeMode::kHostIntoGuest)
     return Status::Error(vpsdk::kInvalidArgument,
                          "several guests merge into the host's timeline only");
   std::vector<std::string> inputs{opt.host_path};
   for (auto& g : opt.guests) inputs.push_back(g.path);
   for (auto& in : inputs)
-    if (SameFile(in, opt.output_path))
+    if (!opt.dry_run && SameFile(in, opt.output_path))
       return Status::Error(vpsdk::kInvalidArgument,
                            "the output '" + opt.output_path + "' is also an input");
   std::vector<std::string> warnings;
@@ -217,15 +218,16 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
 
   // Pass 2.
   OutputFile out;
-  st = out.Open(opt.output_path);
-  if (!st.ok()) return st;
-  for (size_t k = 0; k < order.size(); k++) {
-    Side& s = *order[k];
-    st = CopySide(s, out);
+  if (!opt.dry_run) {
+    st = out.Open(opt.output_path);
+    if (!st.ok()) return st;
+    for (Side* s : order) {
+      st = CopySide(*s, out);
+      if (!st.ok()) return st;
+    }
+    st = out.Commit();
     if (!st.ok()) return st;
   }
-  st = out.Commit();
-  if (!st.ok()) return st;
 
   // The report.
   Json j;

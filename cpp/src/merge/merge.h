@@ -29,6 +29,7 @@ struct MergeOptions {
   MergeMode mode = MergeMode::kHostIntoGuest;
   AlignOptions align;
   bool machine_ids = false;  // tag moved packets with TracePacket.machine_id
+  bool dry_run = false;      // scan and align only: no output is written
 };
 
 // Runs the merge; on success `report_json` describes what was done.
