@@ -88,6 +88,35 @@ const char* vp_version(void) { return VPERFETTO_VERSION_STRING; }
 uint64_t vp_boot_time_ns(void) { return vpsdk::BootTimeNs(); }
 void vp_sleep_us(uint64_t us) { vpsdk::SleepUs(us); }
 uint64_t vp_uuid_lsb(void) { return vpsdk::UuidLsb(); }
+uint64_t vp_tsc(void) { return vpsdk::ReadTsc(); }
+
+void vp_clock_sync_marker(void) {
+  if (!vpsdk::IsTracing()) return;
+  static const uint32_t kCat = vpsdk::RegisterCategory("vperfetto");
+  static const uint32_t kName = vpsdk::InternString("guest_clock_sync", 16);
+  static const uint32_t kBoot = vpsdk::InternString("clock_sync_boottime", 19);
+  static const uint32_t kMono = vpsdk::InternString("clock_sync_monotonic", 20);
+  static const uint32_t kTsc = vpsdk::InternString("clock_sync_cputime", 18);
+  vpsdk::Arg args[3] = {};
+  args[0].name = kBoot;
+  args[1].name = kMono;
+  args[2].name = kTsc;
+  for (auto& a : args) a.type = vpsdk::kArgUint;
+  args[2].u = vpsdk::ReadTsc();
+  args[0].u = vpsdk::BootTimeNs();
+  args[1].u = vpsdk::ReadClockNs(CLOCK_MONOTONIC);
+  vpsdk::Event ev = {};
+  ev.type = vpsdk::kBegin;
+  ev.category = kCat;
+  ev.name = kName;
+  ev.timestamp_ns = args[0].u;
+  ev.args = args;
+  ev.nargs = 3;
+  vpsdk::Emit(ev);
+  vpsdk::Event end = {};
+  end.type = vpsdk::kEnd;
+  vpsdk::Emit(end);
+}
 
 vp_config* vp_config_new(void) { return new (std::nothrow) vp_config(); }
 void vp_config_free(vp_config* c) { delete c; }

@@ -5,8 +5,21 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 
 namespace vpsdk {
+
+namespace {
+int64_t SimulatedOffsetFromEnv() {
+  const char* v = std::getenv("VPERFETTO_SIMULATE_CLOCK_OFFSET_NS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  long long x = std::strtoll(v, &end, 10);
+  return (end && *end == 0) ? static_cast<int64_t>(x) : 0;
+}
+}  // namespace
+
+int64_t g_simulated_clock_offset_ns = SimulatedOffsetFromEnv();
 
 void SleepUs(uint64_t us) {
   struct timespec req;

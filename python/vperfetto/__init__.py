@@ -25,6 +25,7 @@ from .tracing import (
     Track,
     begin,
     boot_time_ns,
+    clock_sync_marker,
     counter,
     end,
     instant,
@@ -43,7 +44,7 @@ __all__ = [
     "Session", "Event", "Track", "CounterTrack",
     "begin", "end", "instant", "slice", "counter", "traced",
     "set_process_name", "set_thread_name", "is_tracing",
-    "new_flow_id", "uuid_lsb", "boot_time_ns", "sleep_us",
+    "new_flow_id", "uuid_lsb", "boot_time_ns", "sleep_us", "clock_sync_marker",
     "VperfettoError", "InvalidArgumentError", "TracingStateError", "TraceIOError",
     "OutOfMemoryError", "TraceFormatError", "UnsupportedError", "InternalError",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "uuid_lsb",
     "boot_time_ns",
     "sleep_us",
+    "clock_sync_marker",
 ]
 
 _MODES = {"ring": lib.VP_BUFFER_RING, "discard": lib.VP_BUFFER_DISCARD,
@@ -454,6 +455,12 @@ def uuid_lsb() -> int:
 
 
 new_flow_id = uuid_lsb
+
+
+def clock_sync_marker() -> None:
+    """Writes a ``guest_clock_sync`` marker (BOOTTIME, MONOTONIC and TSC read
+    back to back), the convention the merge uses to align guest and host."""
+    lib.vp_clock_sync_marker()
 
 
 def boot_time_ns() -> int:

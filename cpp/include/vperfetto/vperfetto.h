@@ -80,6 +80,13 @@ VP_API uint64_t vp_boot_time_ns(void);
 VP_API void vp_sleep_us(uint64_t us);
 /* A random, non-zero 64-bit id (the UUID-lsb generator used for tracks). */
 VP_API uint64_t vp_uuid_lsb(void);
+/* The x86 time-stamp counter; 0 where there is none. */
+VP_API uint64_t vp_tsc(void);
+/* Writes a clock-sync marker on the calling thread's track: a slice named
+ * "guest_clock_sync" with the annotations clock_sync_boottime,
+ * clock_sync_monotonic and clock_sync_cputime (the TSC), read back to back.
+ * The merge pairs guest and host markers through the shared TSC. */
+VP_API void vp_clock_sync_marker(void);
 
 /* ------------------------------------------------------------------------ */
 /* Session configuration                                                    */

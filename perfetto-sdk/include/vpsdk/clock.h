@@ -14,11 +14,19 @@
 
 namespace vpsdk {
 
+// Added to BOOTTIME and MONOTONIC readings, as a Linux time namespace would.
+// Set once at load from VPERFETTO_SIMULATE_CLOCK_OFFSET_NS, for demos and
+// tests on machines where a real time namespace (unshare --time) is not
+// available; 0 otherwise.
+extern int64_t g_simulated_clock_offset_ns;
+
 inline uint64_t ReadClockNs(clockid_t id) {
   struct timespec ts;
   clock_gettime(id, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<uint64_t>(ts.tv_nsec);
+  uint64_t ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+                static_cast<uint64_t>(ts.tv_nsec);
+  if (id != CLOCK_REALTIME) ns += static_cast<uint64_t>(g_simulated_clock_offset_ns);
+  return ns;
 }
 
 // CLOCK_BOOTTIME: the trace clock, as in the Perfetto SDK on Linux.
