@@ -88,6 +88,10 @@ void vp_merge_set_dry_run(vp_merge_options* o, int32_t enable) {
   if (o) o->opt.dry_run = enable != 0;
 }
 
+void vp_merge_set_progress(vp_merge_options* o, int32_t enable) {
+  if (o) o->opt.progress = enable != 0;
+}
+
 int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
   if (!o || !report) return Fail(err, VP_E_INVALID_ARGUMENT, "options or report is NULL");
   *report = nullptr;

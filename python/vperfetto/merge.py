@@ -90,7 +90,8 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           guests: Union[Mapping[str, PathLike], Iterable[Tuple[str, PathLike]], None] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
-          machine_ids: bool = False, dry_run: bool = False) -> MergeReport:
+          machine_ids: bool = False, dry_run: bool = False,
+          progress: bool = False) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
     ``merge(guest, host, output)`` is the original tool's form (``mode``
@@ -131,6 +132,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     if output is not None:
         errors.check(lib.vp_merge_set_output(opts, _path(output, "output"), err), err)
     lib.vp_merge_set_dry_run(opts, 1 if dry_run else 0)
+    lib.vp_merge_set_progress(opts, 1 if progress else 0)
     errors.check(lib.vp_merge_set_mode(opts, _MODES[mode], err), err)
     if time_diff_ns is not None:
         lib.vp_merge_set_time_diff(opts, _int64(time_diff_ns, "time_diff_ns"))
@@ -198,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
     ap = _build_parser(prog)
     a = ap.parse_args(argv)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
-                  machine_ids=a.machine_id)
+                  machine_ids=a.machine_id, progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
         ap.error("--merge-guest-into-host and --add-traces exclude each other")
     mode = "add-traces" if a.add_traces else ("guest-into-host" if a.merge_guest_into_host else None)

@@ -290,6 +290,8 @@ VP_API void vp_merge_set_machine_ids(vp_merge_options* opts, int32_t enable);
 /* Scan and align only: the report is produced, no output is written (and
  * none need be set). */
 VP_API void vp_merge_set_dry_run(vp_merge_options* opts, int32_t enable);
+/* A progress line on stderr while merging large inputs on a terminal. */
+VP_API void vp_merge_set_progress(vp_merge_options* opts, int32_t enable);
 /* Runs the merge. The output is written atomically. On success *report is a
  * JSON description of what was done, to free with vp_string_free. */
 VP_API int32_t vp_merge_run(const vp_merge_options* opts, char** report, vp_error* err);

@@ -5,6 +5,9 @@
 #include <memory>
 #include <unordered_set>
 
+#include <sys/stat.h>
+
+#include "progress.h"
 #include "rewrite.h"
 #include "scan.h"
 #include "trace_io.h"
@@ -73,7 +76,7 @@ int64_t PidBase(int64_t max_pid) {
   return base;
 }
 
-Status CopySide(Side& side, OutputFile& out) {
+Status CopySide(Side& side, OutputFile& out, Progress* progress) {
   TraceReader r;
   Status st = r.Open(side.summary.path);
   if (!st.ok()) return st;
@@ -83,6 +86,7 @@ Status CopySide(Side& side, OutputFile& out) {
   int rc;
   uint64_t n = 0;
   while ((rc = r.Next(&pv)) == 1) {
+    progress->Add(pv.raw_size);
     st = rw.Packet(pv, &buf);
     if (!st.ok())
       return Status::Error(st.code, side.summary.path + ": packet " + std::to_string(n) +
@@ -126,16 +130,23 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
                            "the output '" + opt.output_path + "' is also an input");
   std::vector<std::string> warnings;
 
+  uint64_t total = 0;
+  for (auto& in : inputs) {
+    struct stat sb;
+    if (stat(in.c_str(), &sb) == 0) total += static_cast<uint64_t>(sb.st_size);
+  }
+  Progress progress(opt.progress, opt.dry_run ? total : 2 * total);
+
   // Pass 1.
   Side host;
   host.name = "host";
-  Status st = ScanInput(opt.host_path, &host.summary);
+  Status st = ScanInput(opt.host_path, &host.summary, &progress);
   if (!st.ok()) return st;
   std::vector<Side> guests(opt.guests.size());
   for (size_t i = 0; i < guests.size(); i++) {
     guests[i].name = SanitizeName(opt.guests[i].name);
     guests[i].is_guest = true;
-    st = ScanInput(opt.guests[i].path, &guests[i].summary);
+    st = ScanInput(opt.guests[i].path, &guests[i].summary, &progress);
     if (!st.ok()) return st;
   }
   for (Side* s : [&] {
@@ -222,12 +233,13 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     st = out.Open(opt.output_path);
     if (!st.ok()) return st;
     for (Side* s : order) {
-      st = CopySide(*s, out);
+      st = CopySide(*s, out, &progress);
       if (!st.ok()) return st;
     }
     st = out.Commit();
     if (!st.ok()) return st;
   }
+  progress.Done();
 
   // The report.
   Json j;
@@ -240,10 +252,10 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
                                                    : "add-traces");
   j.Key("bytes_written");
   j.UInt(out.bytes());
-  uint64_t total = 0;
-  for (Side* s : order) total += s->stats.packets_written;
+  uint64_t written = 0;
+  for (Side* s : order) written += s->stats.packets_written;
   j.Key("packets_written");
-  j.UInt(total);
+  j.UInt(written);
   j.Key("pid_base");
   j.Int(opt.machine_ids ? 0 : pid_base);
   j.Key("inputs");

@@ -30,6 +30,7 @@ struct MergeOptions {
   AlignOptions align;
   bool machine_ids = false;  // tag moved packets with TracePacket.machine_id
   bool dry_run = false;      // scan and align only: no output is written
+  bool progress = false;     // a progress line on stderr (terminals, large inputs)
 };
 
 // Runs the merge; on success `report_json` describes what was done.

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "progress.h"
 #include "proto_fields.h"
 
 namespace vpmerge {
@@ -389,7 +390,7 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
 
 }  // namespace
 
-Status ScanInput(const std::string& path, InputSummary* s) {
+Status ScanInput(const std::string& path, InputSummary* s, Progress* progress) {
   s->path = path;
   TraceReader r;
   Status st = r.Open(path);
@@ -401,6 +402,7 @@ Status ScanInput(const std::string& path, InputSummary* s) {
   uint64_t n = 0;
   while ((rc = r.Next(&pv)) == 1) {
     n++;
+    if (progress) progress->Add(pv.raw_size);
     st = scanner.Packet(pv.data, pv.size, 0);
     if (!st.ok())
       return Status::Error(st.code, path + ": packet " + std::to_string(n - 1) + " at byte " +

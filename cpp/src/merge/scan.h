@@ -14,7 +14,8 @@ namespace vpmerge {
 // Limits that keep hostile inputs bounded.
 constexpr size_t kMaxInflatedPacket = 512u << 20;
 
-Status ScanInput(const std::string& path, InputSummary* out);
+class Progress;
+Status ScanInput(const std::string& path, InputSummary* out, Progress* progress = nullptr);
 
 }  // namespace vpmerge
 

@@ -1,0 +1,51 @@
+// A progress line on stderr for long merges (only when stderr is a terminal).
+#ifndef VPERFETTO_MERGE_PROGRESS_H_
+#define VPERFETTO_MERGE_PROGRESS_H_
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+
+namespace vpmerge {
+
+class Progress {
+ public:
+  // Shown only for inputs of at least `min_bytes` in all, on a terminal.
+  Progress(bool wanted, uint64_t total_bytes, uint64_t min_bytes = 64u << 20)
+      : on_(wanted && total_bytes >= min_bytes && isatty(2)), total_(total_bytes) {}
+  ~Progress() { Done(); }
+
+  void Add(uint64_t bytes) {
+    done_ += bytes;
+    if (!on_ || ++calls_ % 256) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+    if (now - last_ms_ < 200) return;
+    last_ms_ = now;
+    unsigned pct = total_ ? static_cast<unsigned>(done_ * 100 / total_) : 0;
+    if (pct > 99) pct = 99;
+    std::fprintf(stderr, "\rmerging: %3u%%  %llu / %llu MB", pct,
+                 static_cast<unsigned long long>(done_ >> 20),
+                 static_cast<unsigned long long>(total_ >> 20));
+    shown_ = true;
+  }
+  void Done() {
+    if (shown_) std::fprintf(stderr, "\r\033[K");
+    shown_ = false;
+  }
+
+ private:
+  bool on_;
+  bool shown_ = false;
+  uint64_t total_;
+  uint64_t done_ = 0;
+  uint64_t calls_ = 0;
+  uint64_t last_ms_ = 0;
+};
+
+}  // namespace vpmerge
+
+#endif  // VPERFETTO_MERGE_PROGRESS_H_
