@@ -335,6 +335,25 @@ def test_real_traces_merge_into_host(tmp_path, guest, host):
         if k in ("clock_snapshot", "trace_config", "trace_stats", "synchronization_marker"):
             continue
         assert kinds_out[k] == n, k
+    # every moved timestamp is on the host's clock now
+    h_first = next(p.timestamp for p in h_trace.packet if p.timestamp)
+    moved_ts = [p for p in comb.packet[len(h_trace.packet):] if p.timestamp]
+    # (sequence-scoped clocks 64..127 keep their values: their snapshots move)
+    assert all(p.timestamp_clock_id in (0, pb2.BUILTIN_CLOCK_BOOTTIME) or
+               64 <= p.timestamp_clock_id <= 127 for p in moved_ts)
+    shift = r.inputs[1]["shift_ns"]
+    scoped_in = [p.clock_snapshot for p in g_trace.packet if p.HasField("clock_snapshot")
+                 and any(c.clock_id >= 64 for c in p.clock_snapshot.clocks)]
+    scoped_out = [p.clock_snapshot for p in comb.packet[len(h_trace.packet):]
+                  if p.HasField("clock_snapshot")]
+    assert len(scoped_in) == len(scoped_out)
+    for a, b in zip(scoped_in, scoped_out):
+        ca = {c.clock_id: c.timestamp for c in a.clocks}
+        cb = {c.clock_id: c.timestamp for c in b.clocks}
+        assert cb[pb2.BUILTIN_CLOCK_BOOTTIME] == ca[pb2.BUILTIN_CLOCK_BOOTTIME] + shift
+        assert {k: v for k, v in ca.items() if k >= 64} == {k: v for k, v in cb.items() if k >= 64}
+    if r.alignments[0].method == "start-of-trace":
+        assert moved_ts[0].timestamp == h_first
     # moved ftrace pids are offset; 0 stays 0
     base = r.inputs[1]["pid_offset"]
     host_pids = {e.pid for p in h_trace.packet if p.HasField("ftrace_events") for e in p.ftrace_events.event}

@@ -98,13 +98,14 @@ uint64_t Rewriter::Time(uint32_t clock, uint64_t t, bool* to_ref) {
   *to_ref = false;
   if (!t_.shift_time || clk::IsSequenceScoped(clock)) return t;
   if (clock != t_.ref_clock) {
+    *to_ref = true;
     uint64_t r;
-    if (Converts(clock) && t_.clocks->Convert(clock, t_.ref_clock, t, &r)) {
+    if (t_.clocks && t_.clocks->Convert(clock, t_.ref_clock, t, &r)) {
       t = r;
-      *to_ref = true;
     } else {
+      // No snapshot relates this clock to the reference one (a MONOTONIC-only
+      // trace): it is taken as the reference, as the alignment took it.
       stats_.unconvertible_timestamps++;
-      return t;  // no snapshot relates its clock: leave it untouched
     }
   }
   return RefTime(t);

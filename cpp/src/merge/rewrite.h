@@ -69,10 +69,10 @@ class Rewriter {
   uint64_t Pid(uint64_t v) const;
   uint64_t Cpu(uint64_t v) const { return v + t_.cpu_offset; }
   uint64_t Time(uint32_t clock, uint64_t t, bool* to_ref);
-  // True when timestamps on `clock` are converted to the reference clock.
+  // True when timestamps on `clock` move to the reference clock (and so
+  // must be labelled with it): every global clock but the reference itself.
   bool Converts(uint32_t clock) const {
-    return t_.shift_time && clock != t_.ref_clock && !clk::IsSequenceScoped(clock) &&
-           t_.clocks && t_.clocks->Relates(clock, t_.ref_clock);
+    return t_.shift_time && clock != t_.ref_clock && !clk::IsSequenceScoped(clock);
   }
   uint64_t RefTime(uint64_t t) { stats_.timestamps_shifted++; return t + static_cast<uint64_t>(t_.shift_ns); }
 

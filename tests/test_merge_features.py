@@ -1,0 +1,278 @@
+"""The merge's rewriting, feature by feature, on traces built with the official schema."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from vperfetto.merge import merge
+from conftest import load_trace, pb2
+
+OFFSET = 5_000_000_000  # guest BOOTTIME - host BOOTTIME used by these tests
+BOOT, MONO, REAL = pb2.BUILTIN_CLOCK_BOOTTIME, pb2.BUILTIN_CLOCK_MONOTONIC, pb2.BUILTIN_CLOCK_REALTIME
+
+
+def snapshot_packet(boot, mono=None, real=None, seq=1):
+    p = pb2.TracePacket(trusted_packet_sequence_id=seq)
+    p.clock_snapshot.clocks.add(clock_id=BOOT, timestamp=boot)
+    if mono is not None:
+        p.clock_snapshot.clocks.add(clock_id=MONO, timestamp=mono)
+    if real is not None:
+        p.clock_snapshot.clocks.add(clock_id=REAL, timestamp=real)
+    return p
+
+
+def host_trace():
+    t = pb2.Trace()
+    t.packet.append(snapshot_packet(1_000_000_000, 900_000_000, 10**18))
+    p = t.packet.add(trusted_packet_sequence_id=1, timestamp=1_000_000_100)
+    p.track_descriptor.uuid = 77
+    p.track_descriptor.process.pid = 42
+    p.track_descriptor.process.process_name = "hostproc"
+    return t
+
+
+def write(tmp_path, name, trace):
+    path = tmp_path / name
+    path.write_bytes(trace.SerializeToString())
+    return path
+
+
+def do_merge(tmp_path, guest, host=None, **kw):
+    g = write(tmp_path, "guest.pftrace", guest)
+    h = write(tmp_path, "host.pftrace", host or host_trace())
+    out = tmp_path / "out.pftrace"
+    report = merge(host=h, guests={"vm1": g}, output=out, time_diff_ns=OFFSET, **kw)
+    comb = load_trace(out)
+    n_host = len((host or host_trace()).packet)
+    return report, comb.packet[n_host:], comb
+
+
+def test_timestamps_on_other_clocks_are_converted(tmp_path):
+    g = pb2.Trace()
+    # guest: BOOTTIME - MONOTONIC = 3 s
+    g.packet.append(snapshot_packet(10_000_000_000, 7_000_000_000))
+    a = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_500)       # BOOTTIME
+    a.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    b = g.packet.add(trusted_packet_sequence_id=2, timestamp=7_000_000_700, timestamp_clock_id=MONO)
+    b.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    # a sequence whose default clock is MONOTONIC (as Flutter's)
+    c = g.packet.add(trusted_packet_sequence_id=3, timestamp=7_000_000_900,
+                     sequence_flags=pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED)
+    c.trace_packet_defaults.timestamp_clock_id = MONO
+    c.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    d = g.packet.add(trusted_packet_sequence_id=3, timestamp=7_000_001_000)
+    d.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    report, moved, _ = do_merge(tmp_path, g)
+    te = [p for p in moved if p.HasField("track_event")]
+    # every timestamp is now host BOOTTIME: guest BOOTTIME - OFFSET
+    assert [p.timestamp for p in te] == [10_000_000_500 - OFFSET, 10_000_000_700 - OFFSET,
+                                         10_000_000_900 - OFFSET, 10_000_001_000 - OFFSET]
+    assert te[1].timestamp_clock_id == BOOT
+    assert te[2].trace_packet_defaults.timestamp_clock_id == BOOT
+    assert not any(p.HasField("clock_snapshot") for p in moved)  # re-expressed, dropped
+    assert report.inputs[1]["snapshots_dropped"] == 1
+
+
+def test_sequence_scoped_incremental_clock_shifts_base_not_deltas(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    # clock 64: incremental, defined on sequence 2 against BOOTTIME
+    s = g.packet.add(trusted_packet_sequence_id=2,
+                     sequence_flags=pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED)
+    s.clock_snapshot.clocks.add(clock_id=64, timestamp=10_000_001_000, is_incremental=True)
+    s.clock_snapshot.clocks.add(clock_id=BOOT, timestamp=10_000_001_000)
+    s.trace_packet_defaults.timestamp_clock_id = 64
+    deltas = [100, 250, 5]
+    for dlt in deltas:
+        p = g.packet.add(trusted_packet_sequence_id=2, timestamp=dlt)
+        p.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    _, moved, _ = do_merge(tmp_path, g)
+    snaps = [p for p in moved if p.HasField("clock_snapshot")]
+    assert len(snaps) == 1  # the sequence-scoped one survives, rebased
+    clocks = {c.clock_id: c for c in snaps[0].clock_snapshot.clocks}
+    assert clocks[64].timestamp == 10_000_001_000 and clocks[64].is_incremental
+    assert clocks[BOOT].timestamp == 10_000_001_000 - OFFSET
+    assert [p.timestamp for p in moved if p.HasField("track_event")] == deltas
+
+
+def test_ftrace_pids_cpus_print_and_timestamps(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2)
+    b = p.ftrace_events
+    b.cpu = 3
+    e = b.event.add(timestamp=10_000_000_010, pid=100)
+    e.sched_switch.prev_pid, e.sched_switch.next_pid, e.sched_switch.next_comm = 100, 0, "swapper"
+    e = b.event.add(timestamp=10_000_000_020, pid=100)
+    e.sched_waking.pid, e.sched_waking.target_cpu = 101, 2
+    e = b.event.add(timestamp=10_000_000_030, pid=100)
+    e.print.buf = "B|100|frame\n"
+    e = b.event.add(timestamp=10_000_000_040, pid=100)
+    e.print.buf = "C|100|depth|5\n"
+    e = b.event.add(timestamp=10_000_000_050, pid=100)
+    e.print.buf = "E|100\n"
+    e = b.event.add(timestamp=10_000_000_060, pid=100)
+    e.print.buf = "not atrace|100"
+    e = b.event.add(timestamp=10_000_000_070, pid=101)
+    e.sched_process_fork.parent_pid, e.sched_process_fork.child_pid = 100, 102
+    e = b.event.add(timestamp=10_000_000_080, pid=102)
+    e.task_rename.pid, e.task_rename.newcomm = 102, "worker"
+    e = b.event.add(timestamp=10_000_000_090, pid=0)
+    e.cpu_frequency.cpu_id, e.cpu_frequency.state = 3, 1000
+    cs = b.compact_sched
+    cs.switch_timestamp.extend([10_000_000_100, 5, 7])
+    cs.switch_next_pid.extend([100, 0, 101])
+    cs.switch_next_comm_index.extend([0, 1, 0])
+    cs.intern_table.extend(["app", "swapper"])
+    cs.waking_timestamp.extend([10_000_000_200, 3])
+    cs.waking_pid.extend([102, 100])
+    cs.waking_target_cpu.extend([1, 0])
+    report, moved, _ = do_merge(tmp_path, g)
+    base = report.inputs[1]["pid_offset"]
+    assert base == 1_000_000
+    (mb,) = [p.ftrace_events for p in moved if p.HasField("ftrace_events")]
+    assert mb.cpu == 103
+    ev = list(mb.event)
+    assert [x.timestamp for x in ev] == [10_000_000_010 - OFFSET + 10 * i for i in range(9)]
+    assert [x.pid for x in ev] == [1000100] * 6 + [1000101, 1000102, 0]
+    assert (ev[0].sched_switch.prev_pid, ev[0].sched_switch.next_pid) == (1000100, 0)
+    assert (ev[1].sched_waking.pid, ev[1].sched_waking.target_cpu) == (1000101, 102)
+    assert [x.print.buf for x in ev[2:6]] == ["B|1000100|frame\n", "C|1000100|depth|5\n",
+                                              "E|1000100\n", "not atrace|100"]
+    assert (ev[6].sched_process_fork.parent_pid, ev[6].sched_process_fork.child_pid) == (1000100, 1000102)
+    assert ev[7].task_rename.pid == 1000102
+    assert ev[8].cpu_frequency.cpu_id == 103
+    c = mb.compact_sched
+    assert list(c.switch_timestamp) == [10_000_000_100 - OFFSET, 5, 7]
+    assert list(c.switch_next_pid) == [1000100, 0, 1000101]
+    assert list(c.waking_timestamp) == [10_000_000_200 - OFFSET, 3]
+    assert list(c.waking_pid) == [1000102, 1000100]
+    assert list(c.waking_target_cpu) == [101, 100]
+    assert list(c.intern_table) == ["app", "swapper"]
+
+
+def test_process_tree_stats_logs_perf_and_legacy_descriptors(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001)
+    pr = p.process_tree.processes.add(pid=100, ppid=1)
+    pr.cmdline.extend(["/bin/app", "--flag"])
+    p.process_tree.threads.add(tid=101, tgid=100, name="t1")
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_002)
+    sp = p.process_stats.processes.add(pid=100)
+    sp.threads.add(tid=101)
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_003)
+    p.android_log.events.add(pid=100, tid=101, timestamp=10_000_000_004, message="hi")
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_005)
+    p.perf_sample.pid, p.perf_sample.tid, p.perf_sample.cpu = 100, 101, 2
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_006, trusted_pid=100)
+    p.thread_descriptor.pid, p.thread_descriptor.tid = 100, 101
+    report, moved, _ = do_merge(tmp_path, g)
+    tree, stats, log, perf, legacy = moved
+    assert (tree.process_tree.processes[0].pid, tree.process_tree.processes[0].ppid) == (1000100, 1000001)
+    assert list(tree.process_tree.processes[0].cmdline) == ["vm1: /bin/app", "--flag"]
+    assert (tree.process_tree.threads[0].tid, tree.process_tree.threads[0].tgid) == (1000101, 1000100)
+    assert stats.process_stats.processes[0].pid == 1000100
+    assert stats.process_stats.processes[0].threads[0].tid == 1000101
+    ev = log.android_log.events[0]
+    assert (ev.pid, ev.tid, ev.timestamp) == (1000100, 1000101, 10_000_000_004 - OFFSET)
+    assert (perf.perf_sample.pid, perf.perf_sample.tid, perf.perf_sample.cpu) == (1000100, 1000101, 102)
+    assert (legacy.thread_descriptor.pid, legacy.thread_descriptor.tid) == (1000100, 1000101)
+    assert legacy.trusted_pid == 1000100
+
+
+def test_uuids_everywhere_remapped_consistently(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001,
+                     sequence_flags=pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED)
+    p.trace_packet_defaults.track_event_defaults.track_uuid = 5
+    p.trace_packet_defaults.track_event_defaults.extra_counter_track_uuids.append(6)
+    p.track_descriptor.uuid = 5
+    p.track_descriptor.parent_uuid = 77  # the same number as a host uuid
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_002)
+    p.track_descriptor.uuid = 77
+    p.track_descriptor.process.pid = 100
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_003)
+    p.track_descriptor.uuid = 6
+    p.track_descriptor.counter.SetInParent()
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_004)
+    p.track_event.type = pb2.TrackEvent.TYPE_COUNTER
+    p.track_event.track_uuid = 6
+    p.track_event.counter_value = 3
+    p.track_event.extra_counter_track_uuids.append(6)
+    p.track_event.extra_counter_values.append(4)
+    report, moved, comb = do_merge(tmp_path, g)
+    d0, d1, d2, ev = moved
+    m5, m77, m6 = d0.track_descriptor.uuid, d1.track_descriptor.uuid, d2.track_descriptor.uuid
+    assert len({m5, m77, m6, 77}) == 4 and 0 not in (m5, m77, m6)
+    assert d0.track_descriptor.parent_uuid == m77
+    assert d0.trace_packet_defaults.track_event_defaults.track_uuid == m5
+    assert list(d0.trace_packet_defaults.track_event_defaults.extra_counter_track_uuids) == [m6]
+    assert ev.track_event.track_uuid == m6
+    assert list(ev.track_event.extra_counter_track_uuids) == [m6]
+    assert comb.packet[1].track_descriptor.uuid == 77  # host untouched
+    assert report.inputs[1]["uuids_remapped"] == 3
+
+
+def test_unknown_fields_and_padded_lengths_copied_byte_for_byte(tmp_path):
+    # A packet with an unknown field (like FrameTimeline's #76) and a track
+    # event whose length prefix is padded (as the Perfetto SDK writes them).
+    te = pb2.TrackEvent(type=pb2.TrackEvent.TYPE_INSTANT, name_iid=1).SerializeToString()
+    padded = bytes([0x5A, 0x80 | len(te), 0x80, 0x80, 0x00]) + te  # field 11, 4-byte length
+    unknown = bytes([0xE2, 0x04, 3]) + b"abc"  # field 76, length 3
+    body = (bytes([0x40]) + _varint(10_000_000_010) + bytes([0x50, 2]) + padded + unknown)
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    raw = g.SerializeToString() + bytes([0x0A]) + _varint(len(body)) + body
+    gp = tmp_path / "g.pftrace"
+    gp.write_bytes(raw)
+    hp = write(tmp_path, "h.pftrace", host_trace())
+    out = tmp_path / "o.pftrace"
+    merge(host=hp, guests={"vm1": gp}, output=out, time_diff_ns=OFFSET)
+    data = out.read_bytes()
+    assert padded in data and unknown in data
+    comb = load_trace(out)
+    assert comb.packet[-1].timestamp == 10_000_000_010 - OFFSET
+
+
+def _varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def test_compressed_packets_are_rewritten_inside(tmp_path):
+    inner = pb2.Trace()
+    for i in range(3):
+        p = inner.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_100 + i)
+        p.track_descriptor.uuid = 9
+        p.track_descriptor.thread.pid, p.track_descriptor.thread.tid = 100, 100 + i
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    c = g.packet.add(trusted_packet_sequence_id=2)
+    c.compressed_packets = zlib.compress(inner.SerializeToString())
+    report, moved, _ = do_merge(tmp_path, g)
+    (cp,) = moved
+    out_inner = pb2.Trace()
+    out_inner.ParseFromString(zlib.decompress(cp.compressed_packets))
+    assert [p.timestamp for p in out_inner.packet] == [10_000_000_100 - OFFSET + i for i in range(3)]
+    assert [p.track_descriptor.thread.tid for p in out_inner.packet] == [1000100, 1000101, 1000102]
+    assert {p.trusted_packet_sequence_id for p in out_inner.packet} == {2 + 1}
+    assert report.inputs[1]["compressed_packets"] == 1
+
+
+def test_compressed_bomb_is_refused(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    c = g.packet.add(trusted_packet_sequence_id=2)
+    c.compressed_packets = zlib.compress(b"\0" * (600 << 20), 9)
+    with pytest.raises(Exception) as ei:
+        do_merge(tmp_path, g)
+    assert "inflate" in str(ei.value)
+    assert not (tmp_path / "out.pftrace").exists()
