@@ -193,12 +193,18 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
                          "offsetting its pids, sequences and cpus")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--archive", metavar="OUT.tar",
+                    help="also (or only) write the inputs and a perfetto_manifest to a TAR "
+                         "that trace_processor v58+ merges itself (see vperfetto.archive)")
     return ap
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.merge") -> int:
     ap = _build_parser(prog)
     a = ap.parse_args(argv)
+    if a.archive is not None:
+        from .archive import cli as _archive_cli
+        return _archive_cli(ap, a, prog)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
                   machine_ids=a.machine_id, progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
