@@ -246,7 +246,13 @@ void vp_counter_int(uint32_t track, int64_t value) { vpsdk::CounterInt(track, va
 void vp_counter_double(uint32_t track, double value) { vpsdk::CounterDouble(track, value); }
 
 void vp_emit(const vp_event* event) {
-  if (event) vpsdk::Emit(*reinterpret_cast<const vpsdk::Event*>(event));
+  if (!event) return;
+  vpsdk::Event ev = *reinterpret_cast<const vpsdk::Event*>(event);
+  // Counts without arrays are read as empty rather than dereferenced.
+  if (!ev.args) ev.nargs = 0;
+  if (!ev.flows) ev.nflows = 0;
+  if (!ev.terminating_flows) ev.nterminating_flows = 0;
+  vpsdk::Emit(ev);
 }
 
 }  // extern "C"

@@ -199,7 +199,8 @@ ThreadWriter* BindWriterSlow();
 // no session records. One TLS load and one compare when already bound.
 inline ThreadWriter* CurrentWriter() {
   ThreadWriter* w = t_writer;
-  if (VPSDK_LIKELY(w && w->generation == g_generation.load(std::memory_order_relaxed)))
+  if (VPSDK_LIKELY(w && w->generation == g_generation.load(std::memory_order_relaxed) &&
+                   w->session))
     return w;
   return BindWriterSlow();
 }

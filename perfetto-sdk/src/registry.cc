@@ -136,11 +136,9 @@ uint64_t ProcessUuid() {
 }
 
 uint64_t TrackUuid(uint32_t track) {
-  if (track == kThreadTrack) {
-    ThreadWriter* w = CurrentWriter();
-    if (w) return w->uuid;
-    return 0;
-  }
+  // The thread's identity, bound to a session or not (binding here would
+  // make the answer depend on whether a session records).
+  if (track == kThreadTrack) return ThreadState()->uuid;
   if (track == kProcessTrack) return ProcessUuid();
   const TrackInfo* t = LookupTrack(track);
   return t ? t->uuid : 0;

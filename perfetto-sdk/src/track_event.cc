@@ -201,8 +201,19 @@ size_t TrackChainBound(ThreadWriter* w, uint32_t track) {
   return bound;
 }
 
+// Prepare() for an event on `track` that first describes whatever of the
+// track's chain this sequence has not seen. A reset inside Prepare() forgets
+// every described track, so then the bound is taken again: it is the whole
+// chain now, which no further reset can make larger.
+void PrepareWithTrack(ThreadWriter* w, size_t bound, uint32_t track) {
+  uint32_t epoch = w->epoch;
+  Prepare(w, bound + TrackChainBound(w, track));
+  if (w->epoch != epoch) Prepare(w, bound + TrackChainBound(w, track));
+}
+
+// Describes at most the 64 tracks that TrackChainBound() reserves room for.
 void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
-  if (track <= kProcessTrack || hops > 64 || Seen(w->track_seen, track, w->epoch)) return;
+  if (track <= kProcessTrack || hops >= 64 || Seen(w->track_seen, track, w->epoch)) return;
   const TrackInfo* t = LookupTrack(track);
   if (!t) return;
   DescribeTrack(w, t->parent, ts, hops + 1);
@@ -252,7 +263,7 @@ void WriteCounter(uint32_t track, bool is_double, int64_t iv, double dv, uint64_
   ThreadWriter* w = CurrentWriter();
   const TrackInfo* t = LookupTrack(track);
   if (!w || !t || t->kind != TrackKind::kCounter) return;
-  Prepare(w, kPacketBase + TrackChainBound(w, track));
+  PrepareWithTrack(w, kPacketBase, track);
   if (ts == 0) ts = BootTimeNs();
   DescribeTrack(w, track, ts);
   PacketScope p(w, ts);
@@ -364,8 +375,8 @@ void Emit(const Event& ev) {
     bound += 48 + (an ? an->len : 0) +
              (ev.args[i].type == kArgString && ev.args[i].s ? ev.args[i].len : 0);
   }
-  if (track) bound += TrackChainBound(w, ev.track);
-  Prepare(w, bound);
+  if (track) PrepareWithTrack(w, bound, ev.track);
+  else Prepare(w, bound);
 
   uint64_t ts = ev.timestamp_ns ? ev.timestamp_ns : BootTimeNs();
   if (track) DescribeTrack(w, ev.track, ts);
@@ -391,8 +402,10 @@ void Emit(const Event& ev) {
       case kArgBool: pw.Bool(pf::DebugAnnotation::kBoolValue, a.i != 0); break;
       case kArgPointer: pw.Varint(pf::DebugAnnotation::kPointerValue, a.u); break;
       case kArgString:
-      default:
         pw.String(pf::DebugAnnotation::kStringValue, a.s ? a.s : "", a.s ? a.len : 0);
+        break;
+      default:  // unknown type: its string was not counted in the bound
+        pw.String(pf::DebugAnnotation::kStringValue, "", 0);
         break;
     }
     pw.EndNested(da);

@@ -186,7 +186,8 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     Side& g = guests[0];
     g.role = "main";
     host.role = "moved";
-    order = {&g, &host};
+    order.push_back(&g);
+    order.push_back(&host);
   } else {
     host.role = "main";
     order.push_back(&host);
@@ -206,7 +207,9 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
       Transform& t = s.transform;
       const Alignment& a = s.is_guest ? s.alignment : guests[0].alignment;
       t.shift_time = true;
-      t.shift_ns = s.is_guest ? -a.offset_ns : a.offset_ns;
+      // Negated modulo 2^64 (timestamps shift that way): -INT64_MIN is UB.
+      t.shift_ns = s.is_guest ? static_cast<int64_t>(0 - static_cast<uint64_t>(a.offset_ns))
+                              : a.offset_ns;
       t.clocks = &s.summary.clocks;
       t.remap_uuids = true;
       t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
