@@ -17,6 +17,17 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 from . import errors
 from ._native import ffi, lib, new_error
 
+# The hot calls as plain CPython builtins (cpp/pyext/_vperfetto_fast.c): cffi
+# releases the GIL and saves errno around every call, which costs more than
+# the tracing call itself. Everything else, and these calls too where the
+# module is missing (PyPy) or VPERFETTO_PURE_CFFI=1 is set, goes through cffi.
+_fast = None
+if not os.environ.get("VPERFETTO_PURE_CFFI"):
+    try:
+        from . import _vperfetto_fast as _fast
+    except ImportError:
+        _fast = None
+
 __all__ = [
     "Session",
     "Event",
@@ -48,6 +59,7 @@ FlowIds = Union[int, Iterable[int], None]
 _name_ids: dict = {}      # str -> interned id (0: table full, write inline)
 _category_ids: dict = {None: 0}
 _lock = threading.Lock()
+_vp_end = _fast.end_noargs if _fast else lib.vp_end
 
 
 def _name_id_slow(name) -> int:
@@ -85,38 +97,50 @@ def _category_id(category) -> int:
     return cid if cid is not None else _category_id_slow(category)
 
 
-class Event:
+if _fast:
+    _EventBase = _fast.EventBase
+else:
+    class _EventBase:
+        """Event's calls through cffi (PyPy, or a build without _vperfetto_fast)."""
+
+        __slots__ = ("begin", "instant")
+
+        def __init__(self, category: int, name: int, raw: Optional[bytes] = None):
+            if name:
+                self.begin = functools.partial(lib.vp_begin, category, name)
+                self.instant = functools.partial(lib.vp_instant, category, name)
+            else:
+                self.begin = functools.partial(lib.vp_begin_str, category, raw, len(raw))
+                self.instant = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+
+        end = staticmethod(lib.vp_end)
+
+        def __enter__(self):
+            self.begin()
+            return self
+
+        def __exit__(self, *exc):
+            lib.vp_end()
+            return False
+
+
+class Event(_EventBase):
     """A pre-interned event: name and category resolved once.
 
-    ``ev.begin()``, ``ev.end()`` and ``ev.instant()`` are bound C calls (no
-    Python frame), the fastest way to emit from Python; ``with ev:`` is a
+    ``ev.begin()``, ``ev.end()`` and ``ev.instant()`` are C calls with no
+    Python frame, the fastest way to emit from Python; ``with ev:`` is a
     slice.
     """
 
-    __slots__ = ("name", "category", "_name", "_category", "begin", "instant")
+    __slots__ = ("name", "category", "_name", "_category")
 
     def __init__(self, name: str, category: Optional[str] = None):
         self.name = name
         self.category = category
         self._category = _category_id(category)
         self._name = _name_id_slow(name)
-        if self._name:
-            self.begin = functools.partial(lib.vp_begin, self._category, self._name)
-            self.instant = functools.partial(lib.vp_instant, self._category, self._name)
-        else:
-            raw = name.encode("utf-8", "surrogatepass")
-            self.begin = functools.partial(lib.vp_begin_str, self._category, raw, len(raw))
-            self.instant = functools.partial(lib.vp_instant_str, self._category, raw, len(raw))
-
-    end = staticmethod(lib.vp_end)
-
-    def __enter__(self):
-        self.begin()
-        return self
-
-    def __exit__(self, *exc):
-        lib.vp_end()
-        return False
+        raw = None if self._name else name.encode("utf-8", "surrogatepass")
+        super().__init__(self._category, self._name, raw)
 
     def __repr__(self) -> str:
         return f"Event({self.name!r}, category={self.category!r})"
@@ -227,7 +251,6 @@ def _bad_track(track):
 # --- the fast public calls --------------------------------------------------
 
 _vp_begin = lib.vp_begin
-_vp_end = lib.vp_end
 _vp_instant = lib.vp_instant
 
 
@@ -393,8 +416,11 @@ class CounterTrack:
         self.unit = unit
         self._handle = out[0]
         self.uuid = lib.vp_track_uuid(self._handle)
-        self.set_int = functools.partial(lib.vp_counter_int, self._handle)
-        self.set_float = functools.partial(lib.vp_counter_double, self._handle)
+        if _fast:
+            self.set_int, self.set_float = _fast.bind_counter(self._handle)
+        else:
+            self.set_int = functools.partial(lib.vp_counter_int, self._handle)
+            self.set_float = functools.partial(lib.vp_counter_double, self._handle)
 
     def set(self, value, ts=None) -> None:
         if ts is None:
@@ -415,6 +441,7 @@ class CounterTrack:
 
 
 _counters: dict = {}
+_counter_handles: dict = {}  # name -> handle, for the builtin counter()
 
 
 def counter(name: str, value, ts=None, unit: Optional[str] = None) -> None:
@@ -424,6 +451,7 @@ def counter(name: str, value, ts=None, unit: Optional[str] = None) -> None:
         track = CounterTrack(name, unit)
         with _lock:
             _counters[name] = track
+            _counter_handles[name] = track._handle
     track.set(value, ts)
 
 
@@ -610,3 +638,11 @@ def _stop_running_sessions() -> None:
                 s.stop()
             except errors.VperfettoError:
                 pass
+
+
+# The plain forms of begin/end/slice/counter as builtins; each falls back to
+# the Python function above for anything else (annotations, tracks, a name
+# not interned yet, keyword arguments...).
+if _fast:
+    _fast.init(_name_ids, _category_ids, _counter_handles, begin, end, slice, counter)
+    begin, end, slice, counter = _fast.begin, _fast.end, _fast.slice, _fast.counter  # noqa: A001

@@ -1,0 +1,271 @@
+/* _vperfetto_fast: the hot tracing calls as plain CPython builtins.
+ *
+ * cffi wraps every C call in Py_BEGIN/END_ALLOW_THREADS plus an errno
+ * save/restore, and calls a 2-argument function through METH_VARARGS (a
+ * tuple per call). For a 30 ns tracing call that is most of the cost, and
+ * with several Python threads it hands the GIL over on every event. These
+ * builtins call the same C ABI with the GIL held (the calls never wait for
+ * anything that needs the GIL: the core never calls back into Python),
+ * through METH_NOARGS / METH_O / METH_FASTCALL, and fall back to the Python
+ * implementation for everything but the plain forms.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <vperfetto/vperfetto.h>
+
+static PyObject *g_name_ids, *g_category_ids, *g_counter_handles;  /* dicts */
+static PyObject *g_begin_slow, *g_end_slow, *g_slice_slow, *g_counter_slow;
+
+/* name (exact str) and category (None or str) -> ids; 0 if unknown. */
+static int lookup(PyObject *name, PyObject *category, uint32_t *nid, uint32_t *cid) {
+  PyObject *v;
+  if (!PyUnicode_CheckExact(name)) return 0;
+  v = PyDict_GetItemWithError(g_name_ids, name);
+  if (!v || !PyLong_CheckExact(v)) return 0;
+  *nid = (uint32_t)PyLong_AsUnsignedLong(v);
+  if (*nid == 0) return 0;
+  if (category == Py_None) { *cid = 0; return 1; }
+  if (!PyUnicode_CheckExact(category)) return 0;
+  v = PyDict_GetItemWithError(g_category_ids, category);
+  if (!v || !PyLong_CheckExact(v)) return 0;
+  *cid = (uint32_t)PyLong_AsUnsignedLong(v);
+  return 1;
+}
+
+static PyObject *fallback(PyObject *fn, PyObject *const *args, size_t nargsf, PyObject *kw) {
+  return PyObject_Vectorcall(fn, args, nargsf, kw);
+}
+
+static PyObject *f_begin(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
+  uint32_t nid, cid;
+  if (!kw && (n == 1 || n == 2) && lookup(args[0], n == 2 ? args[1] : Py_None, &nid, &cid)) {
+    vp_begin(cid, nid);
+    Py_RETURN_NONE;
+  }
+  if (PyErr_Occurred()) return NULL;
+  return fallback(g_begin_slow, args, (size_t)n, kw);
+}
+
+static PyObject *f_end(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
+  if (n == 0 && !kw) {
+    vp_end();
+    Py_RETURN_NONE;
+  }
+  return fallback(g_end_slow, args, (size_t)n, kw);
+}
+
+static PyObject *f_end_noargs(PyObject *m, PyObject *unused) {
+  vp_end();
+  Py_RETURN_NONE;
+}
+
+/* --- Event's base: begin/end/instant and the context manager in C ------- */
+
+typedef struct {
+  PyObject_HEAD
+  uint32_t cat, name;
+  PyObject *raw; /* bytes of a name that could not be interned, or NULL */
+} EventBase;
+
+static int eb_init(PyObject *op, PyObject *args, PyObject *kw) {
+  EventBase *self = (EventBase *)op;
+  unsigned int cat, name;
+  PyObject *raw = Py_None;
+  if (kw && PyDict_GET_SIZE(kw)) {
+    PyErr_SetString(PyExc_TypeError, "EventBase takes positional arguments");
+    return -1;
+  }
+  if (!PyArg_ParseTuple(args, "II|O", &cat, &name, &raw)) return -1;
+  if (raw != Py_None && !PyBytes_CheckExact(raw)) {
+    PyErr_SetString(PyExc_TypeError, "raw name must be bytes or None");
+    return -1;
+  }
+  self->cat = cat;
+  self->name = name;
+  Py_XSETREF(self->raw, raw == Py_None ? NULL : Py_NewRef(raw));
+  return 0;
+}
+static void eb_dealloc(PyObject *op) {
+  Py_CLEAR(((EventBase *)op)->raw);
+  Py_TYPE(op)->tp_free(op);
+}
+static PyObject *eb_begin(PyObject *op, PyObject *unused) {
+  EventBase *self = (EventBase *)op;
+  if (self->raw)
+    vp_begin_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
+  else
+    vp_begin(self->cat, self->name);
+  Py_RETURN_NONE;
+}
+static PyObject *eb_instant(PyObject *op, PyObject *unused) {
+  EventBase *self = (EventBase *)op;
+  if (self->raw)
+    vp_instant_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
+  else
+    vp_instant(self->cat, self->name);
+  Py_RETURN_NONE;
+}
+static PyObject *eb_enter(PyObject *op, PyObject *unused) {
+  eb_begin(op, NULL);
+  return Py_NewRef(op);
+}
+static PyObject *eb_exit(PyObject *op, PyObject *const *args, Py_ssize_t n) {
+  vp_end();
+  Py_RETURN_FALSE;
+}
+static PyObject *f_end_noargs(PyObject *m, PyObject *unused);
+static PyMethodDef eb_methods[] = {
+    {"begin", eb_begin, METH_NOARGS, "begin()\n--\n\nBegins a slice of this event."},
+    {"instant", eb_instant, METH_NOARGS, "instant()\n--\n\nAn instant of this event."},
+    {"end", f_end_noargs, METH_NOARGS | METH_STATIC,
+     "end()\n--\n\nEnds the innermost slice of this thread."},
+    {"__enter__", eb_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))eb_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL}};
+static PyTypeObject EventBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vperfetto._vperfetto_fast.EventBase",
+    .tp_basicsize = sizeof(EventBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_init = eb_init,
+    .tp_dealloc = eb_dealloc,
+    .tp_methods = eb_methods,
+};
+
+/* --- CounterTrack's set_int/set_float: builtins bound to the handle ------- */
+
+static PyObject *b_counter_int(PyObject *self, PyObject *value) {
+  long long v = PyLong_AsLongLong(value);
+  if (v == -1 && PyErr_Occurred()) return NULL;
+  vp_counter_int((uint32_t)PyLong_AsUnsignedLong(self), v);
+  Py_RETURN_NONE;
+}
+static PyObject *b_counter_double(PyObject *self, PyObject *value) {
+  double v = PyFloat_AsDouble(value);
+  if (v == -1.0 && PyErr_Occurred()) return NULL;
+  vp_counter_double((uint32_t)PyLong_AsUnsignedLong(self), v);
+  Py_RETURN_NONE;
+}
+static PyMethodDef def_set_int = {"set_int", b_counter_int, METH_O, NULL};
+static PyMethodDef def_set_float = {"set_float", b_counter_double, METH_O, NULL};
+
+static PyObject *bind(PyMethodDef *def, unsigned long long v) {
+  PyObject *self = PyLong_FromUnsignedLongLong(v), *f;
+  if (!self) return NULL;
+  f = PyCFunction_New(def, self);
+  Py_DECREF(self);
+  return f;
+}
+static PyObject *f_bind_counter(PyObject *m, PyObject *args) {
+  unsigned int h;
+  PyObject *a, *b, *t;
+  if (!PyArg_ParseTuple(args, "I", &h)) return NULL;
+  a = bind(&def_set_int, h);
+  b = bind(&def_set_float, h);
+  t = (a && b) ? PyTuple_Pack(2, a, b) : NULL;
+  Py_XDECREF(a);
+  Py_XDECREF(b);
+  return t;
+}
+
+/* --- counter(name, value) -------------------------------------------------- */
+
+static PyObject *f_counter(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
+  if (n == 2 && !kw && PyUnicode_CheckExact(args[0])) {
+    PyObject *h = PyDict_GetItemWithError(g_counter_handles, args[0]);
+    PyObject *v = args[1];
+    if (h) {
+      uint32_t handle = (uint32_t)PyLong_AsUnsignedLong(h);
+      if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long iv = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow) {
+          vp_counter_int(handle, iv);
+          Py_RETURN_NONE;
+        }
+      } else if (PyFloat_CheckExact(v)) {
+        vp_counter_double(handle, PyFloat_AS_DOUBLE(v));
+        Py_RETURN_NONE;
+      }
+    } else if (PyErr_Occurred()) {
+      return NULL;
+    }
+  }
+  return fallback(g_counter_slow, args, (size_t)n, kw);
+}
+
+/* --- slice(name, category=None): a C context manager ----------------------- */
+
+typedef struct {
+  PyObject_HEAD
+  uint32_t cat, name;
+} FastSlice;
+
+static PyObject *s_enter(PyObject *self, PyObject *unused) {
+  FastSlice *s = (FastSlice *)self;
+  vp_begin(s->cat, s->name);
+  Py_INCREF(self);
+  return self;
+}
+static PyObject *s_exit(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+  vp_end();
+  Py_RETURN_FALSE;
+}
+static PyMethodDef s_methods[] = {
+    {"__enter__", s_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))s_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL}};
+static PyTypeObject FastSliceType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vperfetto._vperfetto_fast.Slice",
+    .tp_basicsize = sizeof(FastSlice),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = s_methods,
+};
+
+static PyObject *f_slice(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
+  uint32_t nid, cid;
+  if (!kw && (n == 1 || n == 2) && lookup(args[0], n == 2 ? args[1] : Py_None, &nid, &cid)) {
+    FastSlice *s = PyObject_New(FastSlice, &FastSliceType);
+    if (!s) return NULL;
+    s->cat = cid;
+    s->name = nid;
+    return (PyObject *)s;
+  }
+  if (PyErr_Occurred()) return NULL;
+  return fallback(g_slice_slow, args, (size_t)n, kw);
+}
+
+/* --- setup ------------------------------------------------------------------- */
+
+static PyObject *f_init(PyObject *m, PyObject *args) {
+  if (!PyArg_ParseTuple(args, "O!O!O!OOOO", &PyDict_Type, &g_name_ids, &PyDict_Type,
+                        &g_category_ids, &PyDict_Type, &g_counter_handles, &g_begin_slow,
+                        &g_end_slow, &g_slice_slow, &g_counter_slow))
+    return NULL;
+  Py_INCREF(g_name_ids); Py_INCREF(g_category_ids); Py_INCREF(g_counter_handles);
+  Py_INCREF(g_begin_slow); Py_INCREF(g_end_slow); Py_INCREF(g_slice_slow);
+  Py_INCREF(g_counter_slow);
+  Py_RETURN_NONE;
+}
+
+#define FASTKW(f) (PyCFunction)(void (*)(void))f, METH_FASTCALL | METH_KEYWORDS
+static PyMethodDef methods[] = {
+    {"init", f_init, METH_VARARGS, NULL},
+    {"begin", FASTKW(f_begin), NULL},
+    {"end", FASTKW(f_end), NULL},
+    {"end_noargs", f_end_noargs, METH_NOARGS, NULL},
+    {"slice", FASTKW(f_slice), NULL},
+    {"counter", FASTKW(f_counter), NULL},
+    {"bind_counter", f_bind_counter, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_vperfetto_fast", NULL, -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__vperfetto_fast(void) {
+  PyObject *m;
+  if (PyType_Ready(&FastSliceType) < 0 || PyType_Ready(&EventBaseType) < 0) return NULL;
+  m = PyModule_Create(&module);
+  if (m && PyModule_AddObjectRef(m, "EventBase", (PyObject *)&EventBaseType) < 0) Py_CLEAR(m);
+  return m;
+}
