@@ -1,15 +1,24 @@
-"""``python -m vperfetto``: the demo and package information.
+"""``python -m vperfetto``: the demo, and where the C/C++ API is installed.
 
     python -m vperfetto demo [--out-dir DIR] [--simulate]   # guest + host traced, merged, checked
+    python -m vperfetto --includes | --libs                 # compiler flags, like pybind11's helpers
+    python -m vperfetto --cmake-dir | --pkgconfig-dir       # for find_package / pkg-config
     python -m vperfetto --version
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
+LIB_DIR = PACKAGE_DIR
+CMAKE_DIR = os.path.join(PACKAGE_DIR, "lib", "cmake", "vperfetto")
+PKGCONFIG_DIR = os.path.join(PACKAGE_DIR, "lib", "pkgconfig")
 
 
 def main(argv=None) -> int:
@@ -22,8 +31,24 @@ def main(argv=None) -> int:
                                  description="Perfetto tracing across the VM boundary.",
                                  epilog="commands: demo (record a guest and a host, merge, check)")
     ap.add_argument("--version", action="version", version=f"vperfetto {__version__}")
-    ap.parse_args(argv)
-    ap.print_help()
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--includes", action="store_true", help="print -I flags for the C/C++ headers")
+    where.add_argument("--libs", action="store_true", help="print linker flags for libvperfetto")
+    where.add_argument("--cmake-dir", action="store_true",
+                       help="print the directory of vperfettoConfig.cmake")
+    where.add_argument("--pkgconfig-dir", action="store_true",
+                       help="print the directory of vperfetto.pc")
+    a = ap.parse_args(argv)
+    if a.includes:
+        print(f"-I{INCLUDE_DIR}")
+    elif a.libs:
+        print(f"-L{LIB_DIR} -Wl,-rpath,{LIB_DIR} -lvperfetto")
+    elif a.cmake_dir:
+        print(CMAKE_DIR)
+    elif a.pkgconfig_dir:
+        print(PKGCONFIG_DIR)
+    else:
+        ap.print_help()
     return 0
 
 
