@@ -127,6 +127,7 @@ class SessionCore {
   uint64_t packets_dropped = 0, chunks_discarded = 0, chunks_overwritten = 0;
   uint64_t packets_overwritten = 0, bytes_overwritten = 0;
   uint64_t sequences = 0;
+  uint64_t service_packets = 0;  // the session's own: clock snapshots, stats
 
  private:
   struct Chunk {

@@ -384,7 +384,7 @@ std::string SessionCore::TraceStatsPacket() {
 
 uint64_t SessionCore::Stat(int32_t stat) {
   switch (stat) {
-    case kStatPacketsWritten: return packets_accepted - packets_overwritten;
+    case kStatPacketsWritten: return packets_accepted - packets_overwritten + service_packets;
     case kStatBytesWritten: return bytes_accepted;
     case kStatPacketsDropped: return packets_dropped + packets_overwritten;
     case kStatChunksDiscarded: return chunks_discarded;
@@ -398,6 +398,7 @@ uint64_t SessionCore::Stat(int32_t stat) {
 Status SessionCore::Finish() {
   std::string footer = ClockSnapshotPacket();
   footer += TraceStatsPacket();
+  service_packets += 2;
   if (cfg.mode != BufferMode::kStream) {
     // The header went to the file at start; the buffer follows in commit
     // order, which keeps each sequence's packets in order.
@@ -442,6 +443,7 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
   {
     std::lock_guard<std::mutex> cl(core->mu);
     if (!core->WriteAll(header.data(), header.size())) return core->io_status;
+    core->service_packets = 1;
   }
   g_current = core;
   ApplyCategoryFlagsLocked(&core->cfg);

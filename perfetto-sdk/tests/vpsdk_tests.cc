@@ -1246,7 +1246,7 @@ void TestEmitEverything(int32_t mode) {
 
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK_EQ(dropped, 0);
   CHECK_EQ(seqs, 2);
   CHECK_EQ(t.seqs.size(), 2);
@@ -1381,7 +1381,7 @@ void RunThreads(int32_t mode, bool stop_while_alive) {
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
   CHECK_EQ(dropped, 0);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK_EQ(t.seqs.size(), kThreads);
   std::set<uint32_t> seq_ids;
   for (int k = 0; k < kThreads; k++) {
@@ -1430,7 +1430,7 @@ void TestDiscardTiny() {
   ex.never_negative = false;
   Trace t = LoadTrace(c.path, ex);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK(written + dropped >= 40000);
   CHECK_EQ(t.stats.stats_chunks_discarded, discarded);
   CHECK_EQ(t.stats.buffer_stats[pf::TraceStats::BufferStats::kChunksDiscarded], discarded);
@@ -1475,7 +1475,7 @@ void TestRingOverwrite() {
   ex.never_negative = false;
   Trace t = LoadTrace(c.path, ex);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK(written + dropped >= 90000);
   // The newest data survives: the last instant carries i = 29999.
   int64_t last = -1;
@@ -1700,7 +1700,7 @@ void TestFlushMidSession(int32_t mode) {
   vp_session_free(s);
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK_EQ(t.seqs.size(), 1);
   if (t.seqs.empty()) return;
   const SeqInfo& si = t.seqs.begin()->second;
@@ -1767,7 +1767,7 @@ void TestConcurrentFlush(int32_t mode) {
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
   CHECK(flushes > 0);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   for (int k = 0; k < kThreads; k++) {
     const SeqInfo* si = t.ByThreadName("cf" + std::to_string(k));
     CHECK(si != nullptr);
@@ -1866,7 +1866,7 @@ void TestStartStopRace() {
     ex.never_negative = dropped == 0;
     Trace t = LoadTrace(c.path, ex);
     CHECK_TRACE(t);
-    CHECK_EQ(t.writer_packets, written);
+    CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
     if (round % 7 == 3)
       for (auto& p : t.packets)
         if (p.has_te && !p.cat_iids.empty()) bad++;
@@ -1907,7 +1907,7 @@ void TestThreadExitRace() {
     vp_session_free(s);
     Trace t = LoadTrace(c.path);
     CHECK_TRACE(t);
-    CHECK_EQ(t.writer_packets, written);
+    CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
     if (round % 4 != 0) {
       for (auto& kv : t.seqs) {
         CHECK_EQ(kv.second.begins, 500);
@@ -1957,7 +1957,7 @@ void TestBigPayloads(int32_t mode, uint32_t kb) {
   ex.never_negative = dropped == 0;
   Trace t = LoadTrace(c.path, ex);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   if (dropped == 0) {
     uint64_t seen_long = 0, seen_str = 0, seen_mid = 0;
     for (auto& p : t.packets) {
@@ -2028,7 +2028,7 @@ void TestLongTrackNamesWithResets(int32_t mode) {
   vp_session_free(s);
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK_EQ(t.CountEvents(4), 1500);
   CHECK_EQ(t.CountEvents(3), 3000 + 3 * 8980);
   CHECK(t.described.count(vp_track_uuid(ctr)) && t.described[vp_track_uuid(ctr)].name == cname);
@@ -2311,7 +2311,7 @@ void TestMalformedEvents() {
   vp_session_free(s);
   Trace t = LoadTrace(c.path);
   CHECK_TRACE(t);
-  CHECK_EQ(t.writer_packets, written);
+  CHECK_EQ(t.packets.size(), written);  // the session's own packets count too
   CHECK_EQ(t.CountEvents(3), 100);
   CHECK_EQ(t.CountEvents(1), 100);
 }
