@@ -285,3 +285,53 @@ def test_symbols_hidden_except_api():
     out = subprocess.run([nm, "-D", "--defined-only", lib], capture_output=True, text=True).stdout
     names = [line.split()[-1] for line in out.splitlines() if line.split()[-2] in ("T", "W", "D", "B")]
     assert names and all(n.startswith("vp_") for n in names), [n for n in names if not n.startswith("vp_")]
+
+
+@needs_cc
+@pytest.mark.skipif(not shutil.which("cmake"), reason="needs cmake")
+def test_minimal_tracing_only_build(tmp_path):
+    """The VPERFETTO_MINIMAL library traces, refuses to merge, and is smaller."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    build_dir = tmp_path / "min"
+    for cmd in (["cmake", "-S", root, "-B", str(build_dir), "-DVPERFETTO_PYTHON=OFF",
+                 "-DVPERFETTO_MINIMAL=ON", "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", str(build_dir), "-j2"]):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+    src = tmp_path / "m.c"
+    src.write_text(textwrap.dedent(r"""
+        #include <stdio.h>
+        #include <vperfetto/vperfetto.h>
+        int main(int argc, char** argv) {
+          vp_error err;
+          vp_config* c = vp_config_new();
+          vp_session* s = NULL;
+          char* report = NULL;
+          vp_merge_options* m = vp_merge_options_new();
+          if (argc != 2) return 9;
+          vp_config_set_output(c, argv[1], &err);
+          if (vp_session_start(c, &s, &err) != VP_OK) return 1;
+          vp_begin(vp_category("min"), vp_intern("tiny", 4));
+          vp_end();
+          if (vp_session_stop(s, &err) != VP_OK) return 2;
+          vp_merge_set_host(m, "h", &err);
+          vp_merge_add_guest(m, "g", "g", &err);
+          vp_merge_set_output(m, "o", &err);
+          if (vp_merge_run(m, &report, &err) != VP_E_UNSUPPORTED) return 3;
+          printf("%s\n", err.message);
+          vp_merge_options_free(m);
+          vp_session_free(s);
+          vp_config_free(c);
+          return 0;
+        }
+    """))
+    exe = tmp_path / "m"
+    inc = os.path.join(root, "cpp", "include")
+    subprocess.run([CC, "-std=c99", "-Wall", "-Werror", str(src), f"-I{inc}", f"-L{build_dir}",
+                    f"-Wl,-rpath,{build_dir}", "-lvperfetto", "-o", str(exe)], check=True)
+    out = tmp_path / "min.pftrace"
+    p = subprocess.run([str(exe), str(out)], capture_output=True, text=True)
+    assert p.returncode == 0 and "tracing-only" in p.stdout, (p.returncode, p.stdout)
+    assert [e.name for e in resolve(load_trace(out))] == ["tiny", None]
+    full = os.path.join(flag("--libs")[0][2:], "libvperfetto.so")
+    assert os.path.getsize(build_dir / "libvperfetto.so") < os.path.getsize(full)

@@ -1,11 +1,39 @@
-// The C ABI of the offline merge (vp_merge_* in vperfetto.h).
+// The C ABI of the offline merge (vp_merge_* in vperfetto.h). In the
+// tracing-only build (VPERFETTO_MINIMAL) the options still work and
+// vp_merge_run reports VP_E_UNSUPPORTED: the ABI is the same in both builds.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
+#include <vector>
 
-#include "merge/merge.h"
 #include "vperfetto/vperfetto.h"
+#ifndef VPERFETTO_MINIMAL
+#include "merge/merge.h"
+#else
+namespace vpmerge {
+enum class MergeMode : int32_t { kHostIntoGuest = 0, kGuestIntoHost = 1, kAddTraces = 2 };
+struct GuestInput {
+  std::string name, path;
+};
+struct AlignOptions {
+  bool has_time_diff = false;
+  int64_t time_diff = 0;
+  bool has_guest_boot = false;
+  uint64_t guest_boot = 0;
+  int64_t guest_tsc_offset = 0;
+};
+struct MergeOptions {
+  std::string host_path;
+  std::vector<GuestInput> guests;
+  std::string output_path;
+  MergeMode mode = MergeMode::kHostIntoGuest;
+  AlignOptions align;
+  bool machine_ids = false, dry_run = false, progress = false;
+};
+}  // namespace vpmerge
+#endif
 
 struct vp_merge_options {
   vpmerge::MergeOptions opt;
@@ -95,6 +123,10 @@ void vp_merge_set_progress(vp_merge_options* o, int32_t enable) {
 int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
   if (!o || !report) return Fail(err, VP_E_INVALID_ARGUMENT, "options or report is NULL");
   *report = nullptr;
+#ifdef VPERFETTO_MINIMAL
+  return Fail(err, VP_E_UNSUPPORTED,
+              "this libvperfetto is the tracing-only build (VPERFETTO_MINIMAL): no merge engine");
+#else
   try {
     std::string json;
     vpsdk::Status st = vpmerge::Merge(o->opt, &json);
@@ -111,6 +143,7 @@ int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
   } catch (...) {
     return Fail(err, VP_E_INTERNAL, "internal error");
   }
+#endif
 }
 
 void vp_string_free(char* s) { std::free(s); }
