@@ -297,6 +297,57 @@ VP_API void vp_merge_set_progress(vp_merge_options* opts, int32_t enable);
 VP_API int32_t vp_merge_run(const vp_merge_options* opts, char** report, vp_error* err);
 VP_API void vp_string_free(char* s);
 
+/* ------------------------------------------------------------------------ */
+/* The host-side VM workflow (the original vperfetto online workflow)       */
+/* ------------------------------------------------------------------------ */
+/* enable -> events -> disable: the host trace is saved, then, once the
+ * guest's trace file has stopped growing, the combined trace is written
+ * (in the background; vp_vm_wait_saving_done waits for it). Not available
+ * in the tracing-only build (VP_E_UNSUPPORTED). */
+
+enum vp_vm_file {
+  VP_VM_HOST_FILE = 0,     /* default "vmm.trace"; env VPERFETTO_HOST_FILE */
+  VP_VM_GUEST_FILE = 1,    /* env VPERFETTO_GUEST_FILE */
+  VP_VM_COMBINED_FILE = 2  /* env VPERFETTO_COMBINED_FILE */
+};
+
+/* Sets (NULL: clears) one of the file names. The library keeps a copy. */
+VP_API int32_t vp_vm_set_file(int32_t which, const char* path, vp_error* err);
+/* The current name, or NULL; valid until it is set again. */
+VP_API const char* vp_vm_file(int32_t which);
+/* The guest's CLOCK_BOOTTIME now: records guest - host (ignored while
+ * tracing is enabled, as in the original). */
+VP_API void vp_vm_set_guest_time(uint64_t guest_boot_ns);
+/* guest BOOTTIME - host BOOTTIME, as recorded or set; 0 when unknown. */
+VP_API void vp_vm_set_time_diff(int64_t guest_minus_host_ns);
+VP_API int64_t vp_vm_time_diff(void);
+/* 1 once a time diff was recorded or set (else the merge aligns by itself). */
+VP_API int32_t vp_vm_has_time_diff(void);
+VP_API uint64_t vp_vm_host_start_time(void);
+VP_API uint64_t vp_vm_guest_start_time(void);
+VP_API void vp_vm_set_start_times(uint64_t host_ns, uint64_t guest_ns);
+/* Combine by concatenation instead of moving the host into guest time. */
+VP_API void vp_vm_set_add_traces(int32_t enable);
+VP_API int32_t vp_vm_add_traces(void);
+/* How the guest file is watched: poll period and give-up time, in ms
+ * (default 1000 and 20000; env VPERFETTO_GUEST_POLL_MS overrides the poll). */
+VP_API void vp_vm_set_guest_wait(uint32_t poll_ms, uint32_t timeout_ms);
+/* Messages on stderr like the original's (default on). */
+VP_API void vp_vm_set_verbose(int32_t enable);
+
+/* Starts host tracing into the host file (file names from the environment
+ * override). A no-op if already enabled or still saving. */
+VP_API int32_t vp_vm_enable(vp_error* err);
+/* Stops host tracing and saves: see above. */
+VP_API int32_t vp_vm_disable(vp_error* err);
+VP_API int32_t vp_vm_is_enabled(void);
+VP_API int32_t vp_vm_is_saving(void);
+/* A byte that is 1 while tracing is disabled (the original's
+ * initialize(const bool**) hands out its address). */
+VP_API const uint8_t* vp_vm_disabled_flag(void);
+/* Waits until the background save is done; returns its outcome. */
+VP_API int32_t vp_vm_wait_saving_done(vp_error* err);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -99,6 +99,7 @@ Status CounterTrack(const char* name, const char* unit, uint32_t* out);
 uint64_t TrackUuid(uint32_t track);
 
 void SetProcessName(const char* name);
+std::string ProcessName();
 void SetThreadName(const char* name);
 
 // --- events -----------------------------------------------------------------
