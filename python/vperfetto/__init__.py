@@ -18,6 +18,7 @@ from .errors import (
     UnsupportedError,
     VperfettoError,
 )
+from . import vm  # noqa: E402  (vperfetto.vm.HostAgent, GuestLink, Workflow)
 from .tracing import (
     CounterTrack,
     Event,

@@ -1,6 +1,8 @@
 """``python -m vperfetto``: the demo, and where the C/C++ API is installed.
 
     python -m vperfetto demo [--out-dir DIR] [--simulate]   # guest + host traced, merged, checked
+    python -m vperfetto host --listen tcp:0.0.0.0:7777 --out-dir traces/
+    python -m vperfetto guest --connect tcp:10.0.2.2:7777 --name vm1 -- python workload.py
     python -m vperfetto --includes | --libs                 # compiler flags, like pybind11's helpers
     python -m vperfetto --cmake-dir | --pkgconfig-dir       # for find_package / pkg-config
     python -m vperfetto --version
@@ -27,6 +29,10 @@ def main(argv=None) -> int:
         from .demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] in ("host", "guest"):
+        from . import vm
+
+        return (vm.main_host if argv[0] == "host" else vm.main_guest)(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m vperfetto",
                                  description="Perfetto tracing across the VM boundary.",
                                  epilog="commands: demo (record a guest and a host, merge, check)")

@@ -505,6 +505,7 @@ def sleep_us(us: int) -> None:
 # --- sessions ---------------------------------------------------------------
 
 _running: "set[Session]" = set()
+_last_stopped_path: Optional[str] = None   # what a GuestLink ships by default
 
 
 class Session:
@@ -575,6 +576,8 @@ class Session:
             errors.check(lib.vp_session_stop(self._session, err), err)
             self._stopped = True
             _running.discard(self)
+            global _last_stopped_path
+            _last_stopped_path = self.path
         return self.path
 
     def _require_started(self) -> None:
@@ -646,3 +649,14 @@ def _stop_running_sessions() -> None:
 if _fast:
     _fast.init(_name_ids, _category_ids, _counter_handles, begin, end, slice, counter)
     begin, end, slice, counter = _fast.begin, _fast.end, _fast.slice, _fast.counter  # noqa: A001
+
+
+def _autostart() -> None:
+    # Set by `python -m vperfetto guest ... -- CMD`: trace this process into the
+    # given file from its start (not inherited by its own children).
+    path = os.environ.pop("VPERFETTO_AUTOSTART", None)
+    if path:
+        Session(path, mode="stream").start()
+
+
+_autostart()

@@ -1,0 +1,259 @@
+"""The guest<->host wire protocol and NTP-style clock synchronisation.
+
+Frames are length-prefixed: a 5-byte header (payload length as a big-endian
+uint32, then a type byte) and the payload. Control messages carry UTF-8 JSON
+objects; clock-sync messages are fixed binary structs; trace uploads are raw
+chunks. Every read has a deadline and every frame a size limit, so a slow or
+hostile peer costs a bounded amount of time and memory.
+
+    guest                                  host
+    HELLO {version, name, token}   ->
+                                   <-      WELCOME {version, max_upload, guest}
+    SYNC (t1) ... x N              ->      (t2 at receive)
+                                   <-      SYNC_REPLY (t1, t2, t3)   (guest: t4)
+    SYNC_RESULT {rounds}           ->      (host writes them into its trace)
+    START {}                       ->      (host tracing starts)
+                                   <-      STARTED {}
+    ... periodic SYNC bursts ...
+    STOP {}                        ->      (last sync burst before it)
+                                   <-      STOPPED {}
+    UPLOAD {size, sha256}          ->
+    CHUNK (bytes) ... CHUNK        ->
+    UPLOAD_END {}                  ->
+                                   <-      UPLOADED {path, bytes}
+    DONE {}                        ->      (host merges)
+                                   <-      BYE {combined, offset_ns, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from .tracing import boot_time_ns
+
+PROTOCOL_VERSION = 1
+
+HELLO, WELCOME, ERROR, SYNC, SYNC_REPLY, SYNC_RESULT = 1, 2, 3, 4, 5, 6
+START, STARTED, STOP, STOPPED = 7, 8, 9, 10
+UPLOAD, CHUNK, UPLOAD_END, UPLOADED, DONE, BYE = 11, 12, 13, 14, 15, 16
+TYPE_NAMES = {v: k for k, v in dict(
+    HELLO=HELLO, WELCOME=WELCOME, ERROR=ERROR, SYNC=SYNC, SYNC_REPLY=SYNC_REPLY,
+    SYNC_RESULT=SYNC_RESULT, START=START, STARTED=STARTED, STOP=STOP, STOPPED=STOPPED,
+    UPLOAD=UPLOAD, CHUNK=CHUNK, UPLOAD_END=UPLOAD_END, UPLOADED=UPLOADED, DONE=DONE,
+    BYE=BYE).items()}
+
+HEADER = struct.Struct(">IB")
+SYNC_REQ = struct.Struct(">IQQ")            # seq, t1 boottime, t1 monotonic
+SYNC_REP = struct.Struct(">IQQQQQ")         # seq, t1 (echo), t2, t3, t2 monotonic, t3 monotonic
+
+DEFAULT_MAX_FRAME = 1 << 20        # control frames and upload chunks
+CHUNK_SIZE = 256 << 10
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol (bad frame, size, type, timing...)."""
+
+
+def monotonic_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+# --- addresses ---------------------------------------------------------------
+
+def parse_address(addr: str, listen: bool = False):
+    """'tcp:HOST:PORT', 'unix:/path', 'vsock:CID:PORT' ('vsock:PORT' to listen).
+
+    Returns (family, sockaddr)."""
+    kind, _, rest = addr.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"bad tcp address {addr!r}: want tcp:HOST:PORT")
+        host = host.strip("[]") or ("0.0.0.0" if listen else "127.0.0.1")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return family, (host, int(port))
+    if kind == "unix":
+        if not rest:
+            raise ValueError(f"bad unix address {addr!r}: want unix:/path")
+        return socket.AF_UNIX, rest
+    if kind == "vsock":
+        if not hasattr(socket, "AF_VSOCK"):
+            raise ValueError("vsock is not supported on this platform")
+        parts = rest.split(":")
+        if listen and len(parts) == 1 and parts[0].isdigit():
+            return socket.AF_VSOCK, (socket.VMADDR_CID_ANY, int(parts[0]))
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"bad vsock address {addr!r}: want vsock:CID:PORT (vsock:PORT to listen)")
+        return socket.AF_VSOCK, (int(parts[0]), int(parts[1]))
+    raise ValueError(f"unknown address kind in {addr!r}: use tcp:, unix: or vsock:")
+
+
+def connect(addr: str, timeout: float = 10.0) -> socket.socket:
+    family, sa = parse_address(addr)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sa)
+    except BaseException:
+        s.close()
+        raise
+    if family in (socket.AF_INET, socket.AF_INET6):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+# --- framing ---------------------------------------------------------------------
+
+class Channel:
+    """One framed connection. Reads have a per-frame deadline."""
+
+    def __init__(self, sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME,
+                 frame_timeout: float = 30.0):
+        self.sock = sock
+        self.max_frame = max_frame
+        self.frame_timeout = frame_timeout
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, mtype: int, payload: bytes = b"") -> None:
+        self.sock.sendall(HEADER.pack(len(payload), mtype) + payload)
+
+    def send_json(self, mtype: int, obj: dict) -> None:
+        self.send(mtype, json.dumps(obj, separators=(",", ":")).encode())
+
+    def _recv_exact(self, n: int, deadline: float) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError("timed out in the middle of a frame")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 16))
+            except socket.timeout:
+                raise ProtocolError("timed out in the middle of a frame") from None
+            if not chunk:
+                raise ProtocolError("connection closed" + (" in the middle of a frame" if buf else ""))
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self, timeout: Optional[float] = None) -> Tuple[int, bytes]:
+        """The next frame; waits at most `timeout` for it to start, then
+        frame_timeout for the rest."""
+        start_deadline = time.monotonic() + (timeout if timeout is not None else self.frame_timeout)
+        head = self._recv_exact(HEADER.size, start_deadline)
+        length, mtype = HEADER.unpack(head)
+        if mtype not in TYPE_NAMES:
+            raise ProtocolError(f"unknown message type {mtype}")
+        if length > self.max_frame:
+            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
+        payload = self._recv_exact(length, time.monotonic() + self.frame_timeout) if length else b""
+        return mtype, payload
+
+    def recv_json(self, expect: int, timeout: Optional[float] = None) -> dict:
+        mtype, payload = self.recv(timeout)
+        if mtype == ERROR:
+            raise ProtocolError("peer: " + _json(payload).get("reason", "error"))
+        if mtype != expect:
+            raise ProtocolError(f"expected {TYPE_NAMES[expect]}, got {TYPE_NAMES[mtype]}")
+        return _json(payload)
+
+
+def _json(payload: bytes) -> dict:
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError("malformed JSON payload") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("JSON payload is not an object")
+    return obj
+
+
+# --- clock sync ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Round:
+    """One request/response: guest send, host receive, host send, guest receive
+    (all CLOCK_BOOTTIME ns, each on its own side's clock)."""
+
+    t1: int
+    t2: int
+    t3: int
+    t4: int
+
+    @property
+    def delay(self) -> int:
+        return (self.t4 - self.t1) - (self.t3 - self.t2)
+
+    @property
+    def offset(self) -> float:
+        """guest - host: how far the guest's clock is ahead."""
+        return ((self.t1 - self.t2) + (self.t4 - self.t3)) / 2
+
+    @property
+    def guest_mid(self) -> int:
+        return (self.t1 + self.t4) // 2
+
+
+@dataclass
+class SyncEstimate:
+    offset_ns: int            # guest BOOTTIME - host BOOTTIME
+    delay_ns: int             # round-trip delay of the best round
+    error_bound_ns: int       # half the best round's delay: the true offset is within this
+    rounds: List[Round] = field(default_factory=list)   # the rounds it used
+    at_guest_ns: int = 0      # guest time of the estimate
+
+    def to_json(self) -> dict:
+        return {"offset_ns": self.offset_ns, "delay_ns": self.delay_ns,
+                "error_bound_ns": self.error_bound_ns, "at_guest_ns": self.at_guest_ns,
+                "rounds": [[r.t1, r.t2, r.t3, r.t4] for r in self.rounds]}
+
+
+def estimate(rounds: List[Round], keep_fraction: float = 0.25, min_keep: int = 3) -> SyncEstimate:
+    """Offset from the lowest-delay rounds (their median), as NTP's clock filter."""
+    good = [r for r in rounds if r.delay >= 0]
+    if not good:
+        raise ValueError("no usable sync rounds")
+    good.sort(key=lambda r: r.delay)
+    keep = good[:max(min_keep, int(len(good) * keep_fraction))]
+    off = statistics.median(r.offset for r in keep)
+    return SyncEstimate(offset_ns=round(off), delay_ns=keep[0].delay,
+                        error_bound_ns=(keep[0].delay + 1) // 2, rounds=keep,
+                        at_guest_ns=statistics.median(r.guest_mid for r in keep))
+
+
+def sync_rounds(ch: Channel, n: int = 32, seq0: int = 0, timeout: float = 5.0) -> List[Round]:
+    """Guest side: n request/response rounds."""
+    rounds = []
+    for i in range(n):
+        seq = seq0 + i
+        t1, m1 = boot_time_ns(), monotonic_ns()
+        ch.send(SYNC, SYNC_REQ.pack(seq, t1, m1))
+        mtype, payload = ch.recv(timeout)
+        t4 = boot_time_ns()
+        if mtype != SYNC_REPLY or len(payload) != SYNC_REP.size:
+            raise ProtocolError("bad SYNC_REPLY")
+        rseq, e1, t2, t3, _m2, _m3 = SYNC_REP.unpack(payload)
+        if rseq != seq or e1 != t1:
+            raise ProtocolError("SYNC_REPLY does not answer the request")
+        rounds.append(Round(t1, t2, t3, t4))
+    return rounds
+
+
+def answer_sync(ch: Channel, payload: bytes, t2: int, m2: int) -> None:
+    """Host side: reply to one SYNC (t2 was read as the frame arrived)."""
+    if len(payload) != SYNC_REQ.size:
+        raise ProtocolError("bad SYNC payload")
+    seq, t1, _m1 = SYNC_REQ.unpack(payload)
+    t3, m3 = boot_time_ns(), monotonic_ns()
+    ch.send(SYNC_REPLY, SYNC_REP.pack(seq, t1, t2, t3, m2, m3))
