@@ -79,6 +79,12 @@ class GuestResult:
     estimates: list = field(default_factory=list)
 
 
+@dataclass
+class _ConnState:
+    result: Optional[GuestResult] = None
+    started: bool = False       # between START and STOP
+
+
 class HostAgent:
     """Serves guests: syncs clocks, traces the host while guests trace, receives
     their traces and merges each into the host trace."""
@@ -148,6 +154,10 @@ class HostAgent:
             self._closing = True
             conns = list(self._conns)
         if self._sock:
+            try:  # wakes the accept() of the listening thread
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self._sock.close()
             except OSError:
@@ -204,12 +214,12 @@ class HostAgent:
 
     def _serve(self, conn: socket.socket) -> None:
         ch = link.Channel(conn, self.max_frame, self.frame_timeout)
-        result: Optional[GuestResult] = None
-        started = False
+        st = _ConnState()
         try:
-            result, started = self._session_with(ch)
+            self._session_with(ch, st)
         except (link.ProtocolError, OSError, ValueError) as e:
             reason = str(e) or type(e).__name__
+            result = st.result
             who = result.name if result else "an unidentified guest"
             log.warning("closing the connection of %s: %s", who, reason)
             try:
@@ -220,11 +230,12 @@ class HostAgent:
                 result.error = reason
         finally:
             ch.close()
+            result = st.result
             with self._lock:
                 self._conns.discard(conn)
                 if result is not None:
                     self._names.discard(result.name)
-                    if started:  # the guest died or stopped without STOP
+                    if st.started:  # the guest died or stopped without STOP
                         self._guest_stopped_locked()
                     if result.error and result not in self.results:
                         self.results.append(result)
@@ -233,7 +244,7 @@ class HostAgent:
                         self._merge_pending_locked()
                 self._cv.notify_all()
 
-    def _session_with(self, ch: link.Channel):
+    def _session_with(self, ch: link.Channel, st: "_ConnState") -> None:
         hello = ch.recv_json(link.HELLO, timeout=self.frame_timeout)
         if hello.get("version") != link.PROTOCOL_VERSION:
             raise link.ProtocolError(f"unsupported protocol version {hello.get('version')!r}")
@@ -248,10 +259,9 @@ class HostAgent:
                 name = f"{base}-{i}"
                 i += 1
             self._names.add(name)
-        result = GuestResult(name=name)
+        result = st.result = GuestResult(name=name)
         ch.send_json(link.WELCOME, {"version": link.PROTOCOL_VERSION, "guest": name,
                                     "max_upload": self.max_upload})
-        started = False
         upload = None
         while True:
             mtype, payload = ch.recv(timeout=self.idle_timeout)
@@ -262,27 +272,27 @@ class HostAgent:
                 est = self._sync_result(result, link._json(payload))
                 result.estimates.append(est)
             elif mtype == link.START:
-                if started:
+                if st.started:
                     raise link.ProtocolError("START twice")
                 with self._lock:
                     self._start_host_tracing_locked()
                     self._active += 1
-                started = True
+                st.started = True
                 ch.send_json(link.STARTED, {})
             elif mtype == link.STOP:
-                if started:
+                if st.started:
                     with self._lock:
                         self._guest_stopped_locked()
-                    started = False
+                    st.started = False
                 ch.send_json(link.STOPPED, {})
             elif mtype == link.UPLOAD:
                 upload = self._receive_upload(ch, result, link._json(payload))
                 ch.send_json(link.UPLOADED, {"bytes": upload})
             elif mtype == link.DONE:
-                if started:
+                if st.started:
                     with self._lock:
                         self._guest_stopped_locked()
-                    started = False
+                    st.started = False
                 with self._lock:
                     if result.guest_trace:
                         self._pending.append(result)
@@ -295,7 +305,7 @@ class HostAgent:
                                         "error_bound_ns": result.error_bound_ns,
                                         "pending": result.combined is None and result.error is None,
                                         "error": result.error})
-                return result, False
+                return
             else:
                 raise link.ProtocolError(f"unexpected {link.TYPE_NAMES[mtype]}")
 
@@ -381,6 +391,14 @@ class HostAgent:
         self._merge_pending_locked()
 
     def _merge_pending_locked(self) -> None:
+        if not self.trace_host:  # nothing to merge into: keep the guest traces
+            for r in self._pending:
+                r.error = r.error or "the host does not trace (trace_host=False): kept the guest trace"
+                if r not in self.results:
+                    self.results.append(r)
+            self._pending = []
+            self._cv.notify_all()
+            return
         if self._session is not None or not self._host_trace:
             return
         from .merge import merge

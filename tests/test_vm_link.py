@@ -1,0 +1,316 @@
+"""Guest<->host tracing over a real link: a guest process in its own time
+namespace, the host agent in this process, over Unix and TCP sockets; and
+peers that misbehave."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import vperfetto
+from vperfetto import link
+from vperfetto.demo import _time_namespace_available
+from vperfetto.vm import GuestLink, HostAgent, Workflow, sanitize_name
+from conftest import descriptors, load_trace, resolve
+
+NS_OK, NS_WHY = _time_namespace_available()
+BOOT_S = 1234
+
+GUEST = textwrap.dedent(r"""
+    import os, sys, vperfetto
+    from vperfetto.vm import GuestLink
+    addr, name, out, kick_fd = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    with GuestLink(addr, name=name, resync_interval=0.3) as link:
+        with vperfetto.Session(out):
+            vperfetto.set_process_name("guest_app")
+            for i in range(5):
+                b = os.read(kick_fd, 1)            # the host kicks, the guest reacts
+                vperfetto.instant("guest_saw_kick", args={"kick": b[0]})
+                with vperfetto.slice("guest_work"):
+                    vperfetto.sleep_us(5000)
+    print(link.offset_ns, link.estimates[-1].error_bound_ns, link.result["combined"], flush=True)
+""")
+
+
+def run_guest(tmp_path, agent, name, namespace=True):
+    r, w = os.pipe()
+    cmd = [sys.executable, "-c", GUEST, agent.address, name, str(tmp_path / f"{name}.local.pftrace"), str(r)]
+    env = dict(os.environ)
+    if namespace:
+        cmd = ["unshare", "--time", "--boottime", str(BOOT_S), "--monotonic", "1000", "--"] + cmd
+    else:
+        env["VPERFETTO_SIMULATE_CLOCK_OFFSET_NS"] = str(BOOT_S * 10**9)
+    proc = subprocess.Popen(cmd, pass_fds=(r,), env=env, stdout=subprocess.PIPE, text=True)
+    os.close(r)
+    return proc, w
+
+
+def kick_and_finish(agent, proc, w, n_done=1):
+    # wait until host tracing started (the guest said START), then kick
+    deadline = time.monotonic() + 30
+    while not vperfetto.is_tracing() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert vperfetto.is_tracing()
+    for i in range(5):
+        time.sleep(0.02)
+        vperfetto.instant("host_kick", args={"kick": i})
+        os.write(w, bytes([i]))
+    os.close(w)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    return out.split()
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_guest_in_time_namespace_end_to_end(tmp_path, transport):
+    if not NS_OK:
+        pytest.skip(f"time namespace unavailable: {NS_WHY}")
+    addr = f"unix:{tmp_path / 'sock'}" if transport == "unix" else "tcp:127.0.0.1:0"
+    with HostAgent(addr, str(tmp_path / "traces")) as agent:
+        proc, w = run_guest(tmp_path, agent, "vm1")
+        offset, bound, combined = kick_and_finish(agent, proc, w)
+        (res,) = agent.wait_for(1, 30)
+    truth = BOOT_S * 10**9
+    assert abs(int(offset) - truth) < 100_000          # the NTP-style estimate
+    assert int(bound) < 1_000_000
+    assert res.combined == combined and res.complete and res.error is None
+    comb = load_trace(combined)
+    ev = resolve(comb)
+    sent = {e.args["kick"]: e.ts for e in ev if e.name == "host_kick"}
+    got = {e.args["kick"]: e.ts for e in ev if e.name == "guest_saw_kick"}
+    assert sorted(sent) == sorted(got) == list(range(5))
+    for k in sent:  # the guest saw each kick just after the host sent it
+        assert 0 < got[k] - sent[k] < 20_000_000, (k, got[k] - sent[k])
+    names = {d.process.process_name for d in descriptors(comb).values() if d.HasField("process")}
+    assert "vm1: guest_app" in names
+    # the sync rounds are in the host trace, for the offline merge
+    host_trace = resolve(load_trace(res.combined))
+    assert any(e.name == vperfetto.vm.SYNC_EVENT for e in host_trace)
+
+
+def test_two_guests_at_once(tmp_path):
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "traces")) as agent:
+        procs = [run_guest(tmp_path, agent, n, namespace=False) for n in ("vm1", "vm2")]
+        deadline = time.monotonic() + 30
+        while not vperfetto.is_tracing() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(5):
+            for _, w in procs:
+                os.write(w, bytes([i]))
+        outs = []
+        for proc, w in procs:
+            os.close(w)
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0
+            outs.append(out.split())
+        results = agent.wait_for(2, 30)
+    assert sorted(r.name for r in results) == ["vm1", "vm2"]
+    for r in results:
+        assert r.error is None and os.path.exists(r.combined)
+        assert abs(r.offset_ns - BOOT_S * 10**9) < 100_000
+        names = {d.process.process_name for d in descriptors(load_trace(r.combined)).values()
+                 if d.HasField("process")}
+        assert f"{r.name}: guest_app" in names
+
+
+def test_host_unreachable_guest_still_traces(tmp_path):
+    out = tmp_path / "g.pftrace"
+    with GuestLink(f"unix:{tmp_path / 'nobody-listens'}", name="vm1", timeout=1) as gl:
+        with vperfetto.Session(out):
+            vperfetto.instant("still_traced")
+    assert not gl.connected and "unreachable" in gl.error
+    assert [e.name for e in resolve(load_trace(out))] == ["still_traced"]
+
+
+def test_guest_dies_mid_upload_host_keeps_what_arrived(tmp_path):
+    agent = HostAgent("tcp:127.0.0.1:0", str(tmp_path / "traces")).start()
+    try:
+        # a guest that starts, sends half an upload and vanishes
+        ch = link.Channel(link.connect(agent.address))
+        ch.send_json(link.HELLO, {"version": 1, "name": "dying"})
+        ch.recv_json(link.WELCOME)
+        ch.send_json(link.START, {})
+        ch.recv_json(link.STARTED)
+        vperfetto.instant("host_side_event")
+        ch.send_json(link.STOP, {})
+        ch.recv_json(link.STOPPED)
+        data = _small_trace(tmp_path)
+        ch.send_json(link.UPLOAD, {"size": len(data), "sha256": "0" * 64})
+        ch.send(link.CHUNK, data[: len(data) // 2 + 7])
+        ch.close()
+        (res,) = agent.wait_for(1, 30)
+    finally:
+        agent.close()
+    assert res.name == "dying" and not res.complete
+    assert res.guest_trace and os.path.getsize(res.guest_trace) == len(data) // 2 + 7
+    assert res.combined and "incomplete" in res.error  # merged what arrived, said so
+    host = [p for p in os.listdir(tmp_path / "traces") if p.startswith("host-")]
+    assert host  # the host saved its own trace
+
+
+def _small_trace(tmp_path):
+    p = tmp_path / "small.pftrace"
+    with vperfetto.Session(p):
+        for i in range(50):
+            vperfetto.instant("x", args={"i": i})
+    vperfetto.tracing._last_stopped_path = None
+    return p.read_bytes()
+
+
+# --- hostile peers ------------------------------------------------------------------------
+
+def _raw(agent):
+    s = link.connect(agent.address)
+    s.settimeout(10)
+    return s
+
+
+def _closed(s) -> bool:
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return True
+    except (ConnectionResetError, socket.timeout):
+        return True
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def strict_agent(tmp_path):
+    agent = HostAgent("tcp:127.0.0.1:0", str(tmp_path / "traces"), max_upload=4096,
+                      max_frame=8192, frame_timeout=1.0, idle_timeout=2.0, trace_host=False).start()
+    yield agent
+    agent.close()
+
+
+def _serves_a_good_guest(agent):
+    ch = link.Channel(link.connect(agent.address))
+    ch.send_json(link.HELLO, {"version": 1, "name": "good"})
+    assert ch.recv_json(link.WELCOME)["guest"].startswith("good")
+    rounds = link.sync_rounds(ch, 4)
+    assert len(rounds) == 4
+    ch.close()
+
+
+@pytest.mark.parametrize("attack", ["oversized", "truncated", "garbage", "bad_type", "slowloris",
+                                    "bad_json", "wrong_version", "upload_too_big", "upload_overrun",
+                                    "sync_garbage"])
+def test_hostile_peer_is_disconnected_and_host_keeps_serving(strict_agent, tmp_path, attack, caplog):
+    s = _raw(strict_agent)
+    hello = link.HEADER.pack(len(b'{"version":1,"name":"evil"}'), link.HELLO) + b'{"version":1,"name":"evil"}'
+    if attack == "oversized":
+        s.sendall(link.HEADER.pack(1 << 30, link.HELLO))
+    elif attack == "truncated":
+        s.sendall(link.HEADER.pack(100, link.HELLO) + b"{")
+        s.shutdown(socket.SHUT_WR)
+    elif attack == "garbage":
+        s.sendall(os.urandom(64))
+    elif attack == "bad_type":
+        s.sendall(link.HEADER.pack(0, 200))
+    elif attack == "slowloris":
+        s.sendall(link.HEADER.pack(10, link.HELLO))
+        for _ in range(3):
+            time.sleep(0.5)
+            try:
+                s.sendall(b"{")
+            except OSError:
+                break
+    elif attack == "bad_json":
+        s.sendall(link.HEADER.pack(5, link.HELLO) + b"\xff\xfe{[")
+    elif attack == "wrong_version":
+        body = b'{"version":99,"name":"x"}'
+        s.sendall(link.HEADER.pack(len(body), link.HELLO) + body)
+    elif attack in ("upload_too_big", "upload_overrun", "sync_garbage"):
+        s.sendall(hello)
+        time.sleep(0.1)
+        if attack == "upload_too_big":
+            body = b'{"size":999999999,"sha256":"00"}'
+            s.sendall(link.HEADER.pack(len(body), link.UPLOAD) + body)
+        elif attack == "upload_overrun":
+            body = b'{"size":10,"sha256":"00"}'
+            s.sendall(link.HEADER.pack(len(body), link.UPLOAD) + body +
+                      link.HEADER.pack(100, link.CHUNK) + b"x" * 100)
+        else:
+            s.sendall(link.HEADER.pack(3, link.SYNC) + b"abc")
+    assert _closed(s)
+    s.close()
+    _serves_a_good_guest(strict_agent)
+    assert not os.listdir(strict_agent.out_dir) or all(
+        p.startswith(("good", "evil")) for p in os.listdir(strict_agent.out_dir))
+
+
+def test_names_are_sanitised_and_files_stay_inside_out_dir(tmp_path):
+    assert sanitize_name("../../etc/passwd") == "_.._etc_passwd"
+    assert sanitize_name("") == "guest" and sanitize_name(None) == "guest"
+    assert sanitize_name(".hidden") == "hidden"
+    assert len(sanitize_name("x" * 500)) == 32
+    out = tmp_path / "traces"
+    with HostAgent("tcp:127.0.0.1:0", str(out), trace_host=False) as agent:
+        with GuestLink(agent.address, name="../../../tmp/evil/../x", trace_path=_trace_file(tmp_path),
+                       resync_interval=0) as gl:
+            pass
+        (res,) = agent.wait_for(1, 10)
+    assert gl.error is None and res.guest_trace == str(out / f"{res.name}.guest.pftrace")
+    assert "does not trace" in res.error
+    for root, _, files in os.walk(tmp_path):
+        for f in files:
+            assert "evil" not in root
+    assert all(os.path.dirname(os.path.join(out, p)) == str(out) for p in os.listdir(out))
+
+
+def _trace_file(tmp_path):
+    p = tmp_path / "t.pftrace"
+    p.write_bytes(_small_trace(tmp_path))
+    return str(p)
+
+
+def test_token_is_required_when_set(tmp_path):
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t"), token="s3cret", trace_host=False) as agent:
+        with GuestLink(agent.address, "vm1", token="wrong", timeout=2, resync_interval=0) as bad:
+            pass
+        assert not bad.connected and "bad token" in bad.error
+        with GuestLink(agent.address, "vm1", token="s3cret", resync_interval=0) as good:
+            assert good.connected
+
+
+def test_clock_sync_estimate_math():
+    # a guest 2 s ahead, symmetric 10 us paths, one round with a 5 ms outlier
+    rounds = [link.Round(t1=1_000_000_000 + i * 1000 + 10**9, t2=i * 1000 + 10_000,
+                         t3=i * 1000 + 11_000, t4=1_000_000_000 + i * 1000 + 10**9 + 21_000)
+              for i in range(10)]
+    rounds.append(link.Round(10**9 + 10**9, 5_000_000, 5_001_000, 10**9 + 10**9 + 5_011_000))
+    est = link.estimate(rounds)
+    assert est.offset_ns == 2 * 10**9 and est.delay_ns == 20_000 and est.error_bound_ns == 10_000
+
+
+def test_workflow_python_api(tmp_path):
+    wf = Workflow(host_file=str(tmp_path / "h.pftrace"), guest_file=str(tmp_path / "g.pftrace"),
+                  combined_file=str(tmp_path / "c.pftrace"), poll_ms=100, timeout_ms=5000)
+    (tmp_path / "g.pftrace").write_bytes(_small_trace(tmp_path))
+    wf.time_diff_ns = 5
+    wf.enable()
+    assert wf.enabled and vperfetto.is_tracing()
+    vperfetto.instant("host_event")
+    wf.disable()
+    wf.wait_saving_done()
+    assert not wf.saving and not wf.enabled
+    ev = resolve(load_trace(tmp_path / "c.pftrace"))
+    assert sum(e.name == "host_event" for e in ev) == 1 and sum(e.name == "x" for e in ev) == 50
+    # the guest trace never arrives: the host trace is kept and the error said
+    wf2 = Workflow(host_file=str(tmp_path / "h2.pftrace"), guest_file=str(tmp_path / "never.pftrace"),
+                   combined_file=str(tmp_path / "c2.pftrace"), poll_ms=50, timeout_ms=300)
+    wf2.enable()
+    wf2.disable()
+    with pytest.raises(vperfetto.TraceIOError, match="did not appear"):
+        wf2.wait_saving_done()
+    assert (tmp_path / "h2.pftrace").exists() and not (tmp_path / "c2.pftrace").exists()
