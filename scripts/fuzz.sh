@@ -9,6 +9,7 @@
 #   VPFUZZ_BUILD   build directory (default build-fuzz/; corpora, seeds and
 #                  raw artifacts are kept there between runs)
 #   VPFUZZ_JOBS    parallel fuzzing processes per target (default 1)
+#   VPFUZZ_MAX_LEN rewriter_fuzzer's -max_len (default 1048576; smaller runs faster)
 #   CC, CXX        clang and clang++ (default: clang, clang++)
 #
 # First every kept regression (fuzz/regressions/<target>/*) is replayed: one
@@ -26,7 +27,7 @@ shift || true
 targets=("$@")
 [[ ${#targets[@]} == 0 ]] && targets=(decoder_fuzzer rewriter_fuzzer)
 if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
-  sed -n '2,20p' "$0"
+  sed -n '2,21p' "$0"
   exit 2
 fi
 build="${VPFUZZ_BUILD:-$root/build-fuzz}"
@@ -51,6 +52,12 @@ cmake --build "$build" --target "${targets[@]}" -j "$(nproc 2>/dev/null || echo 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
+# The rewriter's scratch files: in memory when possible, removed at the end
+# (fork-mode workers exit without cleaning up after themselves).
+shm=/dev/shm; [[ -d $shm && -w $shm ]] || shm="${TMPDIR:-/tmp}"
+export VPFUZZ_TMPDIR="$(mktemp -d "$shm/vp-fuzz.XXXXXX")"
+trap 'rm -rf "$VPFUZZ_TMPDIR"' EXIT
+
 # --- seed corpora ----------------------------------------------------------------------
 seeds="$build/seeds"
 rm -rf "$seeds"
@@ -74,6 +81,9 @@ fi
 # The fuzzer's built-in host trace.
 VPFUZZ_DUMP_HOST="$seeds/traces/builtin_host.pftrace" "$build/rewriter_fuzzer" -runs=0 \
   /dev/null >/dev/null 2>&1 || true
+# Hand-made hostile inputs (the cases of tests/test_fuzz_regressions.py).
+python3 "$root/fuzz/hostile_inputs.py" "$seeds/traces" >/dev/null ||
+  echo "fuzz.sh: fuzz/hostile_inputs.py failed (skipped)"
 # Traces of our own, when vperfetto is installed.
 if python3 -c 'import vperfetto' 2>/dev/null; then
   python3 - "$seeds/traces" <<'PY' || echo "fuzz.sh: generating traces with vperfetto failed (skipped)"
@@ -134,12 +144,13 @@ for t in "${targets[@]}"; do
   corpus="$build/corpus/$t"
   art="$build/artifacts/$t"
   reg="$root/fuzz/regressions/$t"
+  rm -rf "$art"  # this run's artifacts only
   mkdir -p "$corpus" "$art" "$reg"
   dirs=("$corpus" "$seeds/traces")
   extra=(-max_len=131072)
   if [[ $t == rewriter_fuzzer ]]; then
     dirs+=("$seeds/split")
-    extra=(-max_len=1048576 -dict="$root/fuzz/rewriter.dict")
+    extra=(-max_len="${VPFUZZ_MAX_LEN:-1048576}" -dict="$root/fuzz/rewriter.dict")
   fi
   [[ -n "$(ls -A "$reg" 2>/dev/null)" ]] && dirs+=("$reg")
   log="$build/$t.log"

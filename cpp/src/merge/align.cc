@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 namespace vpmerge {
@@ -61,6 +62,16 @@ TscFit Fit(const std::vector<TscSample>& v) {
   return f;
 }
 
+// Rounds to the nearest int64, saturating: llround's result is unspecified
+// out of range (LLONG_MIN on x86-64, which then overflowed the spread).
+int64_t RoundToInt64(long double v) {
+  double x = static_cast<double>(v);
+  if (std::isnan(x)) return 0;
+  if (x >= 9223372036854775808.0) return INT64_MAX;
+  if (x < -9223372036854775808.0) return INT64_MIN;
+  return std::llround(x);
+}
+
 bool TscAlign(const std::vector<TscSample>& g, const std::vector<TscSample>& h,
               int64_t tsc_offset, Alignment* a) {
   if (g.empty() || h.empty()) return false;
@@ -78,11 +89,13 @@ bool TscAlign(const std::vector<TscSample>& g, const std::vector<TscSample>& h,
   std::vector<int64_t> d;
   for (auto& s : g) {
     long double host_tsc = static_cast<long double>(s.tsc) - tsc_offset;
-    d.push_back(std::llround(static_cast<double>(static_cast<long double>(s.boot) - hf.At(host_tsc))));
+    d.push_back(RoundToInt64(static_cast<long double>(s.boot) - hf.At(host_tsc)));
   }
   std::sort(d.begin(), d.end());
   a->offset_ns = d[d.size() / 2];
-  a->spread_ns = d.back() - d.front();
+  // In unsigned arithmetic (exact, as d is sorted), saturated: no signed overflow.
+  a->spread_ns = static_cast<int64_t>(std::min<uint64_t>(
+      static_cast<uint64_t>(d.back()) - static_cast<uint64_t>(d.front()), INT64_MAX));
   a->samples = static_cast<int>(d.size());
   a->detail = "TSC rate " + std::to_string(static_cast<double>(1.0L / hf.ns_per_tick)) +
               " ticks/ns from " + std::to_string(h.size()) + " host samples";
@@ -147,7 +160,7 @@ Alignment Align(const InputSummary& guest, const InputSummary& host, const Align
   int64_t g_br, h_br;
   if (RealtimeOffset(guest, &g_br) && RealtimeOffset(host, &h_br)) {
     a.method = "realtime-snapshots";
-    a.offset_ns = g_br - h_br;
+    a.offset_ns = static_cast<int64_t>(static_cast<uint64_t>(g_br) - static_cast<uint64_t>(h_br));
     a.approximate = true;
     a.detail = "assumes the guest's and the host's CLOCK_REALTIME agree";
     return a;

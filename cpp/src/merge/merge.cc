@@ -174,7 +174,8 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     max_cpu = std::max(max_cpu, g.summary.max_cpu);
   }
   int64_t pid_base = PidBase(max_pid);
-  uint32_t cpu_base = 100;
+  // 64 bits: with a cpu number near 2^32 a 32-bit base wrapped and the loop never ended.
+  uint64_t cpu_base = 100;
   while (cpu_base <= max_cpu) cpu_base *= 10;
 
   // Who is main and who moves.
@@ -223,7 +224,7 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
         t.seq_offset = seq_max;
         t.uid_offset = uid_max;
         t.pid_offset = pid_base * static_cast<int64_t>(k);
-        t.cpu_offset = cpu_base * static_cast<uint32_t>(k);
+        t.cpu_offset = cpu_base * k;
       }
       seq_max += s.summary.max_sequence_id;
       uid_max += s.summary.max_uid;

@@ -203,7 +203,8 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
         Uuids(g, o);
         break;
       case fld::TrackEvent::kTimestampAbsoluteUs:
-        o->ScalarField(g, static_cast<uint64_t>(static_cast<int64_t>(g.int_value) + t_.shift_ns / 1000));
+        // Modulo 2^64 like every shifted timestamp (int64 + int64 could overflow).
+        o->ScalarField(g, g.int_value + static_cast<uint64_t>(t_.shift_ns / 1000));
         break;
       case fld::TrackEvent::kLegacyEvent: {
         if (!IsLen(g)) {
@@ -670,8 +671,7 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
         o->ScalarField(g, g.int_value + t_.seq_offset);
         break;
       case pf::TracePacket::kTrustedUid:
-        o->ScalarField(g, static_cast<uint64_t>(static_cast<int64_t>(g.int_value) +
-                                                static_cast<int64_t>(t_.uid_offset)));
+        o->ScalarField(g, g.int_value + t_.uid_offset);  // unsigned: no signed overflow
         break;
       case pf::TracePacket::kTrustedPid:
         o->ScalarField(g, Pid(g.int_value));

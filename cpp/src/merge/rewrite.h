@@ -21,7 +21,7 @@ struct Transform {
   uint32_t seq_offset = 0;
   uint64_t uid_offset = 0;
   int64_t pid_offset = 0;
-  uint32_t cpu_offset = 0;
+  uint64_t cpu_offset = 0;
   bool remap_uuids = false;
   uint64_t uuid_salt = 0;
   // Uuids taken (the main side's and every remapped one so far); shared by

@@ -12,7 +12,7 @@
 namespace vpmerge {
 
 // Limits that keep hostile inputs bounded.
-constexpr size_t kMaxInflatedPacket = 512u << 20;
+constexpr size_t kMaxInflatedPacket = 64u << 20;  // one compressed_packets field
 
 class Progress;
 Status ScanInput(const std::string& path, InputSummary* out, Progress* progress = nullptr);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -30,7 +31,10 @@ using Snapshot = std::vector<std::pair<uint32_t, uint64_t>>;
 // not after the timestamp (the first one for earlier timestamps).
 class ClockConverter {
  public:
-  void Add(const Snapshot& s) { snapshots_.push_back(s); }
+  void Add(const Snapshot& s) {
+    snapshots_.push_back(s);
+    index_.clear();
+  }
   bool Has(uint32_t clock) const;
   // True when some snapshot holds both clocks.
   bool Relates(uint32_t a, uint32_t b) const;
@@ -39,7 +43,13 @@ class ClockConverter {
   const std::vector<Snapshot>& snapshots() const { return snapshots_; }
 
  private:
+  // (value on `from`, value on `to`) of each snapshot holding both clocks,
+  // sorted by the first; built on first use per target clock (scan.cc).
+  using Points = std::vector<std::pair<uint64_t, uint64_t>>;
+  const Points* Find(uint32_t from, uint32_t to) const;
+
   std::vector<Snapshot> snapshots_;
+  mutable std::unordered_map<uint32_t, std::unordered_map<uint32_t, Points>> index_;
 };
 
 // A clock-sync marker: a guest_clock_sync TrackEvent with its annotations.
