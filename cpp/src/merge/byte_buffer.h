@@ -81,24 +81,29 @@ class ByteBuffer {
     }
   }
 
-  // Nested messages: one reserved length byte, fixed up at the end (moving
-  // the body when it needs a longer length).
-  size_t BeginNested(uint32_t field) {
+  // Nested messages: the length is reserved with the width that `hint` (the
+  // expected body size, e.g. the size of the input field being rewritten)
+  // needs, and fixed up at the end (moving the body only when the final
+  // length needs another width). Pass the same hint to EndNested.
+  static size_t LenWidth(size_t n) { return n < 0x80 ? 1 : proto::VarintSize(n); }
+  size_t BeginNested(uint32_t field, size_t hint = 0) {
     Tag(field, proto::kLengthDelimited);
-    Reserve(size_ + 1);
-    return size_++;
+    size_t w = LenWidth(hint);
+    Reserve(size_ + w);
+    size_t pos = size_;
+    size_ += w;
+    return pos;
   }
-  void EndNested(size_t len_pos) {
-    size_t len = size_ - len_pos - 1;
-    if (len < 0x80) {
-      data_[len_pos] = static_cast<uint8_t>(len);
-      return;
+  void EndNested(size_t len_pos, size_t hint = 0) {
+    size_t w = LenWidth(hint);
+    size_t len = size_ - len_pos - w;
+    size_t need = LenWidth(len);
+    if (need != w) {
+      Reserve(size_ + need);
+      std::memmove(data_ + len_pos + need, data_ + len_pos + w, len);
+      size_ = size_ + need - w;
     }
-    size_t extra = proto::VarintSize(len) - 1;
-    Reserve(size_ + extra);
-    std::memmove(data_ + len_pos + 1 + extra, data_ + len_pos + 1, len);
     proto::WriteVarint(len, data_ + len_pos);
-    size_ += extra;
   }
 
  private:

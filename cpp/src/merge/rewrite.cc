@@ -118,7 +118,7 @@ void Rewriter::PrefixedString(const Field& f, ByteBuffer* o) {
 }
 
 void Rewriter::ProcessOrThread(const Field& f, ByteBuffer* o, bool process) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -128,11 +128,11 @@ void Rewriter::ProcessOrThread(const Field& f, ByteBuffer* o, bool process) {
       PrefixedString(g, o);
     else o->AppendRaw(g);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::TrackDescriptor(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -151,7 +151,7 @@ void Rewriter::TrackDescriptor(const Field& f, ByteBuffer* o) {
         o->AppendRaw(g);
     }
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::Uuids(const Field& g, ByteBuffer* o) {
@@ -192,7 +192,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
     o->AppendRaw(f);
     return;
   }
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -211,7 +211,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
           o->AppendRaw(g);
           break;
         }
-        size_t m = o->BeginNested(g.id);
+        size_t m = o->BeginNested(g.id, g.size);
         ProtoDecoder e(g.data, g.size);
         Field h;
         while (e.Next(&h)) {
@@ -221,18 +221,18 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
           else
             o->AppendRaw(h);
         }
-        o->EndNested(m);
+        o->EndNested(m, g.size);
         break;
       }
       default:
         o->AppendRaw(g);
     }
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -241,7 +241,7 @@ void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
       // Its packets are converted to the reference clock one by one.
       o->ScalarField(g, t_.ref_clock);
     } else if (g.id == pf::TracePacketDefaults::kTrackEventDefaults && IsLen(g) && t_.remap_uuids) {
-      size_t m = o->BeginNested(g.id);
+      size_t m = o->BeginNested(g.id, g.size);
       ProtoDecoder e(g.data, g.size);
       Field h;
       while (e.Next(&h)) {
@@ -252,12 +252,12 @@ void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
         else
           o->AppendRaw(h);
       }
-      o->EndNested(m);
+      o->EndNested(m, g.size);
     } else {
       o->AppendRaw(g);
     }
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 // A global snapshot of the moved side is dropped: its clocks are expressed in
@@ -345,19 +345,19 @@ void Rewriter::Print(const Field& g, ByteBuffer* o) {
 }
 
 void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
     if (IsLen(g) && g.id == fld::FtraceEvent::kPrint) {
-      size_t m = o->BeginNested(g.id);
+      size_t m = o->BeginNested(g.id, g.size);
       ProtoDecoder e(g.data, g.size);
       Field h;
       while (e.Next(&h)) {
         if (h.id == 2 && IsLen(h)) Print(h, o);  // buf
         else o->AppendRaw(h);
       }
-      o->EndNested(m);
+      o->EndNested(m, g.size);
       continue;
     }
     if (IsLen(g)) {
@@ -366,7 +366,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
         o->AppendRaw(g);
         continue;
       }
-      size_t m = o->BeginNested(g.id);
+      size_t m = o->BeginNested(g.id, g.size);
       ProtoDecoder e(g.data, g.size);
       Field h;
       while (e.Next(&h)) {
@@ -374,7 +374,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
         else if (!IsLen(h) && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
         else o->AppendRaw(h);
       }
-      o->EndNested(m);
+      o->EndNested(m, g.size);
       continue;
     }
     if (g.id == fld::FtraceEvent::kTimestamp && shift) {
@@ -386,11 +386,11 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       o->AppendRaw(g);
     }
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   bool first_switch = true, first_waking = true;
@@ -418,11 +418,11 @@ void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
       o->ScalarField(g, map(g.int_value));
       continue;
     }
-    size_t m = o->BeginNested(id);
+    size_t m = o->BeginNested(id, g.size);
     ForEachVarint(g, [&](uint64_t v) { o->Varint(map(v)); });
-    o->EndNested(m);
+    o->EndNested(m, g.size);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
@@ -437,7 +437,7 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
       if (g.id == fld::FtraceEventBundle::kFtraceClock && g.int_value != 0) boot_clock = false;
   }
   bool shift = t_.shift_time && boot_clock;
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   bool to_ref;
@@ -467,11 +467,11 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
         o->AppendRaw(g);
     }
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -480,7 +480,7 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
       o->AppendRaw(g);
       continue;
     }
-    size_t m = o->BeginNested(g.id);
+    size_t m = o->BeginNested(g.id, g.size);
     ProtoDecoder e(g.data, g.size);
     Field h;
     bool first_cmdline = true;
@@ -497,13 +497,13 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
         o->AppendRaw(h);
       }
     }
-    o->EndNested(m);
+    o->EndNested(m, g.size);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -511,7 +511,7 @@ void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
       o->AppendRaw(g);
       continue;
     }
-    size_t m = o->BeginNested(g.id);
+    size_t m = o->BeginNested(g.id, g.size);
     ProtoDecoder e(g.data, g.size);
     Field h;
     while (e.Next(&h)) {
@@ -530,13 +530,13 @@ void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
         o->AppendRaw(h);
       }
     }
-    o->EndNested(m);
+    o->EndNested(m, g.size);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   bool to_ref;
@@ -545,7 +545,7 @@ void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
       o->AppendRaw(g);
       continue;
     }
-    size_t m = o->BeginNested(g.id);
+    size_t m = o->BeginNested(g.id, g.size);
     ProtoDecoder e(g.data, g.size);
     Field h;
     while (e.Next(&h)) {
@@ -556,13 +556,13 @@ void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
       else
         o->AppendRaw(h);
     }
-    o->EndNested(m);
+    o->EndNested(m, g.size);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 void Rewriter::PerfSample(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id);
+  size_t n = o->BeginNested(f.id, f.size);
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
@@ -573,7 +573,7 @@ void Rewriter::PerfSample(const Field& f, ByteBuffer* o) {
     else
       o->AppendRaw(g);
   }
-  o->EndNested(n);
+  o->EndNested(n, f.size);
 }
 
 bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) {
@@ -620,35 +620,39 @@ bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) 
 }
 
 bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st) {
-  // First look: the sequence, its clock and whether its state resets here.
-  uint32_t seq_id = 0, clock = 0, default_clock = 0;
-  bool has_clock = false, has_default_clock = false, cleared = false;
-  {
-    ProtoDecoder d(data, size);
-    Field g;
-    while (d.Next(&g)) {
-      if (g.id == pf::TracePacket::kTrustedPacketSequenceId) seq_id = static_cast<uint32_t>(g.int_value);
-      else if (g.id == pf::TracePacket::kTimestampClockId) clock = static_cast<uint32_t>(g.int_value), has_clock = true;
-      else if (g.id == pf::TracePacket::kSequenceFlags && (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared)) cleared = true;
-      else if (g.id == pf::TracePacket::kIncrementalStateCleared && g.int_value) cleared = true;
-      else if (g.id == pf::TracePacket::kTracePacketDefaults && IsLen(g)) {
-        ProtoDecoder e(g.data, g.size);
-        Field h;
-        while (e.Next(&h))
-          if (h.id == pf::TracePacketDefaults::kTimestampClockId)
-            default_clock = static_cast<uint32_t>(h.int_value), has_default_clock = true;
-      }
-    }
-    if (d.error()) {
-      *st = Status::Error(vpsdk::kFormatError, "malformed packet");
-      return false;
-    }
+  // One pass in the common case: the packet's timestamp is rewritten on the
+  // clock the previous packet's was on, and the packet is done again when
+  // its sequence state (read in the same pass) says otherwise.
+  const RewriteStats saved = stats_;
+  const size_t start = o->size();
+  PacketInfo info;
+  uint32_t guess = ts_clock_guess_;
+  bool payload = Rewrite(data, size, o, depth, st, guess, &info);
+  if (!st->ok()) return false;
+  if (info.malformed) {
+    *st = Status::Error(vpsdk::kFormatError, "malformed packet");
+    return false;
   }
-  Seq& seq = seqs_[seq_id];
-  if (cleared) seq.default_clock = clk::kBoottime;
-  if (has_default_clock) seq.default_clock = default_clock;
-  uint32_t ts_clock = has_clock ? clock : seq.default_clock;
+  if (!last_seq_ || info.seq_id != last_seq_id_) {
+    last_seq_ = &seqs_[info.seq_id];
+    last_seq_id_ = info.seq_id;
+  }
+  Seq& seq = *last_seq_;
+  if (info.cleared) seq.default_clock = clk::kBoottime;
+  if (info.has_default_clock) seq.default_clock = info.default_clock;
+  uint32_t ts_clock = info.has_clock ? info.clock : seq.default_clock;
+  if (info.has_timestamp) ts_clock_guess_ = ts_clock;
+  if (info.has_timestamp && ts_clock != guess) {
+    stats_ = saved;
+    o->resize(start);
+    payload = Rewrite(data, size, o, depth, st, ts_clock, &info);
+    if (!st->ok()) return false;
+  }
+  return payload;
+}
 
+bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st,
+                       uint32_t ts_clock, PacketInfo* info) {
   bool payload = false;
   bool wrote_machine = false;
   ProtoDecoder d(data, size);
@@ -660,15 +664,27 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
         // Its clock field (or the sequence default) is rewritten to the
         // reference clock exactly when the value is converted.
         bool to_ref;
+        info->has_timestamp = true;
         o->ScalarField(g, Time(ts_clock, g.int_value, &to_ref));
         break;
       }
       case pf::TracePacket::kTimestampClockId:
-        if (Converts(clock)) o->ScalarField(g, t_.ref_clock);
+        info->clock = static_cast<uint32_t>(g.int_value);
+        info->has_clock = true;
+        if (Converts(info->clock)) o->ScalarField(g, t_.ref_clock);
         else o->AppendRaw(g);
         break;
       case pf::TracePacket::kTrustedPacketSequenceId:
+        info->seq_id = static_cast<uint32_t>(g.int_value);
         o->ScalarField(g, g.int_value + t_.seq_offset);
+        break;
+      case pf::TracePacket::kSequenceFlags:
+        if (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared) info->cleared = true;
+        o->AppendRaw(g);
+        break;
+      case pf::TracePacket::kIncrementalStateCleared:
+        if (g.int_value) info->cleared = true;
+        o->AppendRaw(g);
         break;
       case pf::TracePacket::kTrustedUid:
         o->ScalarField(g, g.int_value + t_.uid_offset);  // unsigned: no signed overflow
@@ -698,8 +714,16 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
         break;
       }
       case pf::TracePacket::kTracePacketDefaults:
-        if (IsLen(g)) Defaults(g, o);
-        else o->AppendRaw(g);
+        if (IsLen(g)) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h))
+            if (h.id == pf::TracePacketDefaults::kTimestampClockId)
+              info->default_clock = static_cast<uint32_t>(h.int_value), info->has_default_clock = true;
+          Defaults(g, o);
+        } else {
+          o->AppendRaw(g);
+        }
         break;
       case pf::TracePacket::kTrackDescriptor:
         if (IsLen(g)) TrackDescriptor(g, o);
@@ -745,25 +769,50 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     }
     payload |= content;
   }
+  info->malformed = d.error();
   if (t_.machine_id && !wrote_machine) o->VarintField(pf::TracePacket::kMachineId, t_.machine_id);
   return payload;
 }
 
+namespace {
+// True when a packet has a field whose process names a NamesOnly() transform
+// may change (or that it cannot see into without decoding). The others are
+// copied verbatim, as the original tool copied its main trace.
+bool MayHoldNames(const PacketView& pv) {
+  ProtoDecoder d(pv.data, pv.size);
+  Field g;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TracePacket::kTrackDescriptor:
+      case pf::TracePacket::kProcessTree:
+      case fld::kProcessDescriptorLegacy:
+      case pf::TracePacket::kCompressedPackets:
+        return true;
+      default:
+        break;
+    }
+  }
+  return d.error();  // let Body() report it
+}
+}  // namespace
+
 Status Rewriter::Packet(const PacketView& pv, ByteBuffer* out) {
   stats_.packets_read++;
-  if (t_.Identity()) {
+  if (t_.Identity() || (t_.NamesOnly() && !MayHoldNames(pv))) {
     out->Append(pv.raw, pv.raw_size);
     stats_.packets_written++;
     return Status::Ok();
   }
-  body_.clear();
+  size_t start = out->size();
+  size_t n = out->BeginNested(1, pv.size);
   Status st;
-  if (!Body(pv.data, pv.size, &body_, 0, &st)) {
+  if (!Body(pv.data, pv.size, out, 0, &st)) {
+    out->resize(start);
     if (!st.ok()) return st;
     stats_.packets_dropped++;
     return Status::Ok();
   }
-  out->BytesField(1, body_.data(), body_.size());
+  out->EndNested(n, pv.size);
   stats_.packets_written++;
   return Status::Ok();
 }

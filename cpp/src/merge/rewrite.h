@@ -32,10 +32,11 @@ struct Transform {
   bool drop_global_snapshots = false;   // its clocks are re-expressed instead
   uint32_t machine_id = 0;              // TracePacket.machine_id, 0: leave
 
-  bool Identity() const {
+  bool Identity() const { return NamesOnly() && name_prefix.empty(); }
+  // True when at most process names change (the main side of a merge).
+  bool NamesOnly() const {
     return !shift_time && !seq_offset && !uid_offset && !pid_offset && !cpu_offset &&
-           !remap_uuids && name_prefix.empty() && !drop_session_packets &&
-           !drop_global_snapshots && !machine_id;
+           !remap_uuids && !drop_session_packets && !drop_global_snapshots && !machine_id;
   }
 };
 
@@ -63,8 +64,17 @@ class Rewriter {
   struct Seq {
     uint32_t default_clock = clk::kBoottime;
   };
+  // What a packet says about its sequence and clock, read while rewriting it.
+  struct PacketInfo {
+    uint32_t seq_id = 0, clock = 0, default_clock = 0;
+    bool has_clock = false, has_default_clock = false, cleared = false;
+    bool has_timestamp = false, malformed = false;
+  };
   // Writes the rewritten TracePacket body; returns false when it is empty.
   bool Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st);
+  // One pass of Body() with the packet's timestamp taken to be on ts_clock.
+  bool Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st,
+               uint32_t ts_clock, PacketInfo* info);
   uint64_t Uuid(uint64_t u);
   uint64_t Pid(uint64_t v) const;
   uint64_t Cpu(uint64_t v) const { return v + t_.cpu_offset; }
@@ -96,8 +106,10 @@ class Rewriter {
   Transform t_;
   RewriteStats stats_;
   std::unordered_map<uint32_t, Seq> seqs_;
+  uint32_t last_seq_id_ = 0;
+  Seq* last_seq_ = nullptr;  // seqs_[last_seq_id_] (node addresses are stable)
+  uint32_t ts_clock_guess_ = clk::kBoottime;  // the clock of the last packet's timestamp
   std::unordered_map<uint64_t, uint64_t> uuid_map_;
-  ByteBuffer body_;
 };
 
 }  // namespace vpmerge

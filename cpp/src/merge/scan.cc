@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "progress.h"
 #include "proto_fields.h"
@@ -85,7 +86,7 @@ MarkerAnnotation AnnotationKind(const uint8_t* s, size_t n) {
 
 struct SequenceScan {
   uint32_t default_clock = clk::kBoottime;
-  std::unordered_map<uint64_t, bool> marker_names;        // iid -> is marker name
+  std::unordered_set<uint64_t> marker_names;              // iids naming the marker
   std::unordered_map<uint64_t, MarkerAnnotation> annotations;
 };
 
@@ -112,6 +113,8 @@ class Scanner {
 
   InputSummary* s_;
   std::unordered_map<uint32_t, SequenceScan> seqs_;
+  uint32_t last_seq_id_ = 0;
+  SequenceScan* last_seq_ = nullptr;  // seqs_[last_seq_id_] (node addresses are stable)
   ByteBuffer inflated_;
 };
 
@@ -151,7 +154,10 @@ void Scanner::Interned(const Field& f, SequenceScan& seq) {
     }
     if (!name) continue;
     if (g.id == pf::InternedData::kEventNames) {
-      seq.marker_names[iid] = len == sizeof(kMarkerName) - 1 && std::memcmp(name, kMarkerName, len) == 0;
+      if (len == sizeof(kMarkerName) - 1 && std::memcmp(name, kMarkerName, len) == 0)
+        seq.marker_names.insert(iid);
+      else
+        seq.marker_names.erase(iid);
     } else {
       MarkerAnnotation k = AnnotationKind(name, len);
       if (k != kNotMarker) seq.annotations[iid] = k;
@@ -163,9 +169,7 @@ void Scanner::Interned(const Field& f, SequenceScan& seq) {
 void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
   ProtoDecoder d(f.data, f.size);
   Field g;
-  bool marker = false;
-  SyncMarker m;
-  m.packet_ts = ts;
+  bool marker = false, annotated = false;
   while (d.Next(&g)) {
     switch (g.id) {
       case pf::TrackEvent::kTrackUuid:
@@ -175,44 +179,49 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
       case fld::TrackEvent::kExtraDoubleCounterTrackUuids:
         ForEachVarint(g, [&](uint64_t v) { Uuid(v); });
         break;
-      case pf::TrackEvent::kNameIid: {
-        auto it = seq.marker_names.find(g.int_value);
-        marker = it != seq.marker_names.end() && it->second;
+      case pf::TrackEvent::kNameIid:
+        marker = !seq.marker_names.empty() && seq.marker_names.count(g.int_value);
         break;
-      }
       case pf::TrackEvent::kName:
         marker = g.size == sizeof(kMarkerName) - 1 && std::memcmp(g.data, kMarkerName, g.size) == 0;
         break;
-      case pf::TrackEvent::kDebugAnnotations: {
-        if (g.type != proto::kLengthDelimited) break;
-        ProtoDecoder e(g.data, g.size);
-        Field h;
-        MarkerAnnotation kind = kNotMarker;
-        bool has_value = false;
-        uint64_t value = 0;
-        while (e.Next(&h)) {
-          if (h.id == pf::DebugAnnotation::kNameIid) {
-            auto it = seq.annotations.find(h.int_value);
-            if (it != seq.annotations.end()) kind = it->second;
-          } else if (h.id == pf::DebugAnnotation::kName && h.type == proto::kLengthDelimited) {
-            kind = AnnotationKind(h.data, h.size);
-          } else if ((h.id == pf::DebugAnnotation::kUintValue ||
-                      h.id == pf::DebugAnnotation::kIntValue) && h.type == proto::kVarint) {
-            has_value = true;
-            value = h.int_value;
-          }
-        }
-        if (!has_value) break;
-        if (kind == kBoot) m.boottime = value, m.has_boottime = true;
-        if (kind == kMono) m.monotonic = value, m.has_monotonic = true;
-        if (kind == kTsc) m.tsc = value, m.has_tsc = true;
+      case pf::TrackEvent::kDebugAnnotations:
+        annotated |= g.type == proto::kLengthDelimited;
         break;
-      }
       default:
         break;
     }
   }
-  if (marker && (m.has_tsc || m.has_boottime)) s_->markers.push_back(m);
+  if (!marker || !annotated) return;
+  // A clock-sync marker: read its annotations.
+  SyncMarker m;
+  m.packet_ts = ts;
+  ProtoDecoder d2(f.data, f.size);
+  while (d2.Next(&g)) {
+    if (g.id != pf::TrackEvent::kDebugAnnotations || g.type != proto::kLengthDelimited) continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    MarkerAnnotation kind = kNotMarker;
+    bool has_value = false;
+    uint64_t value = 0;
+    while (e.Next(&h)) {
+      if (h.id == pf::DebugAnnotation::kNameIid) {
+        auto it = seq.annotations.find(h.int_value);
+        if (it != seq.annotations.end()) kind = it->second;
+      } else if (h.id == pf::DebugAnnotation::kName && h.type == proto::kLengthDelimited) {
+        kind = AnnotationKind(h.data, h.size);
+      } else if ((h.id == pf::DebugAnnotation::kUintValue ||
+                  h.id == pf::DebugAnnotation::kIntValue) && h.type == proto::kVarint) {
+        has_value = true;
+        value = h.int_value;
+      }
+    }
+    if (!has_value) continue;
+    if (kind == kBoot) m.boottime = value, m.has_boottime = true;
+    if (kind == kMono) m.monotonic = value, m.has_monotonic = true;
+    if (kind == kTsc) m.tsc = value, m.has_tsc = true;
+  }
+  if (m.has_tsc || m.has_boottime) s_->markers.push_back(m);
 }
 
 void Scanner::Snapshot(const Field& f) {
@@ -383,7 +392,11 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
     }
   }
   if (d.error()) return Status::Error(vpsdk::kFormatError, "malformed packet");
-  SequenceScan& seq = seqs_[seq_id];
+  if (!last_seq_ || seq_id != last_seq_id_) {
+    last_seq_ = &seqs_[seq_id];
+    last_seq_id_ = seq_id;
+  }
+  SequenceScan& seq = *last_seq_;
   if (cleared) {
     seq.marker_names.clear();
     seq.annotations.clear();

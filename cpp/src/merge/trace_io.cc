@@ -119,6 +119,25 @@ bool TraceReader::Fill(size_t need) {
 }
 
 int TraceReader::Next(PacketView* pv) {
+  // Fast path: a well-formed packet entirely in the buffer (Fill() is only
+  // needed near the end of a buffer).
+  if (buf_.size() - pos_ >= 16 && status_.ok()) {
+    const uint8_t* p = buf_.data() + pos_;
+    const uint8_t* end = buf_.data() + buf_.size();
+    uint64_t len;
+    const uint8_t* q = p[0] == proto::MakeTag(1, proto::kLengthDelimited)
+                           ? proto::ReadVarint(p + 1, end, &len) : nullptr;
+    if (q && len <= kMaxPacketSize && len <= static_cast<uint64_t>(end - q)) {
+      size_t hdr = static_cast<size_t>(q - p);
+      pv->raw = p;
+      pv->raw_size = hdr + len;
+      pv->data = q;
+      pv->size = static_cast<size_t>(len);
+      pv->offset = consumed_ + pos_;
+      pos_ += hdr + static_cast<size_t>(len);
+      return 1;
+    }
+  }
   if (!status_.ok()) return -1;
   if (!Fill(1)) return status_.ok() ? 0 : -1;
   uint64_t start = consumed_ + pos_;
@@ -184,8 +203,13 @@ Status OutputFile::Open(const std::string& path) {
 }
 
 Status OutputFile::FlushBuffer() {
-  const uint8_t* p = buf_.data();
-  size_t n = buf_.size();
+  Status st = WriteAll(buf_.data(), buf_.size());
+  if (st.ok()) buf_.clear();
+  return st;
+}
+
+Status OutputFile::WriteAll(const void* data, size_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
   while (n) {
     ssize_t r = write(fd_, p, n);
     if (r < 0 && errno == EINTR) continue;
@@ -193,7 +217,6 @@ Status OutputFile::FlushBuffer() {
     p += r;
     n -= static_cast<size_t>(r);
   }
-  buf_.clear();
   return Status::Ok();
 }
 
@@ -202,11 +225,8 @@ Status OutputFile::Write(const void* data, size_t n) {
   if (buf_.size() + n > (4u << 20)) {
     Status st = FlushBuffer();
     if (!st.ok()) return st;
-    if (n > (1u << 20)) {
-      buf_.Append(data, n);
-      return FlushBuffer();
-    }
   }
+  if (n >= (1u << 20) && buf_.size() == 0) return WriteAll(data, n);  // large: no copy
   buf_.Append(data, n);
   return Status::Ok();
 }

@@ -72,6 +72,7 @@ class OutputFile {
 
  private:
   Status FlushBuffer();
+  Status WriteAll(const void* data, size_t n);
   std::string path_, tmp_;
   int fd_ = -1;
   ByteBuffer buf_;

@@ -50,6 +50,22 @@ inline uint64_t ZigZag(int64_t v) {
 // varint is truncated or longer than 10 bytes.
 inline const uint8_t* ReadVarint(const uint8_t* p, const uint8_t* end,
                                  uint64_t* out) {
+  if (p < end && *p < 0x80) {  // tags, ids, small values: one byte
+    *out = *p;
+    return p + 1;
+  }
+  if (end - p >= static_cast<ptrdiff_t>(kMaxVarintSize)) {  // no bounds checks needed
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70; shift += 7) {
+      uint8_t b = *p++;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) {
+        *out = v;
+        return p;
+      }
+    }
+    return nullptr;  // longer than 10 bytes
+  }
   uint64_t v = 0;
   for (unsigned shift = 0; shift < 64 && p < end; shift += 7) {
     uint8_t b = *p++;
