@@ -82,6 +82,7 @@ def test_guest_in_time_namespace_end_to_end(tmp_path, transport):
     assert abs(int(offset) - truth) < 100_000          # the NTP-style estimate
     assert int(bound) < 1_000_000
     assert res.combined == combined and res.complete and res.error is None
+    assert res.merge_method == "link-sync"  # the merge prefers the link's own records
     comb = load_trace(combined)
     ev = resolve(comb)
     sent = {e.args["kick"]: e.ts for e in ev if e.name == "host_kick"}
@@ -314,3 +315,52 @@ def test_workflow_python_api(tmp_path):
     with pytest.raises(vperfetto.TraceIOError, match="did not appear"):
         wf2.wait_saving_done()
     assert (tmp_path / "h2.pftrace").exists() and not (tmp_path / "c2.pftrace").exists()
+
+
+def test_offline_merge_uses_link_records_and_corrects_drift(tmp_path):
+    """Link rounds in the host trace: the merge prefers them, and with two
+    bursts it interpolates the offset (a guest clock running 100 ppm fast)."""
+    from conftest import pb2
+    from vperfetto.merge import merge
+
+    D0, T0 = 5_000_000_000, 10_000_000_000          # guest - host at guest time T0
+    ppm = 100
+    def d_at(g):                                     # guest - host at guest time g
+        return D0 + (g - T0) * ppm // 1_000_000
+
+    host = pb2.Trace()
+    host.packet.add(trusted_packet_sequence_id=1).clock_snapshot.clocks.add(
+        clock_id=pb2.BUILTIN_CLOCK_BOOTTIME, timestamp=1)
+    p = host.packet.add(trusted_packet_sequence_id=2, timestamp=T0 - D0,
+                        sequence_flags=pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED)
+    p.interned_data.event_names.add(iid=1, name=vperfetto.vm.SYNC_EVENT)
+    for burst_start in (T0, T0 + 10_000_000_000):   # two bursts 10 s apart
+        for i in range(8):
+            t1 = burst_start + i * 100_000
+            delay = 20_000 + (i % 3) * 5_000
+            t2 = t1 - d_at(t1) + delay // 2
+            t3 = t2 + 1_000
+            t4 = t3 + d_at(t1) + delay // 2
+            e = host.packet.add(trusted_packet_sequence_id=2, timestamp=t2).track_event
+            e.type, e.name_iid = pb2.TrackEvent.TYPE_INSTANT, 1
+            for k, v in (("sync_t1", t1), ("sync_t2", t2), ("sync_t3", t3), ("sync_t4", t4)):
+                e.debug_annotations.add(name=k, uint_value=v)
+            e.debug_annotations.add(name="sync_peer", string_value="vm1")
+    guest = pb2.Trace()
+    guest.packet.add(trusted_packet_sequence_id=1).clock_snapshot.clocks.add(
+        clock_id=pb2.BUILTIN_CLOCK_BOOTTIME, timestamp=1)
+    marks = [T0, T0 + 5_000_000_000, T0 + 10_000_000_000]
+    for g in marks:
+        e = guest.packet.add(trusted_packet_sequence_id=2, timestamp=g).track_event
+        e.type, e.name = pb2.TrackEvent.TYPE_INSTANT, "mark"
+    hp, gp = tmp_path / "h.pftrace", tmp_path / "g.pftrace"
+    hp.write_bytes(host.SerializeToString())
+    gp.write_bytes(guest.SerializeToString())
+    out = tmp_path / "o.pftrace"
+    r = merge(host=hp, guests={"vm1": gp}, output=out)
+    a = r.alignments[0]
+    assert a.method == "link-sync" and a.sync_points == 2 and "drift" in a.detail
+    moved = [p.timestamp for p in load_trace(out).packet if p.HasField("track_event")
+             and p.track_event.name == "mark"]
+    expect = [g - d_at(g) for g in marks]
+    assert all(abs(m - e) < 2_000 for m, e in zip(moved, expect)), (moved, expect)

@@ -46,6 +46,7 @@ class Alignment:
     samples: int
     detail: str
     applied: bool
+    sync_points: int = 0  # link syncs interpolated between (drift correction)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "trace_model.h"
 
@@ -24,13 +26,20 @@ struct Alignment {
   int64_t spread_ns = -1;    // disagreement between samples, when there are several
   int samples = 0;
   std::string detail;
+  // Piecewise-linear offsets (guest BOOTTIME -> offset) when the link synced
+  // more than once: drift between them is corrected by interpolation.
+  std::vector<std::pair<uint64_t, int64_t>> points;
+  double drift_ppm = 0;
 };
 
 // The most exact method the inputs allow, in this order: "time-diff",
-// "guest-boot-time", "tsc-markers" (guest_clock_sync events in both),
+// "guest-boot-time", "link-sync" (the rounds vperfetto's guest<->host link
+// recorded for this guest, in either trace), "tsc-markers" (guest_clock_sync
+// events in both),
 // "tsc-snapshots" (clock snapshots with a TSC in both), "realtime-snapshots"
 // and "start-of-trace" (both approximate). "none" if nothing applies.
-Alignment Align(const InputSummary& guest, const InputSummary& host, const AlignOptions& opt);
+Alignment Align(const InputSummary& guest, const InputSummary& host, const AlignOptions& opt,
+                const std::string& guest_name = "");
 
 // First timestamped packet, in BOOTTIME where the input's snapshots allow.
 bool FirstBoottime(const InputSummary& s, uint64_t* out);

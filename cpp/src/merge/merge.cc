@@ -161,7 +161,7 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
 
   for (auto& g : guests) {
     AlignOptions ao = opt.align;
-    g.alignment = Align(g.summary, host.summary, ao);
+    g.alignment = Align(g.summary, host.summary, ao, g.name);
     if (g.alignment.approximate)
       warnings.push_back("alignment of '" + g.name + "' is approximate (" + g.alignment.method +
                          ": " + g.alignment.detail + ")");
@@ -211,6 +211,14 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
       // Negated modulo 2^64 (timestamps shift that way): -INT64_MIN is UB.
       t.shift_ns = s.is_guest ? static_cast<int64_t>(0 - static_cast<uint64_t>(a.offset_ns))
                               : a.offset_ns;
+      // Several link syncs: interpolate the offset (keyed by the moved side's
+      // time: the guest's, or for a moved host, the guest's minus the offset).
+      for (auto& pt : a.points) {
+        if (s.is_guest)
+          t.shift_points.emplace_back(pt.first, static_cast<int64_t>(0 - static_cast<uint64_t>(pt.second)));
+        else
+          t.shift_points.emplace_back(pt.first - static_cast<uint64_t>(pt.second), pt.second);
+      }
       t.clocks = &s.summary.clocks;
       t.remap_uuids = true;
       t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
@@ -304,6 +312,7 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("spread_ns"); j.Int(g.alignment.spread_ns);
     j.Key("samples"); j.Int(g.alignment.samples);
     j.Key("detail"); j.String(g.alignment.detail);
+    j.Key("sync_points"); j.UInt(g.alignment.points.size());
     j.Key("applied"); j.Bool(opt.mode != MergeMode::kAddTraces);
     j.Close('}');
   }

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "proto_fields.h"
@@ -84,6 +86,22 @@ uint64_t Rewriter::Uuid(uint64_t u) {
   uuid_map_.emplace(u, x);
   if (t_.reserved_uuids) t_.reserved_uuids->insert(x);
   return x;
+}
+
+int64_t Rewriter::ShiftAt(uint64_t t) {
+  const auto& p = t_.shift_points;
+  if (t <= p.front().first) return p.front().second;
+  if (t >= p.back().first) return p.back().second;
+  if (segment_ + 1 >= p.size() || t < p[segment_].first || t >= p[segment_ + 1].first) {
+    segment_ = static_cast<size_t>(
+        std::upper_bound(p.begin(), p.end(), t,
+                         [](uint64_t x, const std::pair<uint64_t, int64_t>& e) { return x < e.first; }) -
+        p.begin() - 1);
+  }
+  const auto& a = p[segment_];
+  const auto& b = p[segment_ + 1];
+  double f = static_cast<double>(t - a.first) / static_cast<double>(b.first - a.first);
+  return a.second + static_cast<int64_t>(std::llround(f * static_cast<double>(b.second - a.second)));
 }
 
 uint64_t Rewriter::Pid(uint64_t v) const {

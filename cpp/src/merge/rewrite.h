@@ -7,6 +7,8 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "trace_io.h"
 #include "trace_model.h"
@@ -16,6 +18,10 @@ namespace vpmerge {
 struct Transform {
   bool shift_time = false;
   int64_t shift_ns = 0;                 // added to reference-clock timestamps
+  // When set (2 points or more): the shift as a piecewise-linear function of
+  // the moved side's reference-clock time (drift corrected between clock
+  // syncs; constant beyond the first and last point).
+  std::vector<std::pair<uint64_t, int64_t>> shift_points;
   uint32_t ref_clock = clk::kBoottime;  // the clock alignment is expressed in
   const ClockConverter* clocks = nullptr;
   uint32_t seq_offset = 0;
@@ -84,7 +90,12 @@ class Rewriter {
   bool Converts(uint32_t clock) const {
     return t_.shift_time && clock != t_.ref_clock && !clk::IsSequenceScoped(clock);
   }
-  uint64_t RefTime(uint64_t t) { stats_.timestamps_shifted++; return t + static_cast<uint64_t>(t_.shift_ns); }
+  uint64_t RefTime(uint64_t t) {
+    stats_.timestamps_shifted++;
+    return t + static_cast<uint64_t>(t_.shift_points.size() < 2 ? t_.shift_ns : ShiftAt(t));
+  }
+  int64_t ShiftAt(uint64_t t);
+  size_t segment_ = 0;  // the last interpolation segment (timestamps mostly ascend)
 
   void TrackDescriptor(const Field& f, ByteBuffer* o);
   void ProcessOrThread(const Field& f, ByteBuffer* o, bool process);

@@ -74,19 +74,37 @@ bool ClockConverter::Convert(uint32_t from, uint32_t to, uint64_t t, uint64_t* o
 namespace {
 
 constexpr char kMarkerName[] = "guest_clock_sync";
-enum MarkerAnnotation { kNotMarker = 0, kBoot = 1, kMono = 2, kTsc = 3 };
+constexpr char kLinkRoundName[] = "vperfetto_clock_sync_round";
+enum EventKind : uint8_t { kPlainEvent = 0, kClockMarker = 1, kLinkRoundEvent = 2 };
+enum MarkerAnnotation {
+  kNotMarker = 0, kBoot, kMono, kTsc, kPeer, kT1, kT2, kT3, kT4,
+};
+
+bool Is(const uint8_t* s, size_t n, const char* lit) {
+  return n == std::strlen(lit) && std::memcmp(s, lit, n) == 0;
+}
+
+EventKind NameKind(const uint8_t* s, size_t n) {
+  if (Is(s, n, kMarkerName)) return kClockMarker;
+  if (Is(s, n, kLinkRoundName)) return kLinkRoundEvent;
+  return kPlainEvent;
+}
 
 MarkerAnnotation AnnotationKind(const uint8_t* s, size_t n) {
-  auto is = [&](const char* lit) { return n == std::strlen(lit) && std::memcmp(s, lit, n) == 0; };
-  if (is("clock_sync_boottime")) return kBoot;
-  if (is("clock_sync_monotonic")) return kMono;
-  if (is("clock_sync_cputime")) return kTsc;
+  if (Is(s, n, "clock_sync_boottime")) return kBoot;
+  if (Is(s, n, "clock_sync_monotonic")) return kMono;
+  if (Is(s, n, "clock_sync_cputime")) return kTsc;
+  if (Is(s, n, "sync_peer")) return kPeer;
+  if (Is(s, n, "sync_t1")) return kT1;
+  if (Is(s, n, "sync_t2")) return kT2;
+  if (Is(s, n, "sync_t3")) return kT3;
+  if (Is(s, n, "sync_t4")) return kT4;
   return kNotMarker;
 }
 
 struct SequenceScan {
   uint32_t default_clock = clk::kBoottime;
-  std::unordered_set<uint64_t> marker_names;              // iids naming the marker
+  std::unordered_map<uint64_t, EventKind> marker_names;   // iids naming sync events
   std::unordered_map<uint64_t, MarkerAnnotation> annotations;
 };
 
@@ -154,10 +172,9 @@ void Scanner::Interned(const Field& f, SequenceScan& seq) {
     }
     if (!name) continue;
     if (g.id == pf::InternedData::kEventNames) {
-      if (len == sizeof(kMarkerName) - 1 && std::memcmp(name, kMarkerName, len) == 0)
-        seq.marker_names.insert(iid);
-      else
-        seq.marker_names.erase(iid);
+      EventKind k = NameKind(name, len);
+      if (k != kPlainEvent) seq.marker_names[iid] = k;
+      else seq.marker_names.erase(iid);
     } else {
       MarkerAnnotation k = AnnotationKind(name, len);
       if (k != kNotMarker) seq.annotations[iid] = k;
@@ -169,7 +186,8 @@ void Scanner::Interned(const Field& f, SequenceScan& seq) {
 void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
   ProtoDecoder d(f.data, f.size);
   Field g;
-  bool marker = false, annotated = false;
+  EventKind marker = kPlainEvent;
+  bool annotated = false;
   while (d.Next(&g)) {
     switch (g.id) {
       case pf::TrackEvent::kTrackUuid:
@@ -180,10 +198,13 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
         ForEachVarint(g, [&](uint64_t v) { Uuid(v); });
         break;
       case pf::TrackEvent::kNameIid:
-        marker = !seq.marker_names.empty() && seq.marker_names.count(g.int_value);
+        if (!seq.marker_names.empty()) {
+          auto it = seq.marker_names.find(g.int_value);
+          marker = it == seq.marker_names.end() ? kPlainEvent : it->second;
+        }
         break;
       case pf::TrackEvent::kName:
-        marker = g.size == sizeof(kMarkerName) - 1 && std::memcmp(g.data, kMarkerName, g.size) == 0;
+        if (g.type == proto::kLengthDelimited) marker = NameKind(g.data, g.size);
         break;
       case pf::TrackEvent::kDebugAnnotations:
         annotated |= g.type == proto::kLengthDelimited;
@@ -192,10 +213,12 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
         break;
     }
   }
-  if (!marker || !annotated) return;
-  // A clock-sync marker: read its annotations.
+  if (marker == kPlainEvent || !annotated) return;
+  // A clock-sync marker or link round: read its annotations.
   SyncMarker m;
   m.packet_ts = ts;
+  LinkRound round;
+  int round_fields = 0;
   ProtoDecoder d2(f.data, f.size);
   while (d2.Next(&g)) {
     if (g.id != pf::TrackEvent::kDebugAnnotations || g.type != proto::kLengthDelimited) continue;
@@ -204,6 +227,7 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
     MarkerAnnotation kind = kNotMarker;
     bool has_value = false;
     uint64_t value = 0;
+    std::string peer;
     while (e.Next(&h)) {
       if (h.id == pf::DebugAnnotation::kNameIid) {
         auto it = seq.annotations.find(h.int_value);
@@ -214,12 +238,27 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
                   h.id == pf::DebugAnnotation::kIntValue) && h.type == proto::kVarint) {
         has_value = true;
         value = h.int_value;
+      } else if (h.id == pf::DebugAnnotation::kStringValue && h.type == proto::kLengthDelimited) {
+        peer.assign(reinterpret_cast<const char*>(h.data), std::min<size_t>(h.size, 64));
       }
     }
+    if (kind == kPeer) round.peer = peer;
     if (!has_value) continue;
+    switch (kind) {
+      case kT1: round.t1 = value, round_fields |= 1; break;
+      case kT2: round.t2 = value, round_fields |= 2; break;
+      case kT3: round.t3 = value, round_fields |= 4; break;
+      case kT4: round.t4 = value, round_fields |= 8; break;
+      default: break;
+    }
     if (kind == kBoot) m.boottime = value, m.has_boottime = true;
     if (kind == kMono) m.monotonic = value, m.has_monotonic = true;
     if (kind == kTsc) m.tsc = value, m.has_tsc = true;
+  }
+  if (marker == kLinkRoundEvent) {
+    // Bounded: a trace cannot make the merge keep more than this many rounds.
+    if (round_fields == 15 && s_->link_rounds.size() < (1u << 20)) s_->link_rounds.push_back(round);
+    return;
   }
   if (m.has_tsc || m.has_boottime) s_->markers.push_back(m);
 }

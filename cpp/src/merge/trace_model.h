@@ -59,6 +59,14 @@ struct SyncMarker {
   bool has_boottime = false, has_monotonic = false, has_tsc = false;
 };
 
+// One round of the guest<->host link's clock sync (vperfetto.vm): guest send,
+// host receive, host send, guest receive; t1 and t4 on the guest's BOOTTIME,
+// t2 and t3 on the host's. Recorded as "vperfetto_clock_sync_round" events.
+struct LinkRound {
+  std::string peer;  // the guest's name
+  uint64_t t1 = 0, t2 = 0, t3 = 0, t4 = 0;
+};
+
 struct InputSummary {
   std::string path;
   bool gzip = false;
@@ -80,6 +88,7 @@ struct InputSummary {
 
   ClockConverter clocks;
   std::vector<SyncMarker> markers;
+  std::vector<LinkRound> link_rounds;
   std::unordered_set<uint64_t> uuids;
   uint64_t compressed_packets = 0;
 };
