@@ -364,3 +364,24 @@ def test_offline_merge_uses_link_records_and_corrects_drift(tmp_path):
              and p.track_event.name == "mark"]
     expect = [g - d_at(g) for g in marks]
     assert all(abs(m - e) < 2_000 for m, e in zip(moved, expect)), (moved, expect)
+
+
+def test_host_and_guest_command_lines(tmp_path):
+    sock = tmp_path / "cli.sock"
+    host = subprocess.Popen([sys.executable, "-m", "vperfetto", "host", "--listen", f"unix:{sock}",
+                             "--out-dir", str(tmp_path / "traces"), "--once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workload = "import vperfetto\nfor i in range(3):\n    vperfetto.instant('workload_event')\n"
+    g = subprocess.run([sys.executable, "-m", "vperfetto", "guest", "--connect", f"unix:{sock}",
+                        "--name", "vm9", "--out", str(tmp_path / "vm9.pftrace"), "--",
+                        sys.executable, "-c", workload], capture_output=True, text=True, timeout=60)
+    assert g.returncode == 0, g.stderr
+    out, err = host.communicate(timeout=60)
+    assert host.returncode == 0, err
+    assert "vm9:" in out and "vm9.combined.pftrace" in out
+    comb = load_trace(tmp_path / "traces" / "vm9.combined.pftrace")
+    assert sum(e.name == "workload_event" for e in resolve(comb)) == 3
+    assert "host wrote" in g.stdout
