@@ -83,6 +83,9 @@ def test_guest_in_time_namespace_end_to_end(tmp_path, transport):
     assert int(bound) < 1_000_000
     assert res.combined == combined and res.complete and res.error is None
     assert res.merge_method == "link-sync"  # the merge prefers the link's own records
+    assert abs(res.mono_offset_ns - 1000 * 10**9) < 100_000     # the namespace's MONOTONIC offset
+    if res.tsc_offset is not None:
+        assert abs(res.tsc_offset) < 10_000_000   # one machine: a shared TSC (within the sync's error)
     comb = load_trace(combined)
     ev = resolve(comb)
     sent = {e.args["kick"]: e.ts for e in ev if e.name == "host_kick"}

@@ -49,8 +49,10 @@ TYPE_NAMES = {v: k for k, v in dict(
     BYE=BYE).items()}
 
 HEADER = struct.Struct(">IB")
-SYNC_REQ = struct.Struct(">IQQ")            # seq, t1 boottime, t1 monotonic
-SYNC_REP = struct.Struct(">IQQQQQ")         # seq, t1 (echo), t2, t3, t2 monotonic, t3 monotonic
+# seq, t1 on BOOTTIME, MONOTONIC and the TSC (0 where there is none)
+SYNC_REQ = struct.Struct(">IQQQ")
+# seq, t1 (echo), t2, t3 (BOOTTIME), t2, t3 (MONOTONIC), t2, t3 (TSC)
+SYNC_REP = struct.Struct(">IQQQQQQQ")
 
 DEFAULT_MAX_FRAME = 1 << 20        # control frames and upload chunks
 CHUNK_SIZE = 256 << 10
@@ -184,12 +186,15 @@ def _json(payload: bytes) -> dict:
 @dataclass(frozen=True)
 class Round:
     """One request/response: guest send, host receive, host send, guest receive
-    (all CLOCK_BOOTTIME ns, each on its own side's clock)."""
+    (all CLOCK_BOOTTIME ns, each on its own side's clock), with the same four
+    instants on MONOTONIC and the TSC where both sides have them."""
 
     t1: int
     t2: int
     t3: int
     t4: int
+    mono: Optional[Tuple[int, int, int, int]] = None
+    tsc: Optional[Tuple[int, int, int, int]] = None
 
     @property
     def delay(self) -> int:
@@ -205,6 +210,11 @@ class Round:
         return (self.t1 + self.t4) // 2
 
 
+def _offset4(q) -> float:
+    a, b, c, d = q
+    return ((a - b) + (d - c)) / 2
+
+
 @dataclass
 class SyncEstimate:
     offset_ns: int            # guest BOOTTIME - host BOOTTIME
@@ -212,10 +222,13 @@ class SyncEstimate:
     error_bound_ns: int       # half the best round's delay: the true offset is within this
     rounds: List[Round] = field(default_factory=list)   # the rounds it used
     at_guest_ns: int = 0      # guest time of the estimate
+    mono_offset_ns: Optional[int] = None   # guest MONOTONIC - host MONOTONIC
+    tsc_offset: Optional[int] = None       # guest TSC - host TSC, in ticks
 
     def to_json(self) -> dict:
         return {"offset_ns": self.offset_ns, "delay_ns": self.delay_ns,
                 "error_bound_ns": self.error_bound_ns, "at_guest_ns": self.at_guest_ns,
+                "mono_offset_ns": self.mono_offset_ns, "tsc_offset": self.tsc_offset,
                 "rounds": [[r.t1, r.t2, r.t3, r.t4] for r in self.rounds]}
 
 
@@ -227,9 +240,13 @@ def estimate(rounds: List[Round], keep_fraction: float = 0.25, min_keep: int = 3
     good.sort(key=lambda r: r.delay)
     keep = good[:max(min_keep, int(len(good) * keep_fraction))]
     off = statistics.median(r.offset for r in keep)
+    mono = [_offset4(r.mono) for r in keep if r.mono]
+    tsc = [_offset4(r.tsc) for r in keep if r.tsc and all(r.tsc)]
     return SyncEstimate(offset_ns=round(off), delay_ns=keep[0].delay,
                         error_bound_ns=(keep[0].delay + 1) // 2, rounds=keep,
-                        at_guest_ns=statistics.median(r.guest_mid for r in keep))
+                        at_guest_ns=statistics.median(r.guest_mid for r in keep),
+                        mono_offset_ns=round(statistics.median(mono)) if mono else None,
+                        tsc_offset=round(statistics.median(tsc)) if tsc else None)
 
 
 def sync_rounds(ch: Channel, n: int = 32, seq0: int = 0, timeout: float = 5.0) -> List[Round]:
@@ -237,23 +254,30 @@ def sync_rounds(ch: Channel, n: int = 32, seq0: int = 0, timeout: float = 5.0) -
     rounds = []
     for i in range(n):
         seq = seq0 + i
-        t1, m1 = boot_time_ns(), monotonic_ns()
-        ch.send(SYNC, SYNC_REQ.pack(seq, t1, m1))
+        c1, t1, m1 = _tsc(), boot_time_ns(), monotonic_ns()
+        ch.send(SYNC, SYNC_REQ.pack(seq, t1, m1, c1))
         mtype, payload = ch.recv(timeout)
-        t4 = boot_time_ns()
+        t4, m4, c4 = boot_time_ns(), monotonic_ns(), _tsc()
         if mtype != SYNC_REPLY or len(payload) != SYNC_REP.size:
             raise ProtocolError("bad SYNC_REPLY")
-        rseq, e1, t2, t3, _m2, _m3 = SYNC_REP.unpack(payload)
+        rseq, e1, t2, t3, m2, m3, c2, c3 = SYNC_REP.unpack(payload)
         if rseq != seq or e1 != t1:
             raise ProtocolError("SYNC_REPLY does not answer the request")
-        rounds.append(Round(t1, t2, t3, t4))
+        tsc = (c1, c2, c3, c4) if c1 and c2 else None
+        rounds.append(Round(t1, t2, t3, t4, mono=(m1, m2, m3, m4), tsc=tsc))
     return rounds
 
 
-def answer_sync(ch: Channel, payload: bytes, t2: int, m2: int) -> None:
+def answer_sync(ch: Channel, payload: bytes, t2: int, m2: int, c2: int) -> None:
     """Host side: reply to one SYNC (t2 was read as the frame arrived)."""
     if len(payload) != SYNC_REQ.size:
         raise ProtocolError("bad SYNC payload")
-    seq, t1, _m1 = SYNC_REQ.unpack(payload)
-    t3, m3 = boot_time_ns(), monotonic_ns()
-    ch.send(SYNC_REPLY, SYNC_REP.pack(seq, t1, t2, t3, m2, m3))
+    seq, t1, _m1, _c1 = SYNC_REQ.unpack(payload)
+    m3, t3, c3 = monotonic_ns(), boot_time_ns(), _tsc()
+    ch.send(SYNC_REPLY, SYNC_REP.pack(seq, t1, t2, t3, m2, m3, c2, c3))
+
+
+def _tsc() -> int:
+    from ._native import lib
+
+    return lib.vp_tsc()

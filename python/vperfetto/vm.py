@@ -71,8 +71,10 @@ class GuestResult:
     name: str
     guest_trace: Optional[str] = None
     combined: Optional[str] = None
-    offset_ns: Optional[int] = None     # guest - host, from the link's clock sync
+    offset_ns: Optional[int] = None     # guest - host BOOTTIME, from the link's clock sync
     error_bound_ns: Optional[int] = None
+    mono_offset_ns: Optional[int] = None  # guest - host MONOTONIC
+    tsc_offset: Optional[int] = None      # guest - host TSC (ticks), where both have one
     merge_method: Optional[str] = None
     complete: bool = False              # the whole trace arrived, checksum verified
     error: Optional[str] = None
@@ -266,8 +268,8 @@ class HostAgent:
         while True:
             mtype, payload = ch.recv(timeout=self.idle_timeout)
             if mtype == link.SYNC:
-                t2, m2 = lib.vp_boot_time_ns(), link.monotonic_ns()
-                link.answer_sync(ch, payload, t2, m2)
+                t2, m2, c2 = lib.vp_boot_time_ns(), link.monotonic_ns(), lib.vp_tsc()
+                link.answer_sync(ch, payload, t2, m2, c2)
             elif mtype == link.SYNC_RESULT:
                 est = self._sync_result(result, link._json(payload))
                 result.estimates.append(est)
@@ -320,7 +322,12 @@ class HostAgent:
                 raise link.ProtocolError("bad sync round")
             rounds.append(link.Round(*r))
         est = link.estimate(rounds)
+        for key in ("mono_offset_ns", "tsc_offset"):   # measured by the guest, reported
+            v = obj.get(key)
+            if isinstance(v, int) and abs(v) < 1 << 63:
+                setattr(est, key, v)
         result.offset_ns, result.error_bound_ns = est.offset_ns, est.error_bound_ns
+        result.mono_offset_ns, result.tsc_offset = est.mono_offset_ns, est.tsc_offset
         record_sync_rounds(result.name, est.rounds)
         log.info("%s: clock offset %d ns (+-%d ns)", result.name, est.offset_ns, est.error_bound_ns)
         return est
