@@ -10,6 +10,7 @@
 
 #include "vperfetto/vperfetto.h"
 #ifndef VPERFETTO_MINIMAL
+#include "inspect/inspect.h"
 #include "merge/merge.h"
 #else
 namespace vpmerge {
@@ -142,6 +143,30 @@ int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
     return Fail(err, VP_E_INTERNAL, e.what());
   } catch (...) {
     return Fail(err, VP_E_INTERNAL, "internal error");
+  }
+#endif
+}
+
+int32_t vp_inspect(const char* path, uint32_t flags, char** report, vp_error* err) {
+  if (!path || !*path || !report) return Fail(err, VP_E_INVALID_ARGUMENT, "path or report is NULL");
+  *report = nullptr;
+#ifdef VPERFETTO_MINIMAL
+  (void)flags;
+  return Fail(err, VP_E_UNSUPPORTED, "this libvperfetto is the tracing-only build (VPERFETTO_MINIMAL)");
+#else
+  try {
+    std::string json;
+    vpsdk::Status st = vpinspect::Inspect(path, (flags & VP_INSPECT_CHECK) != 0, &json);
+    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
+    char* out = static_cast<char*>(std::malloc(json.size() + 1));
+    if (!out) return Fail(err, VP_E_NO_MEMORY, "out of memory");
+    std::memcpy(out, json.c_str(), json.size() + 1);
+    *report = out;
+    return Ok(err);
+  } catch (const std::bad_alloc&) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(err, VP_E_INTERNAL, e.what());
   }
 #endif
 }

@@ -298,6 +298,17 @@ VP_API int32_t vp_merge_run(const vp_merge_options* opts, char** report, vp_erro
 VP_API void vp_string_free(char* s);
 
 /* ------------------------------------------------------------------------ */
+/* Inspection                                                               */
+/* ------------------------------------------------------------------------ */
+
+enum vp_inspect_flags {
+  VP_INSPECT_CHECK = 1 /* also look for what makes Perfetto show it wrongly */
+};
+/* Summarises a trace in one streaming pass; *report receives JSON (free it
+ * with vp_string_free). VP_E_UNSUPPORTED in the tracing-only build. */
+VP_API int32_t vp_inspect(const char* path, uint32_t flags, char** report, vp_error* err);
+
+/* ------------------------------------------------------------------------ */
 /* The host-side VM workflow (the original vperfetto online workflow)       */
 /* ------------------------------------------------------------------------ */
 /* enable -> events -> disable: the host trace is saved, then, once the

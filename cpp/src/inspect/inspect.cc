@@ -1,0 +1,568 @@
+// Inspecting a trace in one streaming pass: a summary (packets by kind,
+// sequences, machines, processes and threads with guest/host attribution,
+// tracks, clock snapshots, drops) and, with `check`, the findings that make
+// Perfetto show a trace wrongly, each with its packet index and byte offset.
+#include "inspect/inspect.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "merge/json.h"
+#include "merge/proto_fields.h"
+#include "merge/scan.h"
+#include "merge/trace_io.h"
+
+namespace vpinspect {
+namespace {
+
+using vpmerge::ByteBuffer;
+using vpmerge::Field;
+using vpmerge::PacketView;
+using vpmerge::ProtoDecoder;
+using vpmerge::TraceReader;
+namespace pf = vpsdk::pf;
+namespace proto = vpsdk::proto;
+
+const char* KindName(uint32_t id) {
+  switch (id) {
+    case 1: return "ftrace_events";
+    case 2: return "process_tree";
+    case 6: return "clock_snapshot";
+    case 9: return "process_stats";
+    case 11: return "track_event";
+    case 33: return "trace_config";
+    case 35: return "trace_stats";
+    case 36: return "synchronization_marker";
+    case 39: return "android_log";
+    case 45: return "system_info";
+    case 50: return "compressed_packets";
+    case 60: return "track_descriptor";
+    case 66: return "perf_sample";
+    case 69: return "service_event";
+    default: return nullptr;
+  }
+}
+
+// Fields of a packet that are not its payload.
+bool Envelope(uint32_t id) {
+  switch (id) {
+    case 3: case 8: case 10: case 12: case 13: case 41: case 42: case 58: case 59:
+    case 79: case 87: case 98:
+      return true;
+    default:
+      return false;
+  }
+}
+
+struct Track {
+  std::string name;
+  int kind = 0;  // 1 process, 2 thread, 3 counter, 4 other
+  int32_t pid = 0, tid = 0;
+  uint64_t parent = 0;
+  uint32_t machine = 0;
+};
+
+struct Process {
+  std::string name;
+  uint32_t machine = 0;
+  std::map<int32_t, std::string> threads;
+  uint64_t first = UINT64_MAX, last = 0;
+};
+
+struct Seq {
+  uint64_t packets = 0, first_ts = 0, last_ts = 0, last_event_ts = 0;
+  bool cleared = false;
+  uint64_t default_track = 0;
+  std::unordered_set<uint64_t> names, cats, anames;
+};
+
+struct Finding {
+  std::string rule;
+  uint64_t packet;
+  uint64_t offset;
+  std::string message;
+};
+
+class Inspector {
+ public:
+  Inspector(bool check) : check_(check) {}
+  void Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t offset, int depth);
+  void Finish();
+  std::string Json(const std::string& path, const TraceReader& r);
+
+  uint64_t packets = 0;
+
+ private:
+  void Find(const char* rule, const std::string& msg) {
+    if (!check_) return;
+    if (++finding_counts_[rule] > 100) return;  // the first hundred of each
+    findings_.push_back({rule, cur_index_, cur_offset_, msg});
+  }
+  void Descriptor(const Field& f, uint32_t machine);
+  void Event(const Field& f, Seq& seq, uint64_t ts);
+  void Interned(const Field& f, Seq& seq);
+  void Use(uint64_t uuid) {
+    if (uuid && !described_.count(uuid) && !used_undescribed_.count(uuid))
+      used_undescribed_.emplace(uuid, std::make_pair(cur_index_, cur_offset_));
+  }
+  void Touch(int32_t pid, uint64_t ts, uint32_t machine) {
+    if (pid <= 0 || !ts) return;
+    Process& p = procs_[{machine, pid}];
+    p.first = std::min(p.first, ts);
+    p.last = std::max(p.last, ts);
+  }
+
+  bool check_;
+  uint64_t cur_index_ = 0, cur_offset_ = 0;
+  std::map<std::string, uint64_t> kinds_;
+  std::map<uint32_t, Seq> seqs_;
+  std::map<uint32_t, uint64_t> machines_;
+  std::unordered_map<uint64_t, Track> tracks_;
+  std::unordered_set<uint64_t> described_;
+  std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> used_undescribed_;
+  std::map<std::pair<uint32_t, int32_t>, Process> procs_;
+  // track -> (packet index, byte offset) of the begins still open
+  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> open_slices_;
+  uint64_t first_ts_ = UINT64_MAX, last_ts_ = 0;
+  uint64_t snapshots_ = 0;
+  std::set<uint32_t> snapshot_clocks_;
+  uint64_t prev_dropped_ = 0, chunks_discarded_ = 0, chunks_overwritten_ = 0, packet_loss_ = 0;
+  uint64_t events_[5] = {};
+  uint64_t compressed_ = 0;
+  std::vector<Finding> findings_;
+  std::map<std::string, uint64_t> finding_counts_;
+  // For collisions: who claims a pid (owner: "host" or a guest's name), which
+  // pids claim a tid; per machine.
+  std::map<std::pair<uint32_t, int32_t>, std::map<std::string, std::pair<uint64_t, uint64_t>>> pid_owners_;
+  std::map<std::pair<uint32_t, int32_t>, std::map<int32_t, std::pair<uint64_t, uint64_t>>> tid_pids_;
+  ByteBuffer inflated_;
+};
+
+void Inspector::Descriptor(const Field& f, uint32_t machine) {
+  Track t;
+  t.machine = machine;
+  uint64_t uuid = 0;
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id == pf::TrackDescriptor::kUuid) uuid = g.int_value;
+    else if (g.id == pf::TrackDescriptor::kParentUuid) t.parent = g.int_value;
+    else if (g.id == pf::TrackDescriptor::kName && g.type == proto::kLengthDelimited)
+      t.name.assign(reinterpret_cast<const char*>(g.data), g.size);
+    else if (g.id == pf::TrackDescriptor::kCounter) t.kind = 3;
+    else if ((g.id == pf::TrackDescriptor::kProcess || g.id == pf::TrackDescriptor::kThread) &&
+             g.type == proto::kLengthDelimited) {
+      bool thread = g.id == pf::TrackDescriptor::kThread;
+      t.kind = thread ? 2 : 1;
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      std::string name;
+      while (e.Next(&h)) {
+        if (h.id == 1 && h.type == proto::kVarint) t.pid = static_cast<int32_t>(h.int_value);
+        else if (thread && h.id == 2 && h.type == proto::kVarint) t.tid = static_cast<int32_t>(h.int_value);
+        else if (h.type == proto::kLengthDelimited &&
+                 h.id == (thread ? pf::ThreadDescriptor::kThreadName : pf::ProcessDescriptor::kProcessName))
+          name.assign(reinterpret_cast<const char*>(h.data), h.size);
+      }
+      if (t.pid > 0) {
+        Process& p = procs_[{machine, t.pid}];
+        if (!thread && !name.empty()) {
+          p.name = name;
+          size_t colon = name.find(": ");
+          pid_owners_[{machine, t.pid}].emplace(
+              colon == std::string::npos ? "host" : name.substr(0, colon),
+              std::make_pair(cur_index_, cur_offset_));
+        }
+        if (thread && t.tid > 0)
+          tid_pids_[{machine, t.tid}].emplace(t.pid, std::make_pair(cur_index_, cur_offset_));
+        if (thread && t.tid > 0) {
+          std::string& tn = p.threads[t.tid];
+          if (!name.empty() || tn.empty()) tn = name;
+        }
+      }
+      if (t.name.empty()) t.name = name;
+    }
+  }
+  if (!t.kind) t.kind = 4;
+  if (!uuid) return;
+  auto it = tracks_.find(uuid);
+  if (it != tracks_.end()) {
+    const Track& o = it->second;
+    if (o.kind != t.kind || o.pid != t.pid || o.tid != t.tid || o.parent != t.parent ||
+        o.machine != t.machine)
+      Find("uuid-redescribed", "track uuid " + std::to_string(uuid) +
+                                   " is described again with a different meaning");
+  }
+  tracks_[uuid] = t;
+  described_.insert(uuid);
+  if (t.parent) Use(t.parent);
+}
+
+void Inspector::Interned(const Field& f, Seq& seq) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.type != proto::kLengthDelimited || g.id > 3) continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h))
+      if (h.id == pf::InternedString::kIid) {
+        (g.id == 1 ? seq.cats : g.id == 2 ? seq.names : seq.anames).insert(h.int_value);
+      }
+  }
+}
+
+void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  uint64_t track = seq.default_track;
+  uint32_t type = 0;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TrackEvent::kType: type = static_cast<uint32_t>(g.int_value); break;
+      case pf::TrackEvent::kTrackUuid: track = g.int_value; break;
+      case pf::TrackEvent::kNameIid:
+        if (!seq.names.count(g.int_value))
+          Find("interned-id-undefined", "event name iid " + std::to_string(g.int_value) +
+                                            " used before it is defined on its sequence");
+        break;
+      case pf::TrackEvent::kCategoryIids:
+        vpmerge::ForEachVarint(g, [&](uint64_t v) {
+          if (!seq.cats.count(v))
+            Find("interned-id-undefined", "category iid " + std::to_string(v) +
+                                              " used before it is defined on its sequence");
+        });
+        break;
+      case pf::TrackEvent::kDebugAnnotations: {
+        if (g.type != proto::kLengthDelimited) break;
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h))
+          if (h.id == pf::DebugAnnotation::kNameIid && !seq.anames.count(h.int_value))
+            Find("interned-id-undefined", "annotation name iid " + std::to_string(h.int_value) +
+                                              " used before it is defined on its sequence");
+        break;
+      }
+      case pf::TrackEvent::kExtraCounterTrackUuids:
+      case vpmerge::fld::TrackEvent::kExtraDoubleCounterTrackUuids:
+        vpmerge::ForEachVarint(g, [&](uint64_t v) { Use(v); });
+        break;
+      default:
+        break;
+    }
+  }
+  if (type < 5) events_[type]++;
+  Use(track);
+  auto tr = tracks_.find(track);
+  if (tr != tracks_.end()) Touch(tr->second.pid, ts, tr->second.machine);
+  if (ts && seq.last_event_ts && ts < seq.last_event_ts)
+    Find("timestamp-backwards", "track event at " + std::to_string(ts) + " after one at " +
+                                    std::to_string(seq.last_event_ts) + " on the same sequence");
+  if (ts) seq.last_event_ts = std::max(seq.last_event_ts, ts);
+  if (type == pf::TrackEvent::kTypeSliceBegin) {
+    open_slices_[track].emplace_back(cur_index_, cur_offset_);
+  } else if (type == pf::TrackEvent::kTypeSliceEnd) {
+    auto& open = open_slices_[track];
+    if (open.empty()) Find("unbalanced-slices", "slice end without a begin on track " + std::to_string(track));
+    else open.pop_back();
+  }
+}
+
+void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t offset, int depth) {
+  cur_index_ = index;
+  cur_offset_ = offset;
+  packets++;
+  ProtoDecoder d(data, size);
+  Field g;
+  Field te{}, interned{}, desc{}, defaults{};
+  bool has_te = false, has_interned = false, has_desc = false, has_defaults = false;
+  bool cleared = false, needs = false;
+  uint64_t ts = 0;
+  uint32_t seq_id = 0, machine = 0;
+  std::string kind = "(no payload)";
+  while (d.Next(&g)) {
+    if (!Envelope(g.id)) {
+      const char* k = KindName(g.id);
+      kind = k ? k : "field_" + std::to_string(g.id);
+    }
+    switch (g.id) {
+      case pf::TracePacket::kTimestamp: ts = g.int_value; break;
+      case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kMachineId: machine = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kSequenceFlags:
+        cleared |= (g.int_value & 1) != 0;
+        needs |= (g.int_value & 2) != 0;
+        break;
+      case pf::TracePacket::kIncrementalStateCleared: cleared |= g.int_value != 0; break;
+      case pf::TracePacket::kPreviousPacketDropped: prev_dropped_ += g.int_value != 0; break;
+      case pf::TracePacket::kTrackEvent: te = g, has_te = g.type == proto::kLengthDelimited; break;
+      case pf::TracePacket::kInternedData: interned = g, has_interned = g.type == proto::kLengthDelimited; break;
+      case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = g.type == proto::kLengthDelimited; break;
+      case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = g.type == proto::kLengthDelimited; break;
+      case pf::TracePacket::kClockSnapshot: {
+        snapshots_++;
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h)) {
+          if (h.id != pf::ClockSnapshot::kClocks || h.type != proto::kLengthDelimited) continue;
+          ProtoDecoder c(h.data, h.size);
+          Field k;
+          while (c.Next(&k))
+            if (k.id == pf::ClockSnapshot::Clock::kClockId) snapshot_clocks_.insert(static_cast<uint32_t>(k.int_value));
+        }
+        break;
+      }
+      case pf::TracePacket::kTraceStats: {
+        if (g.type != proto::kLengthDelimited) break;
+        ProtoDecoder e(g.data, g.size);
+        Field h;
+        while (e.Next(&h)) {
+          if (h.id != pf::TraceStats::kBufferStats || h.type != proto::kLengthDelimited) continue;
+          ProtoDecoder b(h.data, h.size);
+          Field k;
+          while (b.Next(&k)) {
+            if (k.id == pf::TraceStats::BufferStats::kChunksDiscarded) chunks_discarded_ += k.int_value;
+            if (k.id == pf::TraceStats::BufferStats::kChunksOverwritten) chunks_overwritten_ += k.int_value;
+            if (k.id == pf::TraceStats::BufferStats::kTraceWriterPacketLoss) packet_loss_ += k.int_value;
+          }
+        }
+        break;
+      }
+      case pf::TracePacket::kCompressedPackets: {
+        if (g.type != proto::kLengthDelimited || depth > 0) break;
+        compressed_++;
+        if (!vpmerge::Inflate(g.data, g.size, vpmerge::kMaxInflatedPacket, &inflated_).ok()) {
+          Find("bad-compressed-packets", "compressed_packets do not inflate");
+          break;
+        }
+        ByteBuffer inner;
+        inner.Append(inflated_.data(), inflated_.size());
+        ProtoDecoder e(inner.data(), inner.size());
+        Field h;
+        while (e.Next(&h))
+          if (h.id == 1 && h.type == proto::kLengthDelimited) Packet(h.data, h.size, index, offset, 1);
+        cur_index_ = index;
+        cur_offset_ = offset;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (d.error()) Find("malformed-packet", "the packet does not decode");
+  kinds_[kind]++;
+  machines_[machine]++;
+  Seq& seq = seqs_[seq_id];
+  seq.packets++;
+  if (ts) {
+    if (!seq.first_ts) seq.first_ts = ts;
+    seq.last_ts = std::max(seq.last_ts, ts);
+    first_ts_ = std::min(first_ts_, ts);
+    last_ts_ = std::max(last_ts_, ts);
+  }
+  if (cleared) {
+    seq.cleared = true;
+    seq.names.clear();
+    seq.cats.clear();
+    seq.anames.clear();
+    seq.default_track = 0;
+  }
+  if (needs && !seq.cleared)
+    Find("incremental-state-not-cleared",
+         "sequence " + std::to_string(seq_id) + " needs incremental state before it was cleared");
+  if (has_defaults) {
+    ProtoDecoder e(defaults.data, defaults.size);
+    Field h;
+    while (e.Next(&h))
+      if (h.id == pf::TracePacketDefaults::kTrackEventDefaults && h.type == proto::kLengthDelimited) {
+        ProtoDecoder t(h.data, h.size);
+        Field k;
+        while (t.Next(&k))
+          if (k.id == pf::TrackEventDefaults::kTrackUuid) seq.default_track = k.int_value;
+      }
+  }
+  if (has_desc) Descriptor(desc, machine);
+  if (has_interned) Interned(interned, seq);
+  if (has_te) Event(te, seq, ts);
+}
+
+void Inspector::Finish() {
+  for (auto& kv : used_undescribed_) {
+    if (described_.count(kv.first)) continue;
+    cur_index_ = kv.second.first;
+    cur_offset_ = kv.second.second;
+    Find("uuid-undescribed", "track uuid " + std::to_string(kv.first) + " is used but never described");
+  }
+  for (auto& kv : open_slices_) {
+    if (kv.second.empty()) continue;
+    cur_index_ = kv.second.back().first;
+    cur_offset_ = kv.second.back().second;
+    Find("unbalanced-slices", std::to_string(kv.second.size()) + " slice(s) never ended on track " +
+                                  std::to_string(kv.first));
+  }
+  // Collisions between guests and host: one pid claimed by two owners, one
+  // tid in two processes (on the same machine).
+  for (auto& kv : pid_owners_) {
+    if (kv.second.size() < 2) continue;
+    std::string who;
+    for (auto& o : kv.second) who += (who.empty() ? "" : ", ") + o.first;
+    auto second = std::next(kv.second.begin());
+    cur_index_ = second->second.first;
+    cur_offset_ = second->second.second;
+    Find("pid-collision", "pid " + std::to_string(kv.first.second) + " belongs to " + who);
+  }
+  for (auto& kv : tid_pids_) {
+    if (kv.second.size() < 2) continue;
+    auto second = std::next(kv.second.begin());
+    cur_index_ = second->second.first;
+    cur_offset_ = second->second.second;
+    Find("tid-collision", "tid " + std::to_string(kv.first.second) + " is a thread of pids " +
+                              std::to_string(kv.second.begin()->first) + " and " +
+                              std::to_string(second->first));
+  }
+  std::stable_sort(findings_.begin(), findings_.end(),
+                   [](const Finding& a, const Finding& b) { return a.packet < b.packet; });
+}
+
+std::string Inspector::Json(const std::string& path, const TraceReader& r) {
+  vpmerge::Json j;
+  j.Open('{');
+  j.Key("path"); j.String(path);
+  j.Key("gzip"); j.Bool(r.gzip());
+  j.Key("bytes"); j.UInt(r.bytes_read());
+  j.Key("truncated_at"); j.Int(r.truncated() ? static_cast<int64_t>(r.truncated_at()) : -1);
+  j.Key("packets"); j.UInt(packets);
+  j.Key("first_ts"); j.UInt(first_ts_ == UINT64_MAX ? 0 : first_ts_);
+  j.Key("last_ts"); j.UInt(last_ts_);
+  j.Key("packet_kinds");
+  j.Open('{');
+  for (auto& kv : kinds_) { j.Key(kv.first.c_str()); j.UInt(kv.second); }
+  j.Close('}');
+  j.Key("track_events");
+  j.Open('{');
+  j.Key("slice_begin"); j.UInt(events_[1]);
+  j.Key("slice_end"); j.UInt(events_[2]);
+  j.Key("instant"); j.UInt(events_[3]);
+  j.Key("counter"); j.UInt(events_[4]);
+  j.Close('}');
+  j.Key("sequences");
+  j.Open('[');
+  size_t n = 0;
+  for (auto& kv : seqs_) {
+    if (++n > 10000) break;
+    j.Open('{');
+    j.Key("id"); j.UInt(kv.first);
+    j.Key("packets"); j.UInt(kv.second.packets);
+    j.Key("first_ts"); j.UInt(kv.second.first_ts);
+    j.Key("last_ts"); j.UInt(kv.second.last_ts);
+    j.Close('}');
+  }
+  j.Close(']');
+  j.Key("machines");
+  j.Open('{');
+  for (auto& kv : machines_) { j.Key(std::to_string(kv.first).c_str()); j.UInt(kv.second); }
+  j.Close('}');
+  j.Key("processes");
+  j.Open('[');
+  for (auto& kv : procs_) {
+    const Process& p = kv.second;
+    size_t colon = p.name.find(": ");
+    j.Open('{');
+    j.Key("machine"); j.UInt(kv.first.first);
+    j.Key("pid"); j.Int(kv.first.second);
+    j.Key("name"); j.String(p.name);
+    j.Key("guest");
+    if (colon != std::string::npos) j.String(p.name.substr(0, colon));
+    else if (kv.first.first) j.String("machine " + std::to_string(kv.first.first));
+    else j.String("");
+    j.Key("first_ts"); j.UInt(p.first == UINT64_MAX ? 0 : p.first);
+    j.Key("last_ts"); j.UInt(p.last);
+    j.Key("threads");
+    j.Open('[');
+    for (auto& t : p.threads) {
+      j.Open('{');
+      j.Key("tid"); j.Int(t.first);
+      j.Key("name"); j.String(t.second);
+      j.Close('}');
+    }
+    j.Close(']');
+    j.Close('}');
+  }
+  j.Close(']');
+  uint64_t counts[5] = {};
+  for (auto& kv : tracks_) counts[kv.second.kind]++;
+  j.Key("tracks");
+  j.Open('{');
+  j.Key("total"); j.UInt(tracks_.size());
+  j.Key("process"); j.UInt(counts[1]);
+  j.Key("thread"); j.UInt(counts[2]);
+  j.Key("counter"); j.UInt(counts[3]);
+  j.Key("other"); j.UInt(counts[4]);
+  j.Close('}');
+  j.Key("counter_tracks");
+  j.Open('[');
+  for (auto& kv : tracks_)
+    if (kv.second.kind == 3) j.String(kv.second.name);
+  j.Close(']');
+  j.Key("clock_snapshots");
+  j.Open('{');
+  j.Key("count"); j.UInt(snapshots_);
+  j.Key("clocks");
+  j.Open('[');
+  for (uint32_t c : snapshot_clocks_) j.UInt(c);
+  j.Close(']');
+  j.Close('}');
+  j.Key("compressed_packets"); j.UInt(compressed_);
+  j.Key("drops");
+  j.Open('{');
+  j.Key("previous_packet_dropped"); j.UInt(prev_dropped_);
+  j.Key("chunks_discarded"); j.UInt(chunks_discarded_);
+  j.Key("chunks_overwritten"); j.UInt(chunks_overwritten_);
+  j.Key("packet_loss"); j.UInt(packet_loss_);
+  j.Close('}');
+  j.Key("checked"); j.Bool(check_);
+  j.Key("findings");
+  j.Open('[');
+  for (auto& f : findings_) {
+    j.Open('{');
+    j.Key("rule"); j.String(f.rule);
+    j.Key("packet"); j.UInt(f.packet);
+    j.Key("offset"); j.UInt(f.offset);
+    j.Key("message"); j.String(f.message);
+    j.Close('}');
+  }
+  j.Close(']');
+  j.Key("findings_by_rule");
+  j.Open('{');
+  for (auto& kv : finding_counts_) { j.Key(kv.first.c_str()); j.UInt(kv.second); }
+  j.Close('}');
+  j.Close('}');
+  return j.s;
+}
+
+}  // namespace
+
+vpsdk::Status Inspect(const std::string& path, bool check, std::string* out) {
+  TraceReader r;
+  vpsdk::Status st = r.Open(path);
+  if (!st.ok()) return st;
+  Inspector in(check);
+  PacketView pv;
+  int rc;
+  uint64_t index = 0;
+  while ((rc = r.Next(&pv)) == 1) in.Packet(pv.data, pv.size, index++, pv.offset, 0);
+  if (rc < 0) return r.status();
+  if (index == 0)
+    return vpsdk::Status::Error(vpsdk::kFormatError, path + ": no packets (empty or not a trace)");
+  in.Finish();
+  *out = in.Json(path, r);
+  return vpsdk::Status::Ok();
+}
+
+}  // namespace vpinspect

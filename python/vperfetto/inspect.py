@@ -1,0 +1,139 @@
+"""See what is in a trace before opening a browser.
+
+    python -m vperfetto.inspect combined.pftrace             # summary
+    python -m vperfetto.inspect combined.pftrace --json      # the same, machine-readable
+    python -m vperfetto.inspect trace.pftrace --check        # validation; exit 1 with findings
+    python -m vperfetto.inspect trace.pftrace --svg t.svg --html t.html   # a timeline picture
+
+The summary and the checks are one streaming pass of the C++ decoder, so a
+1 GB trace is fine. --check reports, each with its packet index and byte
+offset: track uuids used but never described, uuids described twice with
+different meanings, interned ids used before they are defined on their
+sequence, packets needing incremental state before it was cleared,
+unbalanced slice begin/end per track, timestamps going backwards on a
+sequence, and pid/tid collisions between guests and host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from . import errors
+from ._native import ffi, lib, new_error
+
+__all__ = ["inspect", "main"]
+
+CLOCK_NAMES = {1: "REALTIME", 2: "REALTIME_COARSE", 3: "MONOTONIC", 4: "MONOTONIC_COARSE",
+               5: "MONOTONIC_RAW", 6: "BOOTTIME", 9: "TSC"}
+
+
+def inspect(path, check: bool = False) -> dict:
+    """The summary of a trace (and, with check=True, its findings) as a dict."""
+    p = os.fsencode(os.fspath(path))
+    out = ffi.new("char**")
+    err = new_error()
+    errors.check(lib.vp_inspect(p, lib.VP_INSPECT_CHECK if check else 0, out, err), err)
+    try:
+        return json.loads(ffi.string(out[0]).decode("utf-8", "replace"))
+    finally:
+        lib.vp_string_free(out[0])
+
+
+def _span(a: int, b: int) -> str:
+    return f"{(b - a) / 1e9:.3f} s" if a and b >= a else "-"
+
+
+def format_summary(s: dict) -> str:
+    lines = []
+    gz = ", gzip" if s["gzip"] else ""
+    lines.append(f"{s['path']}: {s['packets']:,} packets, {s['bytes']:,} bytes{gz}, "
+                 f"{_span(s['first_ts'], s['last_ts'])} "
+                 f"(host time {s['first_ts']} .. {s['last_ts']})")
+    if s["truncated_at"] >= 0:
+        lines.append(f"  the last packet is truncated at byte {s['truncated_at']}")
+    kinds = sorted(s["packet_kinds"].items(), key=lambda kv: -kv[1])
+    lines.append("packets: " + ", ".join(f"{k} {v:,}" for k, v in kinds))
+    te = s["track_events"]
+    lines.append(f"track events: {te['slice_begin']:,} begin, {te['slice_end']:,} end, "
+                 f"{te['instant']:,} instant, {te['counter']:,} counter")
+    machines = s["machines"]
+    lines.append(f"sequences: {len(s['sequences'])}; machines: " +
+                 ", ".join(f"{m} ({n:,} packets)" for m, n in machines.items()))
+    lines.append(f"processes: {len(s['processes'])}")
+    for p in s["processes"]:
+        who = f"guest {p['guest']}" if p["guest"] else "host"
+        threads = ", ".join(f"{t['tid']} {t['name']}".strip() for t in p["threads"][:6])
+        more = f" +{len(p['threads']) - 6}" if len(p["threads"]) > 6 else ""
+        lines.append(f"  {who:14} pid {p['pid']:>8} {p['name'] or '?':28} "
+                     f"{_span(p['first_ts'], p['last_ts']):>10}  threads: {threads}{more}")
+    t = s["tracks"]
+    lines.append(f"tracks: {t['total']} ({t['process']} process, {t['thread']} thread, "
+                 f"{t['counter']} counter, {t['other']} other)")
+    if s["counter_tracks"]:
+        lines.append("counter tracks: " + ", ".join(sorted(s["counter_tracks"])[:20]))
+    cs = s["clock_snapshots"]
+    lines.append(f"clock snapshots: {cs['count']} ("
+                 + ", ".join(CLOCK_NAMES.get(c, str(c)) for c in cs["clocks"]) + ")")
+    d = s["drops"]
+    if any(d.values()):
+        lines.append(f"drops: {d['packet_loss']:,} packets lost, {d['chunks_discarded']:,} chunks "
+                     f"discarded, {d['chunks_overwritten']:,} overwritten, "
+                     f"{d['previous_packet_dropped']:,} packets flagged previous_packet_dropped")
+    else:
+        lines.append("drops: none reported")
+    return "\n".join(lines)
+
+
+def format_findings(s: dict) -> str:
+    if not s["findings"]:
+        return "check: no findings"
+    lines = [f"check: {sum(s['findings_by_rule'].values())} finding(s): " +
+             ", ".join(f"{k} {v}" for k, v in s["findings_by_rule"].items())]
+    for f in s["findings"]:
+        lines.append(f"  packet {f['packet']} (byte {f['offset']}): {f['rule']}: {f['message']}")
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = _Parser(prog="python -m vperfetto.inspect", description=__doc__.split("\n\n")[0])
+    ap.add_argument("trace")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--check", action="store_true", help="validate; exit 1 with findings")
+    ap.add_argument("--svg", metavar="OUT.svg", help="draw a timeline as SVG")
+    ap.add_argument("--html", metavar="OUT.html", help="draw a zoomable timeline as HTML")
+    a = ap.parse_args(argv)
+    try:
+        s = inspect(a.trace, check=a.check)
+        if a.svg or a.html:
+            from . import timeline
+
+            model = timeline.model_from_trace(a.trace)
+            for out, render in ((a.svg, timeline.render_svg), (a.html, timeline.render_html)):
+                if out:
+                    tmp = out + ".tmp"
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        f.write(render(model))
+                    os.replace(tmp, out)
+    except (errors.VperfettoError, OSError, ValueError) as e:
+        print(f"python -m vperfetto.inspect: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(format_summary(s))
+        if a.check:
+            print(format_findings(s))
+    return 1 if a.check and s["findings"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
