@@ -55,6 +55,30 @@ int32_t Ok(vp_error* err) {
   }
   return VP_OK;
 }
+#ifndef VPERFETTO_MINIMAL
+// Runs `f` and hands its JSON report to the caller as a malloc'ed string; no
+// exception crosses the C boundary.
+template <typename F>
+int32_t RunForJson(char** report, vp_error* err, F&& f) {
+  try {
+    std::string json;
+    vpsdk::Status st = f(&json);
+    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
+    char* out = static_cast<char*>(std::malloc(json.size() + 1));
+    if (!out) return Fail(err, VP_E_NO_MEMORY, "out of memory");
+    std::memcpy(out, json.c_str(), json.size() + 1);
+    *report = out;
+    return Ok(err);
+  } catch (const std::bad_alloc&) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(err, VP_E_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(err, VP_E_INTERNAL, "internal error");
+  }
+}
+#endif
+
 }  // namespace
 
 extern "C" {
@@ -128,22 +152,7 @@ int32_t vp_merge_run(const vp_merge_options* o, char** report, vp_error* err) {
   return Fail(err, VP_E_UNSUPPORTED,
               "this libvperfetto is the tracing-only build (VPERFETTO_MINIMAL): no merge engine");
 #else
-  try {
-    std::string json;
-    vpsdk::Status st = vpmerge::Merge(o->opt, &json);
-    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
-    char* out = static_cast<char*>(std::malloc(json.size() + 1));
-    if (!out) return Fail(err, VP_E_NO_MEMORY, "out of memory");
-    std::memcpy(out, json.c_str(), json.size() + 1);
-    *report = out;
-    return Ok(err);
-  } catch (const std::bad_alloc&) {
-    return Fail(err, VP_E_NO_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return Fail(err, VP_E_INTERNAL, e.what());
-  } catch (...) {
-    return Fail(err, VP_E_INTERNAL, "internal error");
-  }
+  return RunForJson(report, err, [&](std::string* json) { return vpmerge::Merge(o->opt, json); });
 #endif
 }
 
@@ -154,20 +163,9 @@ int32_t vp_inspect(const char* path, uint32_t flags, char** report, vp_error* er
   (void)flags;
   return Fail(err, VP_E_UNSUPPORTED, "this libvperfetto is the tracing-only build (VPERFETTO_MINIMAL)");
 #else
-  try {
-    std::string json;
-    vpsdk::Status st = vpinspect::Inspect(path, (flags & VP_INSPECT_CHECK) != 0, &json);
-    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
-    char* out = static_cast<char*>(std::malloc(json.size() + 1));
-    if (!out) return Fail(err, VP_E_NO_MEMORY, "out of memory");
-    std::memcpy(out, json.c_str(), json.size() + 1);
-    *report = out;
-    return Ok(err);
-  } catch (const std::bad_alloc&) {
-    return Fail(err, VP_E_NO_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return Fail(err, VP_E_INTERNAL, e.what());
-  }
+  return RunForJson(report, err, [&](std::string* json) {
+    return vpinspect::Inspect(path, (flags & VP_INSPECT_CHECK) != 0, json);
+  });
 #endif
 }
 

@@ -254,9 +254,9 @@ _vp_begin = lib.vp_begin
 _vp_instant = lib.vp_instant
 
 
-def begin(name, category=None, args=None, ts=None, track=None, flow=None,
-          terminating_flow=None) -> None:
-    """Begins a slice on the calling thread's track (or on ``track``)."""
+def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) -> None:
+    # The plain form (an interned str name) is one C call; the rest goes
+    # through vp_emit.
     if args is None and ts is None and track is None and flow is None and terminating_flow is None:
         try:
             nid = _name_ids.get(name)
@@ -268,9 +268,15 @@ def begin(name, category=None, args=None, ts=None, track=None, flow=None,
         if cid is None:
             cid = _category_id_slow(category)
         if nid:
-            _vp_begin(cid, nid)
+            cfn(cid, nid)
             return
-    _emit(lib.VP_EVENT_BEGIN, name, category, args, ts, track, flow, terminating_flow)
+    _emit(etype, name, category, args, ts, track, flow, terminating_flow)
+
+
+def begin(name, category=None, args=None, ts=None, track=None, flow=None,
+          terminating_flow=None) -> None:
+    """Begins a slice on the calling thread's track (or on ``track``)."""
+    _named(_vp_begin, lib.VP_EVENT_BEGIN, name, category, args, ts, track, flow, terminating_flow)
 
 
 def end(ts=None, args=None, track=None, flow=None, terminating_flow=None) -> None:
@@ -288,20 +294,8 @@ def end(ts=None, args=None, track=None, flow=None, terminating_flow=None) -> Non
 def instant(name, category=None, args=None, ts=None, track=None, flow=None,
             terminating_flow=None) -> None:
     """A zero-duration event."""
-    if args is None and ts is None and track is None and flow is None and terminating_flow is None:
-        try:
-            nid = _name_ids.get(name)
-            cid = _category_ids.get(category)
-        except TypeError:
-            nid = cid = None
-        if nid is None:
-            nid = _name_id_slow(name)
-        if cid is None:
-            cid = _category_id_slow(category)
-        if nid:
-            _vp_instant(cid, nid)
-            return
-    _emit(lib.VP_EVENT_INSTANT, name, category, args, ts, track, flow, terminating_flow)
+    _named(_vp_instant, lib.VP_EVENT_INSTANT, name, category, args, ts, track, flow,
+           terminating_flow)
 
 
 class _Slice:
