@@ -78,6 +78,7 @@ class GuestResult:
     merge_method: Optional[str] = None
     complete: bool = False              # the whole trace arrived, checksum verified
     error: Optional[str] = None
+    closed: bool = False                # the guest's connection has ended
     estimates: list = field(default_factory=list)
 
 
@@ -150,11 +151,11 @@ class HostAgent:
             host = "127.0.0.1" if family == socket.AF_INET else "::1"
         return f"tcp:{host}:{sa[1]}"
 
-    def close(self) -> None:
-        """Stops serving; finishes the host trace and pending merges."""
+    def close(self, grace: float = 5.0) -> None:
+        """Stops serving; finishes the host trace and pending merges. Guests
+        still connected get `grace` seconds to finish before they are cut."""
         with self._lock:
             self._closing = True
-            conns = list(self._conns)
         if self._sock:
             try:  # wakes the accept() of the listening thread
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -164,6 +165,11 @@ class HostAgent:
                 self._sock.close()
             except OSError:
                 pass
+        with self._lock:
+            end = time.monotonic() + grace
+            while self._conns and time.monotonic() < end:
+                self._cv.wait(0.05)
+            conns = list(self._conns)
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -188,7 +194,7 @@ class HostAgent:
         """Waits until n guests have finished (merged or failed)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while sum(1 for r in self.results if r.combined or r.error) < n:
+            while sum(1 for r in self.results if r.closed and (r.combined or r.error)) < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -236,6 +242,7 @@ class HostAgent:
             with self._lock:
                 self._conns.discard(conn)
                 if result is not None:
+                    result.closed = True
                     self._names.discard(result.name)
                     if st.started:  # the guest died or stopped without STOP
                         self._guest_stopped_locked()
