@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -223,3 +224,17 @@ def test_bad_arguments_exit_2():
     r = subprocess.run([sys.executable, "-m", "vperfetto.open"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_stops_it(trace):
+    proc, link, url = _start(trace)
+    try:
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert "stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
