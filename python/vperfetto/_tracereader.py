@@ -9,35 +9,11 @@ from __future__ import annotations
 from typing import Iterator, Set, Tuple
 
 
-def _varint(b: bytes, i: int) -> Tuple[int, int]:
-    v = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        if c < 0x80:
-            return v, i
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
-
-
 def _fields(b: bytes):
-    i, n = 0, len(b)
-    while i < n:
-        tag, i = _varint(b, i)
-        fid, wt = tag >> 3, tag & 7
-        if wt == 0:
-            v, i = _varint(b, i)
-        elif wt == 1:
-            v, i = int.from_bytes(b[i:i + 8], "little"), i + 8
-        elif wt == 2:
-            ln, i = _varint(b, i)
-            v, i = b[i:i + ln], i + ln
-        elif wt == 5:
-            v, i = int.from_bytes(b[i:i + 4], "little"), i + 4
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
+    """(field id, value) of one message (the decoder of vperfetto.timeline)."""
+    from .timeline import _fields as fields3
+
+    for fid, _wire_type, v in fields3(b):
         yield fid, v
 
 

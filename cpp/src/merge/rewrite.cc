@@ -20,6 +20,17 @@ uint64_t Mix(uint64_t z) {  // splitmix64 finaliser: a bijection on 64 bits
 
 bool IsLen(const Field& f) { return f.type == proto::kLengthDelimited; }
 
+// Re-encodes the message in field `f`: each of its fields goes to `fn`, which
+// writes it to `o` (changed, or as it was).
+template <typename Fn>
+void Nested(const Field& f, ByteBuffer* o, Fn&& fn) {
+  size_t n = o->BeginNested(f.id, f.size);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) fn(g);
+  o->EndNested(n, f.size);
+}
+
 // Which fields of an ftrace event's payload hold pids and cpus.
 struct EventIds {
   uint32_t event;
@@ -521,77 +532,47 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
 }
 
 void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
-  Field g;
-  while (d.Next(&g)) {
-    if (g.id != fld::ProcessStats::kProcesses || !IsLen(g)) {
-      o->AppendRaw(g);
-      continue;
-    }
-    size_t m = o->BeginNested(g.id, g.size);
-    ProtoDecoder e(g.data, g.size);
-    Field h;
-    while (e.Next(&h)) {
+  Nested(f, o, [&](const Field& g) {
+    if (g.id != fld::ProcessStats::kProcesses || !IsLen(g)) return o->AppendRaw(g);
+    Nested(g, o, [&](const Field& h) {
       if (h.id == fld::ProcessStats::Process::kPid && !IsLen(h)) {
         o->ScalarField(h, Pid(h.int_value));
       } else if (h.id == fld::ProcessStats::Process::kThreads && IsLen(h)) {
-        size_t k = o->BeginNested(h.id);
-        ProtoDecoder t(h.data, h.size);
-        Field x;
-        while (t.Next(&x)) {
+        Nested(h, o, [&](const Field& x) {
           if (x.id == fld::ProcessStats::Thread::kTid && !IsLen(x)) o->ScalarField(x, Pid(x.int_value));
           else o->AppendRaw(x);
-        }
-        o->EndNested(k);
+        });
       } else {
         o->AppendRaw(h);
       }
-    }
-    o->EndNested(m, g.size);
-  }
-  o->EndNested(n, f.size);
+    });
+  });
 }
 
 void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
-  Field g;
   bool to_ref;
-  while (d.Next(&g)) {
-    if (g.id != fld::AndroidLog::kEvents || !IsLen(g)) {
-      o->AppendRaw(g);
-      continue;
-    }
-    size_t m = o->BeginNested(g.id, g.size);
-    ProtoDecoder e(g.data, g.size);
-    Field h;
-    while (e.Next(&h)) {
+  Nested(f, o, [&](const Field& g) {
+    if (g.id != fld::AndroidLog::kEvents || !IsLen(g)) return o->AppendRaw(g);
+    Nested(g, o, [&](const Field& h) {
       if ((h.id == fld::AndroidLog::Event::kPid || h.id == fld::AndroidLog::Event::kTid) && !IsLen(h))
         o->ScalarField(h, Pid(h.int_value));
       else if (h.id == fld::AndroidLog::Event::kTimestamp && !IsLen(h) && t_.shift_time)
         o->ScalarField(h, Time(clk::kBoottime, h.int_value, &to_ref));
       else
         o->AppendRaw(h);
-    }
-    o->EndNested(m, g.size);
-  }
-  o->EndNested(n, f.size);
+    });
+  });
 }
 
 void Rewriter::PerfSample(const Field& f, ByteBuffer* o) {
-  size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
-  Field g;
-  while (d.Next(&g)) {
+  Nested(f, o, [&](const Field& g) {
     if ((g.id == fld::PerfSample::kPid || g.id == fld::PerfSample::kTid) && !IsLen(g))
       o->ScalarField(g, Pid(g.int_value));
     else if (g.id == fld::PerfSample::kCpu && !IsLen(g))
       o->ScalarField(g, Cpu(g.int_value));
     else
       o->AppendRaw(g);
-  }
-  o->EndNested(n, f.size);
+  });
 }
 
 bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) {
