@@ -23,9 +23,25 @@ SEQ_CLEARED = pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 SEQ_NEEDS = pb2.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
 
 
-def load_trace(path) -> "pb2.Trace":
+MERGE_RECORD_TRACK = "vperfetto merge"
+MERGE_RECORD_EVENT = "vperfetto_merge_alignment"
+
+
+def is_merge_record(p) -> bool:
+    """The packets a merge appends to record its alignment."""
+    return ((p.HasField("track_descriptor") and p.track_descriptor.name == MERGE_RECORD_TRACK) or
+            (p.HasField("track_event") and p.track_event.name == MERGE_RECORD_EVENT))
+
+
+def load_trace(path, keep_merge_record: bool = False) -> "pb2.Trace":
+    """The trace; without the merge's alignment record unless asked for (so
+    tests can compare a merged trace with its inputs packet for packet)."""
     t = pb2.Trace()
     t.ParseFromString(pathlib.Path(path).read_bytes())
+    if not keep_merge_record and any(is_merge_record(p) for p in t.packet[-64:]):
+        kept = [p for p in t.packet if not is_merge_record(p)]
+        del t.packet[:]
+        t.packet.extend(kept)
     return t
 
 

@@ -56,6 +56,10 @@ def test_merged_trace_guest_and_host_and_json(tmp_path):
     assert s["track_events"]["slice_begin"] == 508
     text = run(out).stdout
     assert "guest vm1" in text and "host" in text
+    (rec,) = s["merge_alignments"]  # the alignment the merge recorded
+    assert rec["guest"] == "vm1" and rec["method"] == "tsc-markers"
+    assert abs(rec["offset_ns"] - 1_234_500_000_000) <= 2
+    assert "merge alignment: vm1 offset" in text
 
 
 @pytest.mark.skipif(not SDK.is_dir(), reason="../shared/testdata/sdk-v7 is not beside the project")

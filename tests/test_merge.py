@@ -97,6 +97,25 @@ class TestSdkV7:
         moved = r.inputs[1]
         assert moved["packets_dropped"] == 5 and moved["snapshots_dropped"] == 2
 
+    def test_alignment_is_recorded_in_the_output(self, tmp_path):
+        out = tmp_path / "rec.pftrace"
+        r = merge(SDK / "guest.pftrace", SDK / "host.pftrace", out)
+        comb = load_trace(out, keep_merge_record=True)
+        recs = [e for e in resolve(comb) if e.name == "vperfetto_merge_alignment"]
+        assert len(recs) == 1
+        assert recs[0].args == {"guest": "guest", "method": "tsc-markers",
+                                "offset_ns": r.offset_ns, "approximate": 0,
+                                "spread_ns": r.alignments[0].spread_ns}
+        assert descriptors(comb)[recs[0].track_uuid].name == "vperfetto merge"
+        # its own sequence, above every input's
+        seq = recs[0].seq
+        assert seq > max(p.trusted_packet_sequence_id for p in load_trace(out).packet)
+        # --add-traces records nothing: the output is the two inputs
+        add = tmp_path / "add.pftrace"
+        merge(SDK / "guest.pftrace", SDK / "host.pftrace", add, mode="add-traces")
+        assert not any(e.name == "vperfetto_merge_alignment"
+                       for e in resolve(load_trace(add, keep_merge_record=True)))
+
     def test_deterministic(self, tmp_path):
         a, b = tmp_path / "a.pftrace", tmp_path / "b.pftrace"
         merge(SDK / "guest.pftrace", SDK / "host.pftrace", a)

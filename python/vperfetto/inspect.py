@@ -75,6 +75,10 @@ def format_summary(s: dict) -> str:
                  f"{t['counter']} counter, {t['other']} other)")
     if s["counter_tracks"]:
         lines.append("counter tracks: " + ", ".join(sorted(s["counter_tracks"])[:20]))
+    for a in s.get("merge_alignments", []):
+        approx = " (approximate)" if a.get("approximate") else ""
+        lines.append(f"merge alignment: {a.get('guest', '?')} offset {a.get('offset_ns')} ns "
+                     f"by {a.get('method', '?')}{approx}")
     cs = s["clock_snapshots"]
     lines.append(f"clock snapshots: {cs['count']} ("
                  + ", ".join(CLOCK_NAMES.get(c, str(c)) for c in cs["clocks"]) + ")")

@@ -59,6 +59,7 @@ _TYPE_BEGIN, _TYPE_END, _TYPE_INSTANT, _TYPE_COUNTER = 1, 2, 3, 4
 _GUEST_PREFIX = re.compile(r"^(.{1,64}?): (.*)$", re.S)
 _MAX_INFLATE = 64 << 20
 _MAX_PACKET = 256 << 20
+MERGE_RECORD_TRACK = "vperfetto merge"   # where a merge records its alignment
 _PID_STEP = 1_000_000     # the merge moves a guest's pids up by (a multiple of) this
 _DOUBLE = struct.Struct("<d")
 
@@ -657,6 +658,8 @@ class _Builder:
         out = []
         for u in keep:
             t = tracks[u]
+            if t.name == MERGE_RECORD_TRACK:
+                continue   # the merge's alignment record: metadata, not a timeline row
             pid, machine = owner(t)
             pname = self.process_names.get((machine, pid)) if pid is not None else None
             if pname is None and t.kind == "process":

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -82,6 +83,12 @@ struct Seq {
   std::unordered_set<uint64_t> names, cats, anames;
 };
 
+// One "vperfetto_merge_alignment" record a merge left in the trace.
+struct MergeAlignment {
+  std::map<std::string, std::string> strings;
+  std::map<std::string, int64_t> ints;
+};
+
 struct Finding {
   std::string rule;
   uint64_t packet;
@@ -135,6 +142,7 @@ class Inspector {
   uint64_t prev_dropped_ = 0, chunks_discarded_ = 0, chunks_overwritten_ = 0, packet_loss_ = 0;
   uint64_t events_[5] = {};
   uint64_t compressed_ = 0;
+  std::vector<MergeAlignment> merge_alignments_;
   std::vector<Finding> findings_;
   std::map<std::string, uint64_t> finding_counts_;
   // For collisions: who claims a pid (owner: "host" or a guest's name), which
@@ -223,8 +231,15 @@ void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
   Field g;
   uint64_t track = seq.default_track;
   uint32_t type = 0;
+  bool alignment_record = false;
   while (d.Next(&g)) {
     switch (g.id) {
+      case pf::TrackEvent::kName: {
+        static const char kRecord[] = "vperfetto_merge_alignment";
+        alignment_record = g.type == proto::kLengthDelimited && g.size == sizeof(kRecord) - 1 &&
+                           std::memcmp(g.data, kRecord, g.size) == 0;
+        break;
+      }
       case pf::TrackEvent::kType: type = static_cast<uint32_t>(g.int_value); break;
       case pf::TrackEvent::kTrackUuid: track = g.int_value; break;
       case pf::TrackEvent::kNameIid:
@@ -256,6 +271,29 @@ void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
       default:
         break;
     }
+  }
+  if (alignment_record && merge_alignments_.size() < 256) {
+    MergeAlignment rec;
+    ProtoDecoder d2(f.data, f.size);
+    while (d2.Next(&g)) {
+      if (g.id != pf::TrackEvent::kDebugAnnotations || g.type != proto::kLengthDelimited) continue;
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      std::string key, sval;
+      bool is_int = false, is_str = false;
+      int64_t ival = 0;
+      while (e.Next(&h)) {
+        if (h.id == pf::DebugAnnotation::kName && h.type == proto::kLengthDelimited)
+          key.assign(reinterpret_cast<const char*>(h.data), h.size);
+        else if (h.id == pf::DebugAnnotation::kStringValue && h.type == proto::kLengthDelimited)
+          sval.assign(reinterpret_cast<const char*>(h.data), h.size), is_str = true;
+        else if (h.id == pf::DebugAnnotation::kIntValue && h.type == proto::kVarint)
+          ival = static_cast<int64_t>(h.int_value), is_int = true;
+      }
+      if (is_str) rec.strings[key] = sval;
+      if (is_int) rec.ints[key] = ival;
+    }
+    merge_alignments_.push_back(std::move(rec));
   }
   if (type < 5) events_[type]++;
   Use(track);
@@ -519,6 +557,15 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
   j.Close(']');
   j.Close('}');
   j.Key("compressed_packets"); j.UInt(compressed_);
+  j.Key("merge_alignments");
+  j.Open('[');
+  for (auto& rec : merge_alignments_) {
+    j.Open('{');
+    for (auto& kv : rec.strings) { j.Key(kv.first.c_str()); j.String(kv.second); }
+    for (auto& kv : rec.ints) { j.Key(kv.first.c_str()); j.Int(kv.second); }
+    j.Close('}');
+  }
+  j.Close(']');
   j.Key("drops");
   j.Open('{');
   j.Key("previous_packet_dropped"); j.UInt(prev_dropped_);

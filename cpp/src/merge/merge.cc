@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <unordered_set>
 
@@ -9,6 +10,7 @@
 
 #include "json.h"
 #include "progress.h"
+#include "proto_fields.h"
 #include "rewrite.h"
 #include "scan.h"
 #include "trace_io.h"
@@ -60,6 +62,62 @@ Status CopySide(Side& side, OutputFile& out, Progress* progress) {
   side.stats = rw.stats();
   side.uuids_remapped = rw.uuids_remapped();
   return st;
+}
+
+// The alignment, recorded in the output for inspect and the UI: a track
+// "vperfetto merge" on a sequence of its own, with one instant per guest
+// ("vperfetto_merge_alignment": guest, method, offset_ns, approximate,
+// spread_ns) at the main trace's first timestamp.
+void AlignmentRecord(const std::vector<Side>& guests, const Side& main, uint32_t seq,
+                     std::unordered_set<uint64_t>* used, ByteBuffer* out) {
+  uint64_t uuid = 0x76706d65726765ull;  // "vpmerge"
+  while (used->count(uuid)) uuid = uuid * 0x9e3779b97f4a7c15ull + 1;
+  used->insert(uuid);
+  uint64_t ts = 0;
+  uint64_t first;
+  if (FirstBoottime(main.summary, &first)) ts = first;
+  auto packet = [&](auto&& body) {
+    ByteBuffer b;
+    if (ts) b.VarintField(pf::TracePacket::kTimestamp, ts);
+    b.VarintField(pf::TracePacket::kTrustedPacketSequenceId, seq);
+    body(b);
+    out->BytesField(1, b.data(), b.size());
+  };
+  packet([&](ByteBuffer& b) {
+    b.VarintField(pf::TracePacket::kSequenceFlags, pf::TracePacket::kSeqIncrementalStateCleared);
+    size_t td = b.BeginNested(pf::TracePacket::kTrackDescriptor);
+    b.VarintField(pf::TrackDescriptor::kUuid, uuid);
+    static const char kName[] = "vperfetto merge";
+    b.BytesField(pf::TrackDescriptor::kName, kName, sizeof(kName) - 1);
+    b.EndNested(td);
+  });
+  for (const Side& g : guests) {
+    packet([&](ByteBuffer& b) {
+      size_t te = b.BeginNested(pf::TracePacket::kTrackEvent);
+      b.VarintField(pf::TrackEvent::kType, pf::TrackEvent::kTypeInstant);
+      b.VarintField(pf::TrackEvent::kTrackUuid, uuid);
+      static const char kEvent[] = "vperfetto_merge_alignment";
+      b.BytesField(pf::TrackEvent::kName, kEvent, sizeof(kEvent) - 1);
+      auto str = [&](const char* k, const std::string& v) {
+        size_t a = b.BeginNested(pf::TrackEvent::kDebugAnnotations);
+        b.BytesField(pf::DebugAnnotation::kName, k, std::strlen(k));
+        b.BytesField(pf::DebugAnnotation::kStringValue, v.data(), v.size());
+        b.EndNested(a);
+      };
+      auto num = [&](const char* k, int64_t v) {
+        size_t a = b.BeginNested(pf::TrackEvent::kDebugAnnotations);
+        b.BytesField(pf::DebugAnnotation::kName, k, std::strlen(k));
+        b.VarintField(pf::DebugAnnotation::kIntValue, static_cast<uint64_t>(v));
+        b.EndNested(a);
+      };
+      str("guest", g.name);
+      str("method", g.alignment.method);
+      num("offset_ns", g.alignment.offset_ns);
+      num("approximate", g.alignment.approximate ? 1 : 0);
+      num("spread_ns", g.alignment.spread_ns);
+      b.EndNested(te);
+    });
+  }
 }
 
 std::string SanitizeName(const std::string& in) {
@@ -203,6 +261,12 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     if (!st.ok()) return st;
     for (Side* s : order) {
       st = CopySide(*s, out, &progress);
+      if (!st.ok()) return st;
+    }
+    if (opt.mode != MergeMode::kAddTraces) {
+      ByteBuffer rec;
+      AlignmentRecord(guests, main, seq_max + 1, &used_uuids, &rec);
+      st = out.Write(rec.data(), rec.size());
       if (!st.ok()) return st;
     }
     st = out.Commit();
