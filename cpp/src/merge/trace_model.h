@@ -10,14 +10,18 @@
 #include <utility>
 #include <vector>
 
+#include "vpsdk/field_numbers.h"
+
 namespace vpmerge {
 
+// Clock ids: the built-in ones as the tracer writes them (field_numbers.h),
+// plus the range Perfetto reserves for sequence-scoped clocks.
 namespace clk {
-constexpr uint32_t kRealtime = 1;
-constexpr uint32_t kMonotonic = 3;
-constexpr uint32_t kMonotonicRaw = 5;
-constexpr uint32_t kBoottime = 6;
-constexpr uint32_t kTsc = 9;
+constexpr uint32_t kRealtime = vpsdk::pf::BuiltinClock::kRealtime;
+constexpr uint32_t kMonotonic = vpsdk::pf::BuiltinClock::kMonotonic;
+constexpr uint32_t kMonotonicRaw = vpsdk::pf::BuiltinClock::kMonotonicRaw;
+constexpr uint32_t kBoottime = vpsdk::pf::BuiltinClock::kBoottime;
+constexpr uint32_t kTsc = vpsdk::pf::BuiltinClock::kTsc;
 constexpr uint32_t kFirstSequenceScoped = 64;
 constexpr uint32_t kLastSequenceScoped = 127;
 inline bool IsSequenceScoped(uint32_t c) { return c >= kFirstSequenceScoped && c <= kLastSequenceScoped; }
