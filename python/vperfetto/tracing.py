@@ -218,8 +218,12 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
     if args:
         if not isinstance(args, Mapping):
             raise TypeError("args must be a mapping of str to values")
-        ev.args = _fill_args(args, keep)
-        keep.append(ev.args)
+        # Keep the owning array: ev.args read back is a borrowed pointer,
+        # and the array would be freed (and its memory reused by the core
+        # while it writes the event) as soon as the temporary died.
+        arr = _fill_args(args, keep)
+        keep.append(arr)
+        ev.args = arr
         ev.nargs = len(args)
     flows = _flow_list(flow)
     if flows:
