@@ -58,6 +58,10 @@ class MergeReport:
     inputs: list = field(default_factory=list)       # one dict per input, main first
     alignments: list = field(default_factory=list)   # one Alignment per guest
     warnings: list = field(default_factory=list)
+    # The mode asked for, and why the other side became the main timeline
+    # when the asked-for one would have put events before its clock's zero.
+    requested_mode: str = ""
+    main_switched: str = ""
 
     @property
     def offset_ns(self) -> int:
@@ -74,7 +78,8 @@ class MergeReport:
         return cls(output=d["output"], mode=d["mode"], bytes_written=d["bytes_written"],
                    packets_written=d["packets_written"], inputs=d["inputs"],
                    alignments=[Alignment(**a) for a in d["alignments"]],
-                   warnings=d["warnings"])
+                   warnings=d["warnings"], requested_mode=d["requested_mode"],
+                   main_switched=d["main_switched"])
 
 
 def _path(p, what: str) -> bytes:
@@ -249,7 +254,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
 
 
 def _report_dict(r: MergeReport) -> dict:
-    return {"output": r.output, "mode": r.mode, "bytes_written": r.bytes_written,
+    return {"output": r.output, "mode": r.mode, "requested_mode": r.requested_mode,
+            "main_switched": r.main_switched, "bytes_written": r.bytes_written,
             "packets_written": r.packets_written, "inputs": r.inputs,
             "alignments": [a.__dict__ for a in r.alignments], "warnings": r.warnings}
 

@@ -27,6 +27,14 @@ struct Side {
   Alignment alignment;
   RewriteStats stats;
   size_t uuids_remapped = 0;
+  // What a first plan would have put before the main clock's zero.
+  uint64_t below_zero_packets = 0, below_zero_timestamps = 0;
+};
+
+// Id ranges that keep the moved sides apart from the main one.
+struct Layout {
+  int64_t pid_base = 1000000;
+  uint64_t cpu_base = 100;
 };
 
 int64_t PidBase(int64_t max_pid) {
@@ -35,7 +43,9 @@ int64_t PidBase(int64_t max_pid) {
   return base;
 }
 
-Status CopySide(Side& side, OutputFile& out, Progress* progress) {
+// Rewrites one side into `out`, or only counts what the rewrite would do
+// when `out` is null (a dry run).
+Status CopySide(Side& side, OutputFile* out, Progress* progress) {
   TraceReader r;
   Status st = r.Open(side.summary.path);
   if (!st.ok()) return st;
@@ -52,13 +62,13 @@ Status CopySide(Side& side, OutputFile& out, Progress* progress) {
                                         " at byte " + std::to_string(pv.offset) + ": " + st.message);
     n++;
     if (buf.size() >= (1u << 20)) {
-      st = out.Write(buf.data(), buf.size());
+      if (out) st = out->Write(buf.data(), buf.size());
       if (!st.ok()) return st;
       buf.clear();
     }
   }
   if (rc < 0) return r.status();
-  st = out.Write(buf.data(), buf.size());
+  if (out) st = out->Write(buf.data(), buf.size());
   side.stats = rw.stats();
   side.uuids_remapped = rw.uuids_remapped();
   return st;
@@ -127,6 +137,134 @@ std::string SanitizeName(const std::string& in) {
   return out.empty() ? "guest" : out;
 }
 
+const char* ModeName(MergeMode m) {
+  return m == MergeMode::kHostIntoGuest   ? "host-into-guest"
+         : m == MergeMode::kGuestIntoHost ? "guest-into-host"
+                                          : "add-traces";
+}
+
+// Sets every side's transform for one choice of the main timeline; returns
+// the sides in output order, main first.
+std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool guest_main,
+                             Side* host, std::vector<Side>* guests,
+                             std::unordered_set<uint64_t>* used_uuids, uint32_t* seq_max_out) {
+  std::vector<Side*> order;
+  host->transform = Transform();
+  for (auto& g : *guests) g.transform = Transform();
+  if (guest_main) {
+    Side& g = (*guests)[0];
+    g.role = "main";
+    host->role = "moved";
+    order.push_back(&g);
+    order.push_back(host);
+  } else {
+    host->role = "main";
+    order.push_back(host);
+    for (auto& g : *guests) {
+      g.role = "moved";
+      order.push_back(&g);
+    }
+  }
+  Side& main = *order[0];
+  *used_uuids = main.summary.uuids;
+  uint32_t seq_max = main.summary.max_sequence_id;
+  uint64_t uid_max = main.summary.max_uid;
+  if (opt.mode != MergeMode::kAddTraces) {
+    if (main.is_guest) main.transform.name_prefix = main.name + ": ";
+    for (size_t k = 1; k < order.size(); k++) {
+      Side& s = *order[k];
+      Transform& t = s.transform;
+      const Alignment& a = s.is_guest ? s.alignment : (*guests)[0].alignment;
+      t.shift_time = true;
+      // Negated modulo 2^64 (timestamps shift that way): -INT64_MIN is UB.
+      t.shift_ns = s.is_guest ? static_cast<int64_t>(0 - static_cast<uint64_t>(a.offset_ns))
+                              : a.offset_ns;
+      // Several link syncs: interpolate the offset (keyed by the moved side's
+      // time: the guest's, or for a moved host, the guest's minus the offset).
+      for (auto& pt : a.points) {
+        if (s.is_guest)
+          t.shift_points.emplace_back(pt.first, static_cast<int64_t>(0 - static_cast<uint64_t>(pt.second)));
+        else
+          t.shift_points.emplace_back(pt.first - static_cast<uint64_t>(pt.second), pt.second);
+      }
+      t.clocks = &s.summary.clocks;
+      t.remap_uuids = true;
+      t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
+      t.reserved_uuids = used_uuids;
+      t.drop_session_packets = true;
+      t.drop_global_snapshots = true;
+      if (s.is_guest) t.name_prefix = s.name + ": ";
+      if (opt.machine_ids) {
+        t.machine_id = static_cast<uint32_t>(k);
+      } else {
+        t.seq_offset = seq_max;
+        t.uid_offset = uid_max;
+        t.pid_offset = layout.pid_base * static_cast<int64_t>(k);
+        t.cpu_offset = layout.cpu_base * k;
+      }
+      seq_max += s.summary.max_sequence_id;
+      uid_max += s.summary.max_uid;
+    }
+  }
+  *seq_max_out = seq_max;
+  return order;
+}
+
+// Pass 2: every side in order, then the alignment record; into `out`, or
+// only counted when `out` is null.
+Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
+                  const std::vector<Side>& guests, uint32_t seq_max,
+                  std::unordered_set<uint64_t>* used_uuids, OutputFile* out, Progress* progress) {
+  Status st;
+  if (out) {
+    st = out->Open(opt.output_path);
+    if (!st.ok()) return st;
+  }
+  for (Side* s : order) {
+    // A dry run only needs to count what the moved sides would become.
+    if (!out && s->transform.Identity()) continue;
+    st = CopySide(*s, out, progress);
+    if (!st.ok()) return st;
+  }
+  if (out && opt.mode != MergeMode::kAddTraces) {
+    ByteBuffer rec;
+    AlignmentRecord(guests, *order[0], seq_max + 1, used_uuids, &rec);
+    st = out->Write(rec.data(), rec.size());
+  }
+  return st;
+}
+
+std::string Seconds(int64_t ns) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.3f s", static_cast<double>(ns) / 1e9);
+  return b;
+}
+
+// Empty when nothing lands before the main clock's zero; else what does
+// (short: it ends up in a 256-byte error message).
+std::string BelowZeroMessage(const std::vector<Side*>& order, std::string* first_alignment) {
+  std::string msg;
+  size_t more = 0;
+  for (size_t k = 1; k < order.size(); k++) {
+    const Side& s = *order[k];
+    const RewriteStats& st = s.stats;
+    if (!st.timestamps_below_zero) continue;
+    if (!msg.empty()) {
+      more++;
+      continue;
+    }
+    msg = (s.is_guest ? "guest '" + s.name + "'" : std::string("the host")) + " would put " +
+          std::to_string(st.packets_below_zero) + " packet(s) before the " +
+          (order[0]->is_guest ? "guest" : "host") + " clock's zero (earliest " +
+          Seconds(st.earliest_below_zero) + "), where the viewer drops them";
+    const Alignment& a = s.is_guest ? s.alignment : order[0]->alignment;
+    if (first_alignment)
+      *first_alignment = a.method + ", offset " + std::to_string(a.offset_ns) + " ns";
+  }
+  if (more) msg += " (and " + std::to_string(more) + " more guest(s))";
+  return msg;
+}
+
 }  // namespace
 
 Status Merge(const MergeOptions& opt, std::string* report_json) {
@@ -188,91 +326,55 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     max_pid = std::max(max_pid, g.summary.max_pid);
     max_cpu = std::max(max_cpu, g.summary.max_cpu);
   }
-  int64_t pid_base = PidBase(max_pid);
+  Layout layout;
+  layout.pid_base = PidBase(max_pid);
   // 64 bits: with a cpu number near 2^32 a 32-bit base wrapped and the loop never ended.
-  uint64_t cpu_base = 100;
-  while (cpu_base <= max_cpu) cpu_base *= 10;
+  while (layout.cpu_base <= max_cpu) layout.cpu_base *= 10;
 
-  // Who is main and who moves.
-  std::vector<Side*> order;  // main first
-  std::unordered_set<uint64_t> used_uuids;
+  // Who is main and who moves. A moved side that would land before the main
+  // clock's zero loses those events in the viewer: with one guest the other
+  // side becomes the main timeline instead (always valid, as the offset is
+  // then negative the other way round); otherwise the merge refuses.
   bool guest_main = opt.mode == MergeMode::kHostIntoGuest ||
                     (opt.mode == MergeMode::kAddTraces && guests.size() == 1);
-  if (guest_main) {
-    Side& g = guests[0];
-    g.role = "main";
-    host.role = "moved";
-    order.push_back(&g);
-    order.push_back(&host);
-  } else {
-    host.role = "main";
-    order.push_back(&host);
-    for (auto& g : guests) {
-      g.role = "moved";
-      order.push_back(&g);
-    }
-  }
-  Side& main = *order[0];
-  used_uuids = main.summary.uuids;
-  uint32_t seq_max = main.summary.max_sequence_id;
-  uint64_t uid_max = main.summary.max_uid;
-  if (opt.mode != MergeMode::kAddTraces) {
-    if (main.is_guest) main.transform.name_prefix = main.name + ": ";
-    for (size_t k = 1; k < order.size(); k++) {
-      Side& s = *order[k];
-      Transform& t = s.transform;
-      const Alignment& a = s.is_guest ? s.alignment : guests[0].alignment;
-      t.shift_time = true;
-      // Negated modulo 2^64 (timestamps shift that way): -INT64_MIN is UB.
-      t.shift_ns = s.is_guest ? static_cast<int64_t>(0 - static_cast<uint64_t>(a.offset_ns))
-                              : a.offset_ns;
-      // Several link syncs: interpolate the offset (keyed by the moved side's
-      // time: the guest's, or for a moved host, the guest's minus the offset).
-      for (auto& pt : a.points) {
-        if (s.is_guest)
-          t.shift_points.emplace_back(pt.first, static_cast<int64_t>(0 - static_cast<uint64_t>(pt.second)));
-        else
-          t.shift_points.emplace_back(pt.first - static_cast<uint64_t>(pt.second), pt.second);
-      }
-      t.clocks = &s.summary.clocks;
-      t.remap_uuids = true;
-      t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
-      t.reserved_uuids = &used_uuids;
-      t.drop_session_packets = true;
-      t.drop_global_snapshots = true;
-      if (s.is_guest) t.name_prefix = s.name + ": ";
-      if (opt.machine_ids) {
-        t.machine_id = static_cast<uint32_t>(k);
-      } else {
-        t.seq_offset = seq_max;
-        t.uid_offset = uid_max;
-        t.pid_offset = pid_base * static_cast<int64_t>(k);
-        t.cpu_offset = cpu_base * k;
-      }
-      seq_max += s.summary.max_sequence_id;
-      uid_max += s.summary.max_uid;
-    }
-  }
-
-  // Pass 2.
-  OutputFile out;
-  if (!opt.dry_run) {
-    st = out.Open(opt.output_path);
+  std::vector<Side*> order;
+  std::unordered_set<uint64_t> used_uuids;
+  uint32_t seq_max = 0;
+  std::unique_ptr<OutputFile> out;
+  std::string switched;
+  for (int attempt = 0;; attempt++) {
+    order = Configure(opt, layout, guest_main, &host, &guests, &used_uuids, &seq_max);
+    out.reset();
+    if (!opt.dry_run) out.reset(new OutputFile());
+    st = WriteSides(opt, order, guests, seq_max, &used_uuids, out.get(), &progress);
     if (!st.ok()) return st;
-    for (Side* s : order) {
-      st = CopySide(*s, out, &progress);
-      if (!st.ok()) return st;
+    std::string how;
+    std::string lost = BelowZeroMessage(order, &how);
+    if (lost.empty()) break;
+    if (attempt == 0 && guests.size() == 1 && opt.mode != MergeMode::kAddTraces) {
+      Side& moved = *order[1];
+      switched = lost + ": the " + (guest_main ? "host" : "guest") +
+                 " is the main timeline instead";
+      warnings.push_back(switched);
+      moved.below_zero_packets = moved.stats.packets_below_zero;
+      moved.below_zero_timestamps = moved.stats.timestamps_below_zero;
+      guest_main = !guest_main;
+      continue;
     }
-    if (opt.mode != MergeMode::kAddTraces) {
-      ByteBuffer rec;
-      AlignmentRecord(guests, main, seq_max + 1, &used_uuids, &rec);
-      st = out.Write(rec.data(), rec.size());
-      if (!st.ok()) return st;
-    }
-    st = out.Commit();
+    return Status::Error(vpsdk::kInvalidArgument,
+                         lost + "; nothing written: check its alignment (" + how +
+                             ") or merge it alone");
+  }
+  if (out) {
+    st = out->Commit();
     if (!st.ok()) return st;
   }
   progress.Done();
+  Side& main = *order[0];
+  bool host_main = !main.is_guest;
+  MergeMode mode = opt.mode == MergeMode::kAddTraces ? MergeMode::kAddTraces
+                   : host_main                      ? MergeMode::kGuestIntoHost
+                                                    : MergeMode::kHostIntoGuest;
 
   // The report.
   Json j;
@@ -280,17 +382,19 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
   j.Key("output");
   j.String(opt.output_path);
   j.Key("mode");
-  j.String(opt.mode == MergeMode::kHostIntoGuest   ? "host-into-guest"
-           : opt.mode == MergeMode::kGuestIntoHost ? "guest-into-host"
-                                                   : "add-traces");
+  j.String(ModeName(mode));
+  j.Key("requested_mode");
+  j.String(ModeName(opt.mode));
+  j.Key("main_switched");
+  j.String(switched);
   j.Key("bytes_written");
-  j.UInt(out.bytes());
+  j.UInt(out ? out->bytes() : 0);
   uint64_t written = 0;
   for (Side* s : order) written += s->stats.packets_written;
   j.Key("packets_written");
   j.UInt(written);
   j.Key("pid_base");
-  j.Int(opt.machine_ids ? 0 : pid_base);
+  j.Int(opt.machine_ids ? 0 : layout.pid_base);
   j.Key("inputs");
   j.Open('[');
   for (Side* s : order) {
@@ -317,6 +421,8 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("pid_offset"); j.Int(t.pid_offset);
     j.Key("cpu_offset"); j.UInt(t.cpu_offset);
     j.Key("machine_id"); j.UInt(t.machine_id);
+    j.Key("timestamps_below_zero"); j.UInt(s->stats.timestamps_below_zero);
+    j.Key("packets_below_zero_avoided"); j.UInt(s->below_zero_packets);
     j.Key("uuids_remapped"); j.UInt(s->uuids_remapped);
     j.Key("clock_sync_markers"); j.UInt(s->summary.markers.size());
     j.Close('}');

@@ -600,6 +600,8 @@ bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) 
     }
     inner.BytesField(1, body.data(), body.size());
     stats_.packets_written++;
+    if (packet_below_zero_) stats_.packets_below_zero++;
+    packet_below_zero_ = false;  // counted here, not again for the container
   }
   if (d.error()) {
     *st = Status::Error(vpsdk::kFormatError, "malformed compressed_packets");
@@ -654,6 +656,7 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
                        uint32_t ts_clock, PacketInfo* info) {
   bool payload = false;
   bool wrote_machine = false;
+  packet_below_zero_ = false;
   ProtoDecoder d(data, size);
   Field g;
   while (d.Next(&g)) {
@@ -813,6 +816,7 @@ Status Rewriter::Packet(const PacketView& pv, ByteBuffer* out) {
   }
   out->EndNested(n, pv.size);
   stats_.packets_written++;
+  if (packet_below_zero_) stats_.packets_below_zero++;
   return Status::Ok();
 }
 

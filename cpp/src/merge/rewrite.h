@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -12,6 +13,8 @@
 
 #include "trace_io.h"
 #include "trace_model.h"
+
+#define VPMERGE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 namespace vpmerge {
 
@@ -55,6 +58,11 @@ struct RewriteStats {
   uint64_t timestamps_shifted = 0;
   uint64_t unconvertible_timestamps = 0;
   uint64_t compressed_rewritten = 0;
+  // Shifted timestamps that land before the main clock's zero (or beyond
+  // INT64_MAX): trace_processor drops what carries them.
+  uint64_t timestamps_below_zero = 0;
+  uint64_t packets_below_zero = 0;  // packets with at least one of them
+  int64_t earliest_below_zero = 0;  // the most negative, as trace_processor reads it
 };
 
 class Rewriter {
@@ -92,8 +100,16 @@ class Rewriter {
   }
   uint64_t RefTime(uint64_t t) {
     stats_.timestamps_shifted++;
-    return t + static_cast<uint64_t>(t_.shift_points.size() < 2 ? t_.shift_ns : ShiftAt(t));
+    uint64_t r = t + static_cast<uint64_t>(t_.shift_points.size() < 2 ? t_.shift_ns : ShiftAt(t));
+    if (VPMERGE_UNLIKELY(static_cast<int64_t>(r) < 0)) BelowZero(static_cast<int64_t>(r));
+    return r;
   }
+  void BelowZero(int64_t r) {
+    stats_.timestamps_below_zero++;
+    stats_.earliest_below_zero = std::min(stats_.earliest_below_zero, r);
+    packet_below_zero_ = true;
+  }
+  bool packet_below_zero_ = false;
   int64_t ShiftAt(uint64_t t);
   size_t segment_ = 0;  // the last interpolation segment (timestamps mostly ascend)
 
