@@ -150,8 +150,11 @@ def _run_case(tmp_path, host_trace, data, variants=VARIANTS):
 
 
 def _ok_or_format_error(results):
+    # A hostile trace may also align so absurdly that nothing fits on either
+    # timeline: then the merge refuses (and says why) instead of writing it.
     for r in results:
-        assert r == "ok" or r.startswith("TraceFormatError"), r
+        assert (r == "ok" or r.startswith("TraceFormatError") or
+                (r.startswith("InvalidArgumentError") and "clock's zero" in r)), r
 
 
 def test_nesting_bomb(tmp_path, host_trace):
