@@ -7,6 +7,12 @@ clock offset -- then merges the two traces and reports how the merge aligned
 them and how far that is from the truth. The host also "kicks" the guest
 through a pipe ten times; after the merge each kick the guest received must
 land just after the host sent it.
+
+Two cases: a guest whose clock is far ahead of the host's (a VM restored
+from a snapshot, BOOTTIME +1234 s), and the common one, a guest that booted
+after the host had started tracing: its clock's zero comes after the host's
+first events, which therefore cannot go on the guest's timeline (the viewer
+drops events before zero), so the merge puts both on the host's.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ KICKS = 10
 
 # --- the two workloads ------------------------------------------------------------
 
-def _workload(role: str, out: str, fd: int) -> int:
+def _workload(role: str, out: str, fd: int, ready_fd: int) -> int:
     import threading
 
     import vperfetto
@@ -53,12 +59,14 @@ def _workload(role: str, out: str, fd: int) -> int:
         t.start()
         vperfetto.clock_sync_marker()
         if role == "host":
+            os.read(ready_fd, 1)  # the guest is tracing: kick it
             for i in range(KICKS):
                 vperfetto.sleep_us(40000)
                 vperfetto.instant("host_kick", category="link", args={"kick": i})
                 os.write(fd, bytes([i]))
                 vperfetto.clock_sync_marker()
         else:
+            os.write(ready_fd, b"r")
             for _ in range(KICKS):
                 b = os.read(fd, 1)
                 if not b:
@@ -91,9 +99,11 @@ def _time_namespace_available() -> "tuple[bool, str]":
     return True, ""
 
 
-def run_demo(out_dir: str, namespace: Optional[bool] = None) -> dict:
+def run_demo(out_dir: str, namespace: Optional[bool] = None, booted_later: bool = False) -> dict:
+    """Runs one case; ``booted_later``: the guest's clock starts (BOOTTIME 0)
+    after the host started tracing, instead of being 1234 s ahead."""
     from .merge import merge
-    from .tracing import boot_time_ns  # noqa: F401  (imports the native library early)
+    from .tracing import boot_time_ns
 
     os.makedirs(out_dir, exist_ok=True)
     guest_path = os.path.join(out_dir, "guest.pftrace")
@@ -104,37 +114,53 @@ def run_demo(out_dir: str, namespace: Optional[bool] = None) -> dict:
         namespace = ns_ok
     elif namespace and not ns_ok:
         raise RuntimeError(f"time namespace unavailable: {why}")
-    truth = BOOT_OFFSET_S * 1_000_000_000
 
-    r, w = os.pipe()
+    kick_r, kick_w = os.pipe()
+    ready_r, ready_w = os.pipe()
     worker = [sys.executable, "-m", "vperfetto.demo", "--worker"]
     env = dict(os.environ)
     env.pop("VPERFETTO_SIMULATE_CLOCK_OFFSET_NS", None)
-    guest_env = dict(env)
-    if namespace:
-        guest_cmd = ["unshare", "--time", "--boottime", str(BOOT_OFFSET_S),
-                     "--monotonic", str(MONO_OFFSET_S), "--"] + worker + ["guest", guest_path, str(r)]
+    t0 = boot_time_ns()
+    host = subprocess.Popen(worker + ["host", host_path, str(kick_w), str(ready_r)],
+                            pass_fds=(kick_w, ready_r), env=env)
+    if booted_later:
+        # The guest's clock reads 0 half a second or more after the host began:
+        # the host's first events come before it.
+        boot_s = -(-(t0 + 500_000_000) // 1_000_000_000) if namespace else 0
+        truth = -(boot_s * 1_000_000_000 if namespace else t0 + 500_000_000)
+        while boot_time_ns() < -truth + 50_000_000:
+            time.sleep(0.01)
+        mono_s = boot_s
     else:
-        guest_cmd = worker + ["guest", guest_path, str(r)]
+        truth = BOOT_OFFSET_S * 1_000_000_000
+        boot_s, mono_s = BOOT_OFFSET_S, MONO_OFFSET_S
+    guest_env = dict(env)
+    guest_cmd = worker + ["guest", guest_path, str(kick_r), str(ready_w)]
+    if namespace:
+        guest_cmd = ["unshare", "--time", "--boottime", str(boot_s if not booted_later else -boot_s),
+                     "--monotonic", str(mono_s if not booted_later else -mono_s), "--"] + guest_cmd
+    else:
         guest_env["VPERFETTO_SIMULATE_CLOCK_OFFSET_NS"] = str(truth)
-    guest = subprocess.Popen(guest_cmd, pass_fds=(r,), env=guest_env)
-    host = subprocess.Popen(worker + ["host", host_path, str(w)], pass_fds=(w,), env=env)
-    os.close(r)
-    os.close(w)
+    guest = subprocess.Popen(guest_cmd, pass_fds=(kick_r, ready_w), env=guest_env)
+    for fd in (kick_r, kick_w, ready_r, ready_w):
+        os.close(fd)
     rc_h, rc_g = host.wait(timeout=120), guest.wait(timeout=120)
     if rc_h or rc_g:
         raise RuntimeError(f"demo workloads failed (host {rc_h}, guest {rc_g})")
 
-    report = merge(guest_path, host_path, combined, mode="guest-into-host")
+    # The original tool's form: the guest's clock is the timeline where it can be.
+    report = merge(guest_path, host_path, combined)
     a = report.alignments[0]
     latencies = _kick_latencies(combined)
     return {
         "guest": guest_path, "host": host_path, "combined": combined,
-        "namespace": namespace, "namespace_note": why,
+        "namespace": namespace, "namespace_note": why, "booted_later": booted_later,
         "method": a.method, "offset_ns": a.offset_ns, "truth_ns": truth,
         "error_ns": a.offset_ns - truth, "approximate": a.approximate,
         "kick_latencies_ns": latencies,
         "packets": report.packets_written,
+        "timeline": "guest" if report.mode == "host-into-guest" else "host",
+        "main_switched": report.main_switched,
     }
 
 
@@ -148,31 +174,18 @@ def _kick_latencies(path: str) -> list:
     return [got[k] - sent[k] for k in sorted(sent) if k in got]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vperfetto demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out-dir", default="vperfetto-demo", help="where the traces go (default: ./vperfetto-demo)")
-    ns = ap.add_mutually_exclusive_group()
-    ns.add_argument("--simulate", action="store_true",
-                    help="inject the guest's clock offset instead of using a time namespace")
-    ns.add_argument("--namespace", action="store_true", help="require a real time namespace")
-    ap.add_argument("--worker", nargs=3, metavar=("ROLE", "OUT", "FD"), help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.worker:
-        return _workload(a.worker[0], a.worker[1], int(a.worker[2]))
-    t0 = time.monotonic()
-    try:
-        res = run_demo(a.out_dir, namespace=False if a.simulate else (True if a.namespace else None))
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        print(f"python -m vperfetto demo: error: {e}", file=sys.stderr)
-        return 2
-    how = (f"in its own time namespace (BOOTTIME +{BOOT_OFFSET_S} s, MONOTONIC +{MONO_OFFSET_S} s)"
-           if res["namespace"] else
-           f"with a simulated clock offset of +{BOOT_OFFSET_S} s "
-           f"({'no time namespace here: ' + res['namespace_note'] if res['namespace_note'] else 'as asked'})")
-    print("vperfetto demo: a guest and a host process traced at the same time")
-    print(f"  guest trace: {res['guest']}  {how}")
+def _print_case(title: str, res: dict) -> None:
+    print(title)
+    if res["namespace"]:
+        how = "in its own time namespace"
+    else:
+        note = res["namespace_note"]
+        how = f"with a simulated clock offset ({'no time namespace here: ' + note if note else 'as asked'})"
+    print(f"  guest trace: {res['guest']}  {how}: BOOTTIME {res['truth_ns'] / 1e9:+.3f} s from the host's")
     print(f"  host trace:  {res['host']}")
-    print(f"  combined:    {res['combined']}  ({res['packets']} packets, guest moved onto the host's clock)")
+    timeline = ("the guest's clock" if res["timeline"] == "guest" else
+                "the host's clock, as the host's first events predate the guest clock's zero")
+    print(f"  combined:    {res['combined']}  ({res['packets']} packets, timeline: {timeline})")
     approx = " (approximate)" if res["approximate"] else ""
     print(f"  alignment:   {res['method']}{approx}: offset {res['offset_ns']} ns, "
           f"truth {res['truth_ns']} ns, error {res['error_ns']:+d} ns")
@@ -181,7 +194,35 @@ def main(argv=None) -> int:
         print(f"  host->guest kicks: {len(lat)} seen by the guest "
               f"{statistics.median(lat) / 1000:.1f} us (median) after the host sent them "
               f"(min {min(lat) / 1000:.1f} us, max {max(lat) / 1000:.1f} us)")
-    print(f"  open {res['combined']} at https://ui.perfetto.dev  ({time.monotonic() - t0:.1f} s)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vperfetto demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out-dir", default="vperfetto-demo",
+                    help="where the traces go (default: ./vperfetto-demo; the second case in "
+                         "its booted-later/ folder)")
+    ns = ap.add_mutually_exclusive_group()
+    ns.add_argument("--simulate", action="store_true",
+                    help="inject the guest's clock offset instead of using a time namespace")
+    ns.add_argument("--namespace", action="store_true", help="require a real time namespace")
+    ap.add_argument("--worker", nargs=4, metavar=("ROLE", "OUT", "FD", "READY_FD"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        return _workload(a.worker[0], a.worker[1], int(a.worker[2]), int(a.worker[3]))
+    t0 = time.monotonic()
+    namespace = False if a.simulate else (True if a.namespace else None)
+    try:
+        ahead = run_demo(a.out_dir, namespace=namespace)
+        later = run_demo(os.path.join(a.out_dir, "booted-later"), namespace=namespace,
+                         booted_later=True)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        print(f"python -m vperfetto demo: error: {e}", file=sys.stderr)
+        return 2
+    print("vperfetto demo: a guest and a host process traced at the same time, merged")
+    _print_case("1. a guest whose clock is far ahead (a VM restored from a snapshot)", ahead)
+    _print_case("2. a guest that booted after the host had started tracing", later)
+    print(f"  open {ahead['combined']} or {later['combined']} at https://ui.perfetto.dev  "
+          f"({time.monotonic() - t0:.1f} s)")
     return 0
 
 

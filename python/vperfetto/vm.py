@@ -80,6 +80,7 @@ class GuestResult:
     error: Optional[str] = None
     closed: bool = False                # the guest's connection has ended
     estimates: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
 
 
 @dataclass
@@ -424,6 +425,9 @@ class HostAgent:
                 rep = merge(host=self._host_trace, guests={r.name: r.guest_trace}, output=out)
                 r.combined = out
                 r.merge_method = rep.alignments[0].method
+                r.warnings = list(rep.warnings)
+                for w in r.warnings:
+                    log.warning("%s: %s", r.name, w)
                 if not r.complete:
                     r.error = "the guest trace arrived incomplete; merged what arrived"
                 log.info("%s: wrote %s (%s)", r.name, out, r.merge_method)
@@ -668,6 +672,8 @@ def main_host(argv=None) -> int:
     for r in agent.results:
         print(f"{r.name}: {r.combined or '-'} offset {r.offset_ns} ns "
               f"(+-{r.error_bound_ns} ns){' error: ' + r.error if r.error else ''}", flush=True)
+        for w in r.warnings:
+            print(f"{r.name}: warning: {w}", flush=True)
     return 0
 
 
