@@ -5,13 +5,22 @@
     python -m vperfetto.inspect trace.pftrace --check        # validation; exit 1 with findings
     python -m vperfetto.inspect trace.pftrace --svg t.svg --html t.html   # a timeline picture
 
-The summary and the checks are one streaming pass of the C++ decoder, so a
-1 GB trace is fine. --check reports, each with its packet index and byte
-offset: track uuids used but never described, uuids described twice with
-different meanings, interned ids used before they are defined on their
-sequence, packets needing incremental state before it was cleared,
-unbalanced slice begin/end per track, timestamps going backwards on a
-sequence, and pid/tid collisions between guests and host.
+The summary is one streaming pass of the C++ decoder, so a 1 GB trace is
+fine. --check adds one more pass and reports what trace_processor (the engine
+of the Perfetto UI) will lose or misread, each finding named after the stat
+trace_processor itself counts for it, with its severity there, and what
+happens to the data (dropped, misread, none), with its packet index and byte
+offset: packets skipped for want of incremental state, interned ids used
+before their definition, annotations without a name, counter events on a
+track not described as a counter before them, events on tracks never
+described, timestamps before the trace clock's zero or on clocks no snapshot
+relates to it (per machine), ftrace data before its machine's tracing-start
+service event, slice ends without a begin, undecodable packets.
+
+Exit status with --check: 1 when a finding is an error or data loss for
+trace_processor, or loses or misreads data (trace_processor files a few
+losses, such as track_event_parser_errors, as "info"); notices and harmless
+info are printed and exit 0.
 """
 
 from __future__ import annotations
@@ -94,11 +103,14 @@ def format_summary(s: dict) -> str:
 
 def format_findings(s: dict) -> str:
     if not s["findings"]:
-        return "check: no findings"
-    lines = [f"check: {sum(s['findings_by_rule'].values())} finding(s): " +
-             ", ".join(f"{k} {v}" for k, v in s["findings_by_rule"].items())]
+        return "check: nothing trace_processor would lose or misread"
+    stats = s["stats"]
+    verdict = "FAILS" if s["fails"] else "passes (notices and info only)"
+    lines = [f"check {verdict}: " + ", ".join(
+        f"{k} x{v['count']} ({v['severity']}, {v['effect']})" for k, v in stats.items())]
     for f in s["findings"]:
-        lines.append(f"  packet {f['packet']} (byte {f['offset']}): {f['rule']}: {f['message']}")
+        lines.append(f"  packet {f['packet']} (byte {f['offset']}): {f['stat']} "
+                     f"[{f['severity']}, {f['effect']}]: {f['message']}")
     return "\n".join(lines)
 
 
@@ -111,7 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = _Parser(prog="python -m vperfetto.inspect", description=__doc__.split("\n\n")[0])
     ap.add_argument("trace")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    ap.add_argument("--check", action="store_true", help="validate; exit 1 with findings")
+    ap.add_argument("--check", action="store_true",
+                    help="what trace_processor will lose or misread; exit 1 when it does")
     ap.add_argument("--svg", metavar="OUT.svg", help="draw a timeline as SVG")
     ap.add_argument("--html", metavar="OUT.html", help="draw a zoomable timeline as HTML")
     a = ap.parse_args(argv)
@@ -136,7 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_summary(s))
         if a.check:
             print(format_findings(s))
-    return 1 if a.check and s["findings"] else 0
+    return 1 if a.check and s["fails"] else 0
 
 
 if __name__ == "__main__":

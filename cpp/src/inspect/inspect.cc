@@ -1,19 +1,21 @@
 // Inspecting a trace in one streaming pass: a summary (packets by kind,
 // sequences, machines, processes and threads with guest/host attribution,
-// tracks, clock snapshots, drops) and, with `check`, the findings that make
-// Perfetto show a trace wrongly, each with its packet index and byte offset.
+// tracks, clock snapshots, drops) and, with `check`, what trace_processor
+// will lose or misread (checker.h; one more pass first, for the clocks).
 #include "inspect/inspect.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "inspect/checker.h"
 #include "merge/json.h"
 #include "merge/proto_fields.h"
 #include "merge/scan.h"
@@ -77,10 +79,10 @@ struct Process {
 };
 
 struct Seq {
-  uint64_t packets = 0, first_ts = 0, last_ts = 0, last_event_ts = 0;
-  bool cleared = false;
+  uint64_t packets = 0, first_ts = 0, last_ts = 0;
   uint64_t default_track = 0;
-  std::unordered_set<uint64_t> names, cats, anames;
+  uint32_t default_clock = 0;
+  SequenceClocks clocks;
 };
 
 // One "vperfetto_merge_alignment" record a merge left in the trace.
@@ -89,16 +91,10 @@ struct MergeAlignment {
   std::map<std::string, int64_t> ints;
 };
 
-struct Finding {
-  std::string rule;
-  uint64_t packet;
-  uint64_t offset;
-  std::string message;
-};
 
 class Inspector {
  public:
-  Inspector(bool check) : check_(check) {}
+  explicit Inspector(Checker* checker) : checker_(checker) {}
   void Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t offset, int depth);
   void Finish();
   std::string Json(const std::string& path, const TraceReader& r);
@@ -106,18 +102,8 @@ class Inspector {
   uint64_t packets = 0;
 
  private:
-  void Find(const char* rule, const std::string& msg) {
-    if (!check_) return;
-    if (++finding_counts_[rule] > 100) return;  // the first hundred of each
-    findings_.push_back({rule, cur_index_, cur_offset_, msg});
-  }
   void Descriptor(const Field& f, uint32_t machine);
-  void Event(const Field& f, Seq& seq, uint64_t ts);
-  void Interned(const Field& f, Seq& seq);
-  void Use(uint64_t uuid) {
-    if (uuid && !described_.count(uuid) && !used_undescribed_.count(uuid))
-      used_undescribed_.emplace(uuid, std::make_pair(cur_index_, cur_offset_));
-  }
+  void Event(const Field& f, Seq& seq, bool has_ts, uint64_t ts);
   void Touch(int32_t pid, uint64_t ts, uint32_t machine) {
     if (pid <= 0 || !ts) return;
     Process& p = procs_[{machine, pid}];
@@ -125,17 +111,13 @@ class Inspector {
     p.last = std::max(p.last, ts);
   }
 
-  bool check_;
+  Checker* checker_;  // null without --check
   uint64_t cur_index_ = 0, cur_offset_ = 0;
   std::map<std::string, uint64_t> kinds_;
   std::map<uint32_t, Seq> seqs_;
   std::map<uint32_t, uint64_t> machines_;
   std::unordered_map<uint64_t, Track> tracks_;
-  std::unordered_set<uint64_t> described_;
-  std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> used_undescribed_;
   std::map<std::pair<uint32_t, int32_t>, Process> procs_;
-  // track -> (packet index, byte offset) of the begins still open
-  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> open_slices_;
   uint64_t first_ts_ = UINT64_MAX, last_ts_ = 0;
   uint64_t snapshots_ = 0;
   std::set<uint32_t> snapshot_clocks_;
@@ -143,13 +125,8 @@ class Inspector {
   uint64_t events_[5] = {};
   uint64_t compressed_ = 0;
   std::vector<MergeAlignment> merge_alignments_;
-  std::vector<Finding> findings_;
-  std::map<std::string, uint64_t> finding_counts_;
-  // For collisions: who claims a pid (owner: "host" or a guest's name), which
-  // pids claim a tid; per machine.
-  std::map<std::pair<uint32_t, int32_t>, std::map<std::string, std::pair<uint64_t, uint64_t>>> pid_owners_;
-  std::map<std::pair<uint32_t, int32_t>, std::map<int32_t, std::pair<uint64_t, uint64_t>>> tid_pids_;
   ByteBuffer inflated_;
+  ClockGraph clocks_;
 };
 
 void Inspector::Descriptor(const Field& f, uint32_t machine) {
@@ -180,15 +157,7 @@ void Inspector::Descriptor(const Field& f, uint32_t machine) {
       }
       if (t.pid > 0) {
         Process& p = procs_[{machine, t.pid}];
-        if (!thread && !name.empty()) {
-          p.name = name;
-          size_t colon = name.find(": ");
-          pid_owners_[{machine, t.pid}].emplace(
-              colon == std::string::npos ? "host" : name.substr(0, colon),
-              std::make_pair(cur_index_, cur_offset_));
-        }
-        if (thread && t.tid > 0)
-          tid_pids_[{machine, t.tid}].emplace(t.pid, std::make_pair(cur_index_, cur_offset_));
+        if (!thread && !name.empty()) p.name = name;
         if (thread && t.tid > 0) {
           std::string& tn = p.threads[t.tid];
           if (!name.empty() || tn.empty()) tn = name;
@@ -199,34 +168,10 @@ void Inspector::Descriptor(const Field& f, uint32_t machine) {
   }
   if (!t.kind) t.kind = 4;
   if (!uuid) return;
-  auto it = tracks_.find(uuid);
-  if (it != tracks_.end()) {
-    const Track& o = it->second;
-    if (o.kind != t.kind || o.pid != t.pid || o.tid != t.tid || o.parent != t.parent ||
-        o.machine != t.machine)
-      Find("uuid-redescribed", "track uuid " + std::to_string(uuid) +
-                                   " is described again with a different meaning");
-  }
   tracks_[uuid] = t;
-  described_.insert(uuid);
-  if (t.parent) Use(t.parent);
 }
 
-void Inspector::Interned(const Field& f, Seq& seq) {
-  ProtoDecoder d(f.data, f.size);
-  Field g;
-  while (d.Next(&g)) {
-    if (g.type != proto::kLengthDelimited || g.id > 3) continue;
-    ProtoDecoder e(g.data, g.size);
-    Field h;
-    while (e.Next(&h))
-      if (h.id == pf::InternedString::kIid) {
-        (g.id == 1 ? seq.cats : g.id == 2 ? seq.names : seq.anames).insert(h.int_value);
-      }
-  }
-}
-
-void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
+void Inspector::Event(const Field& f, Seq& seq, bool has_ts, uint64_t ts) {
   ProtoDecoder d(f.data, f.size);
   Field g;
   uint64_t track = seq.default_track;
@@ -242,32 +187,6 @@ void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
       }
       case pf::TrackEvent::kType: type = static_cast<uint32_t>(g.int_value); break;
       case pf::TrackEvent::kTrackUuid: track = g.int_value; break;
-      case pf::TrackEvent::kNameIid:
-        if (!seq.names.count(g.int_value))
-          Find("interned-id-undefined", "event name iid " + std::to_string(g.int_value) +
-                                            " used before it is defined on its sequence");
-        break;
-      case pf::TrackEvent::kCategoryIids:
-        vpmerge::ForEachVarint(g, [&](uint64_t v) {
-          if (!seq.cats.count(v))
-            Find("interned-id-undefined", "category iid " + std::to_string(v) +
-                                              " used before it is defined on its sequence");
-        });
-        break;
-      case pf::TrackEvent::kDebugAnnotations: {
-        if (g.type != proto::kLengthDelimited) break;
-        ProtoDecoder e(g.data, g.size);
-        Field h;
-        while (e.Next(&h))
-          if (h.id == pf::DebugAnnotation::kNameIid && !seq.anames.count(h.int_value))
-            Find("interned-id-undefined", "annotation name iid " + std::to_string(h.int_value) +
-                                              " used before it is defined on its sequence");
-        break;
-      }
-      case pf::TrackEvent::kExtraCounterTrackUuids:
-      case vpmerge::fld::TrackEvent::kExtraDoubleCounterTrackUuids:
-        vpmerge::ForEachVarint(g, [&](uint64_t v) { Use(v); });
-        break;
       default:
         break;
     }
@@ -296,20 +215,8 @@ void Inspector::Event(const Field& f, Seq& seq, uint64_t ts) {
     merge_alignments_.push_back(std::move(rec));
   }
   if (type < 5) events_[type]++;
-  Use(track);
   auto tr = tracks_.find(track);
-  if (tr != tracks_.end()) Touch(tr->second.pid, ts, tr->second.machine);
-  if (ts && seq.last_event_ts && ts < seq.last_event_ts)
-    Find("timestamp-backwards", "track event at " + std::to_string(ts) + " after one at " +
-                                    std::to_string(seq.last_event_ts) + " on the same sequence");
-  if (ts) seq.last_event_ts = std::max(seq.last_event_ts, ts);
-  if (type == pf::TrackEvent::kTypeSliceBegin) {
-    open_slices_[track].emplace_back(cur_index_, cur_offset_);
-  } else if (type == pf::TrackEvent::kTypeSliceEnd) {
-    auto& open = open_slices_[track];
-    if (open.empty()) Find("unbalanced-slices", "slice end without a begin on track " + std::to_string(track));
-    else open.pop_back();
-  }
+  if (tr != tracks_.end() && has_ts) Touch(tr->second.pid, ts, tr->second.machine);
 }
 
 void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t offset, int depth) {
@@ -318,46 +225,32 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
   packets++;
   ProtoDecoder d(data, size);
   Field g;
-  Field te{}, interned{}, desc{}, defaults{};
-  bool has_te = false, has_interned = false, has_desc = false, has_defaults = false;
-  bool cleared = false, needs = false;
+  Field te{}, desc{}, defaults{}, snap{};
+  bool has_te = false, has_desc = false, has_defaults = false, has_snap = false;
+  bool cleared = false, has_ts = false, has_clock = false;
   uint64_t ts = 0;
-  uint32_t seq_id = 0, machine = 0;
+  uint32_t seq_id = 0, machine = 0, clock = 0;
   std::string kind = "(no payload)";
   while (d.Next(&g)) {
     if (!Envelope(g.id)) {
       const char* k = KindName(g.id);
       kind = k ? k : "field_" + std::to_string(g.id);
     }
+    bool len = g.type == proto::kLengthDelimited;
     switch (g.id) {
-      case pf::TracePacket::kTimestamp: ts = g.int_value; break;
+      case pf::TracePacket::kTimestamp: ts = g.int_value, has_ts = true; break;
+      case pf::TracePacket::kTimestampClockId: clock = static_cast<uint32_t>(g.int_value), has_clock = true; break;
       case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
       case pf::TracePacket::kMachineId: machine = static_cast<uint32_t>(g.int_value); break;
-      case pf::TracePacket::kSequenceFlags:
-        cleared |= (g.int_value & 1) != 0;
-        needs |= (g.int_value & 2) != 0;
-        break;
+      case pf::TracePacket::kSequenceFlags: cleared |= (g.int_value & 1) != 0; break;
       case pf::TracePacket::kIncrementalStateCleared: cleared |= g.int_value != 0; break;
       case pf::TracePacket::kPreviousPacketDropped: prev_dropped_ += g.int_value != 0; break;
-      case pf::TracePacket::kTrackEvent: te = g, has_te = g.type == proto::kLengthDelimited; break;
-      case pf::TracePacket::kInternedData: interned = g, has_interned = g.type == proto::kLengthDelimited; break;
-      case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = g.type == proto::kLengthDelimited; break;
-      case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = g.type == proto::kLengthDelimited; break;
-      case pf::TracePacket::kClockSnapshot: {
-        snapshots_++;
-        ProtoDecoder e(g.data, g.size);
-        Field h;
-        while (e.Next(&h)) {
-          if (h.id != pf::ClockSnapshot::kClocks || h.type != proto::kLengthDelimited) continue;
-          ProtoDecoder c(h.data, h.size);
-          Field k;
-          while (c.Next(&k))
-            if (k.id == pf::ClockSnapshot::Clock::kClockId) snapshot_clocks_.insert(static_cast<uint32_t>(k.int_value));
-        }
-        break;
-      }
+      case pf::TracePacket::kTrackEvent: te = g, has_te = len; break;
+      case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = len; break;
+      case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = len; break;
+      case pf::TracePacket::kClockSnapshot: snap = g, has_snap = len; break;
       case pf::TracePacket::kTraceStats: {
-        if (g.type != proto::kLengthDelimited) break;
+        if (!len) break;
         ProtoDecoder e(g.data, g.size);
         Field h;
         while (e.Next(&h)) {
@@ -373,12 +266,9 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
         break;
       }
       case pf::TracePacket::kCompressedPackets: {
-        if (g.type != proto::kLengthDelimited || depth > 0) break;
+        if (!len || depth > 0) break;
         compressed_++;
-        if (!vpmerge::Inflate(g.data, g.size, vpmerge::kMaxInflatedPacket, &inflated_).ok()) {
-          Find("bad-compressed-packets", "compressed_packets do not inflate");
-          break;
-        }
+        if (!vpmerge::Inflate(g.data, g.size, vpmerge::kMaxInflatedPacket, &inflated_).ok()) break;
         ByteBuffer inner;
         inner.Append(inflated_.data(), inflated_.size());
         ProtoDecoder e(inner.data(), inner.size());
@@ -393,80 +283,67 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
         break;
     }
   }
-  if (d.error()) Find("malformed-packet", "the packet does not decode");
   kinds_[kind]++;
   machines_[machine]++;
   Seq& seq = seqs_[seq_id];
   seq.packets++;
-  if (ts) {
-    if (!seq.first_ts) seq.first_ts = ts;
-    seq.last_ts = std::max(seq.last_ts, ts);
-    first_ts_ = std::min(first_ts_, ts);
-    last_ts_ = std::max(last_ts_, ts);
-  }
   if (cleared) {
-    seq.cleared = true;
-    seq.names.clear();
-    seq.cats.clear();
-    seq.anames.clear();
     seq.default_track = 0;
+    seq.default_clock = 0;
   }
-  if (needs && !seq.cleared)
-    Find("incremental-state-not-cleared",
-         "sequence " + std::to_string(seq_id) + " needs incremental state before it was cleared");
   if (has_defaults) {
     ProtoDecoder e(defaults.data, defaults.size);
     Field h;
-    while (e.Next(&h))
+    while (e.Next(&h)) {
+      if (h.id == pf::TracePacketDefaults::kTimestampClockId)
+        seq.default_clock = static_cast<uint32_t>(h.int_value);
       if (h.id == pf::TracePacketDefaults::kTrackEventDefaults && h.type == proto::kLengthDelimited) {
         ProtoDecoder t(h.data, h.size);
         Field k;
         while (t.Next(&k))
           if (k.id == pf::TrackEventDefaults::kTrackUuid) seq.default_track = k.int_value;
       }
+    }
+  }
+  if (has_snap) {
+    snapshots_++;
+    uint32_t primary = 0;
+    std::vector<ClockValue> c = ReadSnapshot(snap.data, snap.size, &primary);
+    bool scoped = false;
+    for (const ClockValue& v : c) {
+      if (v.clock >= 64 && v.clock < 128) scoped = true;
+      else snapshot_clocks_.insert(v.clock);
+    }
+    if (scoped) {
+      seq.clocks.Define(c);
+    } else {
+      if (primary) clocks_.SetTraceClock(primary);
+      clocks_.AddSnapshot(machine, c);
+    }
+    return;
+  }
+  // The packet's time on the trace clock, where the clocks seen so far allow.
+  int64_t t = 0;
+  bool has_time = false;
+  if (has_ts) {
+    uint32_t c = has_clock ? clock : (seq.default_clock ? seq.default_clock : pf::BuiltinClock::kBoottime);
+    uint64_t v = ts;
+    bool ok = true;
+    if (c >= 64 && c < 128) ok = seq.clocks.Resolve(c, ts, &c, &v);
+    has_time = ok && clocks_.ToTraceTime(machine, c, v, &t) == Conversion::kOk && t >= 0;
+  }
+  if (has_time) {
+    uint64_t u = static_cast<uint64_t>(t);
+    if (!seq.first_ts) seq.first_ts = u;
+    seq.last_ts = std::max(seq.last_ts, u);
+    first_ts_ = std::min(first_ts_, u);
+    last_ts_ = std::max(last_ts_, u);
   }
   if (has_desc) Descriptor(desc, machine);
-  if (has_interned) Interned(interned, seq);
-  if (has_te) Event(te, seq, ts);
+  if (has_te) Event(te, seq, has_time, static_cast<uint64_t>(t));
 }
 
-void Inspector::Finish() {
-  for (auto& kv : used_undescribed_) {
-    if (described_.count(kv.first)) continue;
-    cur_index_ = kv.second.first;
-    cur_offset_ = kv.second.second;
-    Find("uuid-undescribed", "track uuid " + std::to_string(kv.first) + " is used but never described");
-  }
-  for (auto& kv : open_slices_) {
-    if (kv.second.empty()) continue;
-    cur_index_ = kv.second.back().first;
-    cur_offset_ = kv.second.back().second;
-    Find("unbalanced-slices", std::to_string(kv.second.size()) + " slice(s) never ended on track " +
-                                  std::to_string(kv.first));
-  }
-  // Collisions between guests and host: one pid claimed by two owners, one
-  // tid in two processes (on the same machine).
-  for (auto& kv : pid_owners_) {
-    if (kv.second.size() < 2) continue;
-    std::string who;
-    for (auto& o : kv.second) who += (who.empty() ? "" : ", ") + o.first;
-    auto second = std::next(kv.second.begin());
-    cur_index_ = second->second.first;
-    cur_offset_ = second->second.second;
-    Find("pid-collision", "pid " + std::to_string(kv.first.second) + " belongs to " + who);
-  }
-  for (auto& kv : tid_pids_) {
-    if (kv.second.size() < 2) continue;
-    auto second = std::next(kv.second.begin());
-    cur_index_ = second->second.first;
-    cur_offset_ = second->second.second;
-    Find("tid-collision", "tid " + std::to_string(kv.first.second) + " is a thread of pids " +
-                              std::to_string(kv.second.begin()->first) + " and " +
-                              std::to_string(second->first));
-  }
-  std::stable_sort(findings_.begin(), findings_.end(),
-                   [](const Finding& a, const Finding& b) { return a.packet < b.packet; });
-}
+void Inspector::Finish() {}
 
 std::string Inspector::Json(const std::string& path, const TraceReader& r) {
   vpmerge::Json j;
@@ -508,17 +385,27 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
   j.Close('}');
   j.Key("processes");
   j.Open('[');
+  // A guest's process: on a machine of its own, or named "GUEST: ..." after a
+  // guest the merge recorded (a name like Chrome's "Service: audio" is not).
+  std::vector<std::string> guests;
+  for (auto& rec : merge_alignments_) {
+    auto g = rec.strings.find("guest");
+    if (g != rec.strings.end()) guests.push_back(g->second);
+  }
   for (auto& kv : procs_) {
     const Process& p = kv.second;
-    size_t colon = p.name.find(": ");
+    std::string guest;
+    for (const std::string& g : guests)
+      if (p.name.size() > g.size() + 2 && p.name.compare(0, g.size(), g) == 0 &&
+          p.name.compare(g.size(), 2, ": ") == 0)
+        guest = g;
+    if (guest.empty() && kv.first.first) guest = "machine " + std::to_string(kv.first.first);
     j.Open('{');
     j.Key("machine"); j.UInt(kv.first.first);
     j.Key("pid"); j.Int(kv.first.second);
     j.Key("name"); j.String(p.name);
     j.Key("guest");
-    if (colon != std::string::npos) j.String(p.name.substr(0, colon));
-    else if (kv.first.first) j.String("machine " + std::to_string(kv.first.first));
-    else j.String("");
+    j.String(guest);
     j.Key("first_ts"); j.UInt(p.first == UINT64_MAX ? 0 : p.first);
     j.Key("last_ts"); j.UInt(p.last);
     j.Key("threads");
@@ -573,22 +460,8 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
   j.Key("chunks_overwritten"); j.UInt(chunks_overwritten_);
   j.Key("packet_loss"); j.UInt(packet_loss_);
   j.Close('}');
-  j.Key("checked"); j.Bool(check_);
-  j.Key("findings");
-  j.Open('[');
-  for (auto& f : findings_) {
-    j.Open('{');
-    j.Key("rule"); j.String(f.rule);
-    j.Key("packet"); j.UInt(f.packet);
-    j.Key("offset"); j.UInt(f.offset);
-    j.Key("message"); j.String(f.message);
-    j.Close('}');
-  }
-  j.Close(']');
-  j.Key("findings_by_rule");
-  j.Open('{');
-  for (auto& kv : finding_counts_) { j.Key(kv.first.c_str()); j.UInt(kv.second); }
-  j.Close('}');
+  j.Key("checked"); j.Bool(checker_ != nullptr);
+  if (checker_) checker_->Json(&j);
   j.Close('}');
   return j.s;
 }
@@ -596,18 +469,36 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
 }  // namespace
 
 vpsdk::Status Inspect(const std::string& path, bool check, std::string* out) {
+  std::unique_ptr<Checker> checker;
+  if (check) {
+    // What trace_processor learns before parsing: the clocks and the
+    // tracing-start times of the whole file.
+    checker.reset(new Checker());
+    TraceReader r;
+    vpsdk::Status st = r.Open(path);
+    if (!st.ok()) return st;
+    PacketView pv;
+    int rc;
+    while ((rc = r.Next(&pv)) == 1) checker->Learn(pv.data, pv.size, 0);
+    if (rc < 0) return r.status();
+  }
   TraceReader r;
   vpsdk::Status st = r.Open(path);
   if (!st.ok()) return st;
-  Inspector in(check);
+  Inspector in(checker.get());
   PacketView pv;
   int rc;
   uint64_t index = 0;
-  while ((rc = r.Next(&pv)) == 1) in.Packet(pv.data, pv.size, index++, pv.offset, 0);
+  while ((rc = r.Next(&pv)) == 1) {
+    in.Packet(pv.data, pv.size, index, pv.offset, 0);
+    if (checker) checker->Packet(pv.data, pv.size, index, pv.offset, 0);
+    index++;
+  }
   if (rc < 0) return r.status();
   if (index == 0)
     return vpsdk::Status::Error(vpsdk::kFormatError, path + ": no packets (empty or not a trace)");
   in.Finish();
+  if (checker) checker->Finish();
   *out = in.Json(path, r);
   return vpsdk::Status::Ok();
 }

@@ -1,0 +1,138 @@
+#include "inspect/clocks.h"
+
+#include <algorithm>
+
+#include "merge/byte_buffer.h"
+#include "vpsdk/field_numbers.h"
+
+namespace vpinspect {
+
+namespace {
+bool IsScoped(uint32_t c) { return c >= 64 && c < 128; }
+}  // namespace
+
+std::vector<ClockValue> ReadSnapshot(const uint8_t* data, size_t size, uint32_t* primary) {
+  namespace CS = vpsdk::pf::ClockSnapshot;
+  std::vector<ClockValue> out;
+  vpmerge::ProtoDecoder d(data, size);
+  vpmerge::Field g;
+  while (d.Next(&g)) {
+    if (g.id == CS::kPrimaryTraceClock && g.type == vpmerge::proto::kVarint) {
+      *primary = static_cast<uint32_t>(g.int_value);
+      continue;
+    }
+    if (g.id != CS::kClocks || g.type != vpmerge::proto::kLengthDelimited) continue;
+    ClockValue c{0, 0, 1, false};
+    vpmerge::ProtoDecoder e(g.data, g.size);
+    vpmerge::Field h;
+    while (e.Next(&h)) {
+      if (h.id == CS::Clock::kClockId) c.clock = static_cast<uint32_t>(h.int_value);
+      else if (h.id == CS::Clock::kTimestamp) c.value = h.int_value;
+      else if (h.id == 3) c.unit_ns = h.int_value ? h.int_value : 1;  // unit_multiplier_ns
+      else if (h.id == 4) c.incremental = h.int_value != 0;          // is_incremental
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+ClockGraph::Machine* ClockGraph::Get(uint32_t machine) { return &machines_[machine]; }
+
+void ClockGraph::AddSnapshot(uint32_t machine, const std::vector<ClockValue>& clocks) {
+  Machine* m = Get(machine);
+  for (const ClockValue& a : clocks) {
+    if (IsScoped(a.clock)) continue;
+    for (const ClockValue& b : clocks) {
+      if (IsScoped(b.clock) || b.clock == a.clock) continue;
+      Points& p = m->edges[a.clock][b.clock];
+      uint64_t from = a.value * a.unit_ns, to = b.value * b.unit_ns;
+      if (!p.empty() && from < p.back().first && m->sorted) {
+        m->sorted = false;
+        unsorted_.push_back(m);
+      }
+      p.emplace_back(from, to);
+    }
+  }
+}
+
+bool ClockGraph::Convert(const Points& p, uint64_t t, uint64_t* out) {
+  if (p.empty()) return false;
+  auto it = std::upper_bound(p.begin(), p.end(), t,
+                             [](uint64_t v, const std::pair<uint64_t, uint64_t>& e) {
+                               return v < e.first;
+                             });
+  const auto& e = it == p.begin() ? p.front() : *(it - 1);
+  *out = t - e.first + e.second;
+  return true;
+}
+
+Conversion ClockGraph::ToTraceTime(uint32_t machine, uint32_t clock, uint64_t t,
+                                   int64_t* out) const {
+  for (Machine* m : unsorted_) {
+    for (auto& from : m->edges)
+      for (auto& to : from.second)
+        std::stable_sort(to.second.begin(), to.second.end(),
+                         [](const std::pair<uint64_t, uint64_t>& a,
+                            const std::pair<uint64_t, uint64_t>& b) { return a.first < b.first; });
+    m->sorted = true;
+  }
+  unsorted_.clear();
+  if (clock == trace_clock_) {
+    *out = static_cast<int64_t>(t);
+    return Conversion::kOk;
+  }
+  auto mit = machines_.find(machine);
+  if (mit == machines_.end()) return Conversion::kUnknownClock;
+  const auto& edges = mit->second.edges;
+  auto from = edges.find(clock);
+  if (from == edges.end()) return Conversion::kUnknownClock;
+  uint64_t v;
+  auto direct = from->second.find(trace_clock_);
+  if (direct != from->second.end() && Convert(direct->second, t, &v)) {
+    *out = static_cast<int64_t>(v);
+    return Conversion::kOk;
+  }
+  for (const auto& hop : from->second) {  // one intermediate clock
+    auto next = edges.find(hop.first);
+    if (next == edges.end()) continue;
+    auto to = next->second.find(trace_clock_);
+    uint64_t mid;
+    if (to != next->second.end() && Convert(hop.second, t, &mid) && Convert(to->second, mid, &v)) {
+      *out = static_cast<int64_t>(v);
+      return Conversion::kOk;
+    }
+  }
+  return Conversion::kNoPath;
+}
+
+void SequenceClocks::Define(const std::vector<ClockValue>& snapshot) {
+  const ClockValue* global = nullptr;
+  for (const ClockValue& c : snapshot)
+    if (!IsScoped(c.clock)) {
+      global = &c;
+      break;
+    }
+  if (!global) return;
+  for (const ClockValue& c : snapshot) {
+    if (!IsScoped(c.clock)) continue;
+    Scoped& s = clocks_[c.clock];
+    s.unit_ns = c.unit_ns ? c.unit_ns : 1;
+    s.incremental = c.incremental;
+    s.base = s.last = c.value * s.unit_ns;
+    s.global = global->clock;
+    s.global_base = global->value * global->unit_ns;
+  }
+}
+
+bool SequenceClocks::Resolve(uint32_t clock, uint64_t t, uint32_t* global, uint64_t* value) {
+  auto it = clocks_.find(clock);
+  if (it == clocks_.end()) return false;
+  Scoped& s = it->second;
+  uint64_t ns = t * s.unit_ns;
+  if (s.incremental) ns = s.last += ns;
+  *global = s.global;
+  *value = s.global_base + (ns - s.base);
+  return true;
+}
+
+}  // namespace vpinspect
