@@ -28,8 +28,8 @@ std::vector<ClockValue> ReadSnapshot(const uint8_t* data, size_t size, uint32_t*
     while (e.Next(&h)) {
       if (h.id == CS::Clock::kClockId) c.clock = static_cast<uint32_t>(h.int_value);
       else if (h.id == CS::Clock::kTimestamp) c.value = h.int_value;
-      else if (h.id == 3) c.unit_ns = h.int_value ? h.int_value : 1;  // unit_multiplier_ns
-      else if (h.id == 4) c.incremental = h.int_value != 0;          // is_incremental
+      else if (h.id == CS::Clock::kIsIncremental) c.incremental = h.int_value != 0;
+      else if (h.id == CS::Clock::kUnitMultiplierNs) c.unit_ns = h.int_value ? h.int_value : 1;
     }
     out.push_back(c);
   }

@@ -123,6 +123,8 @@ constexpr uint32_t kPrimaryTraceClock = 2;
 namespace Clock {
 constexpr uint32_t kClockId = 1;
 constexpr uint32_t kTimestamp = 2;
+constexpr uint32_t kIsIncremental = 3;
+constexpr uint32_t kUnitMultiplierNs = 4;
 }
 }  // namespace ClockSnapshot
 
