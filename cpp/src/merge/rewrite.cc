@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ftrace_ids.h"
 #include "proto_fields.h"
 #include "scan.h"
 
@@ -29,38 +30,6 @@ void Nested(const Field& f, ByteBuffer* o, Fn&& fn) {
   Field g;
   while (d.Next(&g)) fn(g);
   o->EndNested(n, f.size);
-}
-
-// Which fields of an ftrace event's payload hold pids and cpus.
-struct EventIds {
-  uint32_t event;
-  uint32_t pids[3];
-  uint32_t cpus[2];
-};
-constexpr EventIds kEventIds[] = {
-    {fld::FtraceEvent::kSchedSwitch, {2, 6, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedWakeup, {2, 0, 0}, {5, 0}},
-    {fld::FtraceEvent::kSchedWaking, {2, 0, 0}, {5, 0}},
-    {fld::FtraceEvent::kSchedWakeupNew, {2, 0, 0}, {5, 0}},
-    {fld::FtraceEvent::kSchedBlockedReason, {1, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kTaskNewtask, {1, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kTaskRename, {1, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessExec, {2, 3, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessExit, {2, 3, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessFork, {2, 4, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessFree, {2, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessHang, {2, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedProcessWait, {2, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedPiSetprio, {4, 0, 0}, {0, 0}},
-    {fld::FtraceEvent::kSchedMigrateTask, {2, 0, 0}, {4, 5}},
-    {fld::FtraceEvent::kCpuFrequency, {0, 0, 0}, {2, 0}},
-    {fld::FtraceEvent::kCpuIdle, {0, 0, 0}, {2, 0}},
-};
-
-const EventIds* FindEventIds(uint32_t id) {
-  for (const EventIds& e : kEventIds)
-    if (e.event == id) return &e;
-  return nullptr;
 }
 
 bool In(const uint32_t* list, size_t n, uint32_t id) {
@@ -390,7 +359,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       continue;
     }
     if (IsLen(g)) {
-      const EventIds* ids = FindEventIds(g.id);
+      const FtraceEventIds* ids = FindFtraceEventIds(g.id);
       if (!ids || (!t_.pid_offset && !t_.cpu_offset)) {
         o->AppendRaw(g);
         continue;
@@ -399,7 +368,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       ProtoDecoder e(g.data, g.size);
       Field h;
       while (e.Next(&h)) {
-        if (!IsLen(h) && In(ids->pids, 3, h.id)) o->ScalarField(h, Pid(h.int_value));
+        if (!IsLen(h) && In(ids->pids, 4, h.id)) o->ScalarField(h, Pid(h.int_value));
         else if (!IsLen(h) && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
         else o->AppendRaw(h);
       }

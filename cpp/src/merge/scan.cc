@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "ftrace_ids.h"
 #include "progress.h"
 #include "proto_fields.h"
 
@@ -312,9 +313,20 @@ void Scanner::Ftrace(const Field& f) {
     } else if (g.id == fld::FtraceEventBundle::kEvent && g.type == proto::kLengthDelimited) {
       ProtoDecoder e(g.data, g.size);
       Field h;
-      while (e.Next(&h))
-        if (h.id == fld::FtraceEvent::kPid && h.type == proto::kVarint)
+      while (e.Next(&h)) {
+        if (h.id == fld::FtraceEvent::kPid && h.type == proto::kVarint) {
           Pid(static_cast<int32_t>(h.int_value));
+        } else if (h.type == proto::kLengthDelimited) {
+          // every pid the rewrite offsets counts for the offset's base
+          const FtraceEventIds* ids = FindFtraceEventIds(h.id);
+          if (!ids) continue;
+          ProtoDecoder x(h.data, h.size);
+          Field k;
+          while (x.Next(&k))
+            for (uint32_t id : ids->pids)
+              if (id && k.id == id && k.type == proto::kVarint) Pid(static_cast<int32_t>(k.int_value));
+        }
+      }
     } else if (g.id == fld::FtraceEventBundle::kCompactSched && g.type == proto::kLengthDelimited) {
       ProtoDecoder e(g.data, g.size);
       Field h;
