@@ -225,9 +225,24 @@ def test_machine_id_form(tmp_path):
           machine_ids=True)
     comb = load_trace(out)
     machines = collections.Counter(p.machine_id for p in comb.packet)
-    assert machines[0] == 690 and machines[1] == 582 - 5
+    # every guest packet stays: on its own machine its snapshots, config,
+    # stats and service events are its machine's in trace_processor
+    assert machines[0] == 690 and machines[1] == 582
     procs = sorted(d.process.pid for d in descriptors(comb).values() if d.HasField("process"))
     assert procs == [14658, 14663]  # per-machine pid namespaces: no offset
+    guest = load_trace(SDK / "guest.pftrace")
+    want = [{c.clock_id: c.timestamp for c in p.clock_snapshot.clocks}
+            for p in guest.packet if p.HasField("clock_snapshot")]
+    got = [{c.clock_id: c.timestamp for c in p.clock_snapshot.clocks}
+           for p in comb.packet if p.machine_id == 1 and p.HasField("clock_snapshot")]
+    assert len(got) == len(want) == 2
+    for w, g in zip(want, got):  # BOOTTIME moved onto the host's, the other clocks as they were
+        assert g.pop(pb2.BUILTIN_CLOCK_BOOTTIME) == w.pop(pb2.BUILTIN_CLOCK_BOOTTIME) - TRUTH_NS
+        assert g == w
+    kinds = collections.Counter(k for p in comb.packet if p.machine_id == 1
+                                for k in ("trace_stats", "trace_config", "service_event")
+                                if p.HasField(k))
+    assert kinds == {"trace_stats": 1, "trace_config": 1, "service_event": 4}
 
 
 # --- bad input -------------------------------------------------------------------
@@ -353,6 +368,8 @@ def test_real_traces_merge_into_host(tmp_path, guest, host):
     for k, n in kinds_in.items():
         if k in ("clock_snapshot", "trace_config", "trace_stats", "synchronization_marker"):
             continue
+        if k == "service_event":  # all but the earliest tracing-start event go
+            n -= moved["tracing_start_events_dropped"]
         assert kinds_out[k] == n, k
     # every moved timestamp is on the host's clock now
     h_first = next(p.timestamp for p in h_trace.packet if p.timestamp)

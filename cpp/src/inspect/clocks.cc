@@ -77,7 +77,10 @@ Conversion ClockGraph::ToTraceTime(uint32_t machine, uint32_t clock, uint64_t t,
     m->sorted = true;
   }
   unsorted_.clear();
-  if (clock == trace_clock_) {
+  // A remote machine's BOOTTIME is tied to the trace time by identity (without
+  // a remote_clock_sync): its other clocks go through its BOOTTIME.
+  const uint32_t target = machine ? 6u : trace_clock_;
+  if (clock == target) {
     *out = static_cast<int64_t>(t);
     return Conversion::kOk;
   }
@@ -87,7 +90,7 @@ Conversion ClockGraph::ToTraceTime(uint32_t machine, uint32_t clock, uint64_t t,
   auto from = edges.find(clock);
   if (from == edges.end()) return Conversion::kUnknownClock;
   uint64_t v;
-  auto direct = from->second.find(trace_clock_);
+  auto direct = from->second.find(target);
   if (direct != from->second.end() && Convert(direct->second, t, &v)) {
     *out = static_cast<int64_t>(v);
     return Conversion::kOk;
@@ -95,7 +98,7 @@ Conversion ClockGraph::ToTraceTime(uint32_t machine, uint32_t clock, uint64_t t,
   for (const auto& hop : from->second) {  // one intermediate clock
     auto next = edges.find(hop.first);
     if (next == edges.end()) continue;
-    auto to = next->second.find(trace_clock_);
+    auto to = next->second.find(target);
     uint64_t mid;
     if (to != next->second.end() && Convert(hop.second, t, &mid) && Convert(to->second, mid, &v)) {
       *out = static_cast<int64_t>(v);

@@ -27,8 +27,8 @@ enum class Conversion { kOk, kUnknownClock, kNoPath };
 // (left alone when unset).
 std::vector<ClockValue> ReadSnapshot(const uint8_t* data, size_t size, uint32_t* primary);
 
-// Global clocks, per machine. A remote machine's trace clock is tied to the
-// host's by identity (as trace_processor does without a remote_clock_sync).
+// Global clocks, per machine. A remote machine's BOOTTIME is tied to the
+// trace clock by identity (as trace_processor does without a remote_clock_sync).
 class ClockGraph {
  public:
   void AddSnapshot(uint32_t machine, const std::vector<ClockValue>& clocks);

@@ -143,6 +143,43 @@ const char* ModeName(MergeMode m) {
                                           : "add-traces";
 }
 
+// In one machine trace_processor drops all ftrace data before the last
+// tracing-start service event it reads, whichever side it came from: only the
+// side that started tracing first keeps its event, and the others drop their
+// own ftrace data from before their start themselves (as trace_processor
+// would have for each of them alone).
+void OneTracingStart(const std::vector<Side*>& order) {
+  Side* first = nullptr;
+  int64_t first_at = 0;
+  for (Side* s : order) {
+    const InputSummary& in = s->summary;
+    if (!in.has_tracing_start) {
+      if (!in.has_ftrace) continue;
+      first = nullptr;  // its ftrace data has no start: no side may keep one
+      break;
+    }
+    uint64_t boot = in.tracing_start;
+    if (in.tracing_start_clock != clk::kBoottime &&
+        !in.clocks.Convert(in.tracing_start_clock, clk::kBoottime, boot, &boot))
+      boot = in.tracing_start;
+    int64_t at = static_cast<int64_t>(boot + static_cast<uint64_t>(s->transform.shift_ns));
+    if (!first || at < first_at) first = s, first_at = at;
+  }
+  if (!first) {
+    bool unbounded = false;
+    for (Side* s : order) unbounded |= s->summary.has_ftrace && !s->summary.has_tracing_start;
+    if (!unbounded) return;  // no side starts tracing: nothing to do
+  }
+  for (Side* s : order) {
+    if (s == first || !s->summary.has_tracing_start) continue;
+    s->transform.drop_tracing_start = true;
+    uint64_t boot = s->summary.tracing_start;
+    if (s->summary.tracing_start_clock == clk::kBoottime ||
+        s->summary.clocks.Convert(s->summary.tracing_start_clock, clk::kBoottime, boot, &boot))
+      s->transform.ftrace_valid_from = boot;
+  }
+}
+
 // Sets every side's transform for one choice of the main timeline; returns
 // the sides in output order, main first.
 std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool guest_main,
@@ -195,7 +232,12 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
       t.drop_global_snapshots = true;
       if (s.is_guest) t.name_prefix = s.name + ": ";
       if (opt.machine_ids) {
+        // A machine of its own: its clocks, config, stats and service events
+        // are its machine's in trace_processor, so they stay (moved in time).
         t.machine_id = static_cast<uint32_t>(k);
+        t.drop_session_packets = false;
+        t.drop_global_snapshots = false;
+        t.shift_global_snapshots = true;
       } else {
         t.seq_offset = seq_max;
         t.uid_offset = uid_max;
@@ -206,8 +248,34 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
       uid_max += s.summary.max_uid;
     }
   }
+  if (opt.mode != MergeMode::kAddTraces && !opt.machine_ids) OneTracingStart(order);
   *seq_max_out = seq_max;
   return order;
+}
+
+// The moved sides' timestamps are on BOOTTIME, which the alignment read as
+// the main side's clock. When the main's trace clock is another one (a
+// MONOTONIC-only trace such as Flutter's) that no snapshot of it relates to
+// BOOTTIME, a snapshot saying the two are the same, as the alignment took
+// them, lets trace_processor place the moved sides; false when not needed.
+bool BootTimeBridge(const InputSummary& main, uint32_t seq, ByteBuffer* out) {
+  uint32_t trace_clock = main.primary_trace_clock ? main.primary_trace_clock : clk::kBoottime;
+  if (trace_clock == clk::kBoottime || main.clocks.Relates(clk::kBoottime, trace_clock))
+    return false;
+  uint64_t at = main.has_ts ? main.first_ts : 0;
+  ByteBuffer b;
+  b.VarintField(pf::TracePacket::kTrustedPacketSequenceId, seq);
+  size_t cs = b.BeginNested(pf::TracePacket::kClockSnapshot);
+  for (uint32_t c : {trace_clock, clk::kBoottime}) {
+    size_t e = b.BeginNested(pf::ClockSnapshot::kClocks);
+    b.VarintField(pf::ClockSnapshot::Clock::kClockId, c);
+    b.VarintField(pf::ClockSnapshot::Clock::kTimestamp, at);
+    b.EndNested(e);
+  }
+  b.VarintField(pf::ClockSnapshot::kPrimaryTraceClock, trace_clock);
+  b.EndNested(cs);
+  out->BytesField(1, b.data(), b.size());
+  return true;
 }
 
 // Pass 2: every side in order, then the alignment record; into `out`, or
@@ -225,6 +293,11 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
     if (!out && s->transform.Identity()) continue;
     st = CopySide(*s, out, progress);
     if (!st.ok()) return st;
+    if (s == order[0] && out && order.size() > 1 && order[1]->transform.shift_time) {
+      ByteBuffer snap;
+      if (BootTimeBridge(s->summary, seq_max + 2, &snap)) st = out->Write(snap.data(), snap.size());
+      if (!st.ok()) return st;
+    }
   }
   if (out && opt.mode != MergeMode::kAddTraces) {
     ByteBuffer rec;
@@ -422,6 +495,9 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("cpu_offset"); j.UInt(t.cpu_offset);
     j.Key("machine_id"); j.UInt(t.machine_id);
     j.Key("timestamps_below_zero"); j.UInt(s->stats.timestamps_below_zero);
+    j.Key("zero_timestamps_kept"); j.UInt(s->stats.zero_timestamps_kept);
+    j.Key("tracing_start_events_dropped"); j.UInt(s->stats.tracing_start_events_dropped);
+    j.Key("stale_ftrace_events_dropped"); j.UInt(s->stats.stale_ftrace_events_dropped);
     j.Key("packets_below_zero_avoided"); j.UInt(s->below_zero_packets);
     j.Key("uuids_remapped"); j.UInt(s->uuids_remapped);
     j.Key("clock_sync_markers"); j.UInt(s->summary.markers.size());

@@ -32,6 +32,15 @@ void Nested(const Field& f, ByteBuffer* o, Fn&& fn) {
   o->EndNested(n, f.size);
 }
 
+// A TracingServiceEvent saying tracing (or all data sources) started.
+bool IsTracingStart(const Field& f) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g))
+    if ((g.id == 1 || g.id == 2) && g.type == proto::kVarint && g.int_value) return true;
+  return false;
+}
+
 bool In(const uint32_t* list, size_t n, uint32_t id) {
   for (size_t i = 0; i < n; i++)
     if (list[i] && list[i] == id) return true;
@@ -264,7 +273,7 @@ void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
 // and one reference-clock entry that carries the shift.
 void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
   *dropped = false;
-  if (!t_.drop_global_snapshots) {
+  if (!t_.shift_time) {
     o->AppendRaw(f);
     return;
   }
@@ -289,7 +298,42 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
       else if (!have_global || id == t_.ref_clock) have_global = true, gclock = id, gts = ts;
     }
   }
-  if (!scoped || !have_global) {
+  if (!scoped && t_.shift_global_snapshots) {
+    // Its own machine's clocks: every entry stays, the reference clock's moves.
+    size_t n = o->BeginNested(f.id);
+    ProtoDecoder d(f.data, f.size);
+    Field g;
+    while (d.Next(&g)) {
+      if (g.id == pf::ClockSnapshot::kPrimaryTraceClock) continue;  // the main's decides
+      if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) {
+        o->AppendRaw(g);
+        continue;
+      }
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      uint32_t id = 0;
+      while (e.Next(&h))
+        if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
+      if (id != t_.ref_clock) {
+        o->AppendRaw(g);
+        continue;
+      }
+      size_t m = o->BeginNested(g.id, g.size);
+      ProtoDecoder e2(g.data, g.size);
+      while (e2.Next(&h)) {
+        if (h.id == pf::ClockSnapshot::Clock::kTimestamp && !IsLen(h)) o->ScalarField(h, RefTime(h.int_value));
+        else o->AppendRaw(h);
+      }
+      o->EndNested(m, g.size);
+    }
+    o->EndNested(n);
+    return;
+  }
+  if (!scoped && !t_.drop_global_snapshots) {
+    o->AppendRaw(f);
+    return;
+  }
+  if (!scoped || !have_global) {  // re-expressed through the reference clock instead
     *dropped = true;
     stats_.snapshots_dropped++;
     return;
@@ -340,6 +384,16 @@ void Rewriter::Print(const Field& g, ByteBuffer* o) {
     }
   }
   o->AppendRaw(g);
+}
+
+// True when the bundle's event `f` comes before the side's own tracing start.
+bool Rewriter::StaleFtrace(const Field& f) const {
+  if (!t_.ftrace_valid_from) return false;
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g))
+    if (g.id == fld::FtraceEvent::kTimestamp && !IsLen(g)) return g.int_value < t_.ftrace_valid_from;
+  return false;
 }
 
 void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
@@ -423,6 +477,69 @@ void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
   o->EndNested(n, f.size);
 }
 
+// CompactSched with the entries before the side's own tracing start dropped:
+// timestamps ascend (they are deltas), so those are a prefix of each parallel
+// array (switch_* and waking_*).
+void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
+  namespace CS = fld::CompactSched;
+  auto is_switch = [](uint32_t id) { return id >= 1 && id <= 6 && id != 5; };  // 5: intern_table
+  auto is_waking = [](uint32_t id) { return id >= 7 && id <= 12; };
+  uint64_t stale_switch = 0, stale_waking = 0;
+  {
+    uint64_t sw = 0, wk = 0;
+    bool sw_on = true, wk_on = true;
+    ProtoDecoder d(f.data, f.size);
+    Field g;
+    while (d.Next(&g)) {
+      if (g.id == CS::kSwitchTimestamp)
+        ForEachVarint(g, [&](uint64_t v) {
+          sw += v;
+          if (sw_on && sw < t_.ftrace_valid_from) stale_switch++;
+          else sw_on = false;
+        });
+      else if (g.id == CS::kWakingTimestamp)
+        ForEachVarint(g, [&](uint64_t v) {
+          wk += v;
+          if (wk_on && wk < t_.ftrace_valid_from) stale_waking++;
+          else wk_on = false;
+        });
+    }
+  }
+  if (!stale_switch && !stale_waking) return CompactSched(f, o, shift);
+  stats_.stale_ftrace_events_dropped += stale_switch + stale_waking;
+  size_t n = o->BeginNested(f.id, f.size);
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  uint64_t seen[13] = {};
+  uint64_t sw = 0, wk = 0;  // running absolute timestamps
+  while (d.Next(&g)) {
+    uint32_t id = g.id;
+    if (!is_switch(id) && !is_waking(id)) {
+      o->AppendRaw(g);
+      continue;
+    }
+    uint64_t skip = is_switch(id) ? stale_switch : stale_waking;
+    bool pid = id == CS::kSwitchNextPid || id == CS::kWakingPid;
+    bool cpu = id == CS::kWakingTargetCpu;
+    bool ts = id == CS::kSwitchTimestamp || id == CS::kWakingTimestamp;
+    uint64_t* abs = id == CS::kSwitchTimestamp ? &sw : &wk;
+    size_t m = o->BeginNested(id, g.size);  // written packed, whatever it was
+    ForEachVarint(g, [&](uint64_t v) {
+      uint64_t i = seen[id]++;
+      if (ts) *abs += v;
+      if (i < skip) return;
+      if (ts && i == skip) {  // the new first entry: absolute
+        bool to_ref;
+        o->Varint(shift ? Time(clk::kBoottime, *abs, &to_ref) : *abs);
+      } else {
+        o->Varint(pid ? Pid(v) : cpu ? Cpu(v) : v);
+      }
+    });
+    o->EndNested(m, g.size);
+  }
+  o->EndNested(n, f.size);
+}
+
 void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
   // Event timestamps are on the bundle's ftrace clock; unset means BOOTTIME.
   // With another clock the trace processor converts through the bundle's
@@ -445,12 +562,14 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
         o->ScalarField(g, Cpu(g.int_value));
         break;
       case fld::FtraceEventBundle::kEvent:
-        if (IsLen(g)) FtraceEvent(g, o, shift);
-        else o->AppendRaw(g);
+        if (!IsLen(g)) o->AppendRaw(g);
+        else if (boot_clock && StaleFtrace(g)) stats_.stale_ftrace_events_dropped++;
+        else FtraceEvent(g, o, shift);
         break;
       case fld::FtraceEventBundle::kCompactSched:
-        if (IsLen(g)) CompactSched(g, o, shift);
-        else o->AppendRaw(g);
+        if (!IsLen(g)) o->AppendRaw(g);
+        else if (boot_clock && t_.ftrace_valid_from) CompactSchedFiltered(g, o, shift);
+        else CompactSched(g, o, shift);
         break;
       case fld::FtraceEventBundle::kBootTimestamp:
         if (t_.shift_time && !IsLen(g)) o->ScalarField(g, Time(clk::kBoottime, g.int_value, &to_ref));
@@ -667,6 +786,14 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
         if (t_.machine_id) o->VarintField(g.id, t_.machine_id), wrote_machine = true;
         else o->AppendRaw(g);
         break;
+      case pf::TracePacket::kServiceEvent:
+        if (t_.drop_tracing_start && IsLen(g) && IsTracingStart(g)) {
+          stats_.tracing_start_events_dropped++;
+          content = false;
+        } else {
+          o->AppendRaw(g);
+        }
+        break;
       case pf::TracePacket::kTraceConfig:
       case pf::TracePacket::kTraceStats:
       case pf::TracePacket::kSynchronizationMarker:
@@ -746,10 +873,11 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
 }
 
 namespace {
-// True when a packet has a field whose process names a NamesOnly() transform
-// may change (or that it cannot see into without decoding). The others are
-// copied verbatim, as the original tool copied its main trace.
-bool MayHoldNames(const PacketView& pv) {
+// True when a packet has a field a NamesOnly() transform may change: process
+// names, tracing-start events, stale ftrace data (or what it cannot see into
+// without decoding). The others are copied verbatim, as the original tool
+// copied its main trace.
+bool MayChange(const PacketView& pv, const Transform& t) {
   ProtoDecoder d(pv.data, pv.size);
   Field g;
   while (d.Next(&g)) {
@@ -757,8 +885,16 @@ bool MayHoldNames(const PacketView& pv) {
       case pf::TracePacket::kTrackDescriptor:
       case pf::TracePacket::kProcessTree:
       case fld::kProcessDescriptorLegacy:
+        if (!t.name_prefix.empty()) return true;
+        break;
       case pf::TracePacket::kCompressedPackets:
         return true;
+      case pf::TracePacket::kServiceEvent:
+        if (t.drop_tracing_start) return true;
+        break;
+      case pf::TracePacket::kFtraceEvents:
+        if (t.ftrace_valid_from) return true;
+        break;
       default:
         break;
     }
@@ -769,7 +905,7 @@ bool MayHoldNames(const PacketView& pv) {
 
 Status Rewriter::Packet(const PacketView& pv, ByteBuffer* out) {
   stats_.packets_read++;
-  if (t_.Identity() || (t_.NamesOnly() && !MayHoldNames(pv))) {
+  if (t_.Identity() || (t_.NamesOnly() && !MayChange(pv, t_))) {
     out->Append(pv.raw, pv.raw_size);
     stats_.packets_written++;
     return Status::Ok();

@@ -39,14 +39,30 @@ struct Transform {
   std::string name_prefix;              // prepended to process names
   bool drop_session_packets = false;    // trace_config, trace_stats, sync markers
   bool drop_global_snapshots = false;   // its clocks are re-expressed instead
+  // Keep global snapshots, with the reference clock's entries shifted (a side
+  // on a machine of its own: trace_processor converts its other clocks
+  // through them).
+  bool shift_global_snapshots = false;
   uint32_t machine_id = 0;              // TracePacket.machine_id, 0: leave
+  // Tracing-start service events (tracing_started, all_data_sources_started)
+  // dropped: trace_processor drops all ftrace data before the last one it
+  // reads, so in one machine only the earliest side's may stay.
+  bool drop_tracing_start = false;
+  // Ftrace events before this (the side's own BOOTTIME) dropped, as
+  // trace_processor would have dropped them before the side's own tracing
+  // start (0: none).
+  uint64_t ftrace_valid_from = 0;
 
-  bool Identity() const { return NamesOnly() && name_prefix.empty(); }
-  // True when at most process names change (the main side of a merge).
+  bool Identity() const { return NamesOnly() && name_prefix.empty() && !Filters(); }
+  // True when at most process names change and tracing-start events or stale
+  // ftrace data go (the main side of a merge): only packets that hold such
+  // things are decoded.
   bool NamesOnly() const {
     return !shift_time && !seq_offset && !uid_offset && !pid_offset && !cpu_offset &&
-           !remap_uuids && !drop_session_packets && !drop_global_snapshots && !machine_id;
+           !remap_uuids && !drop_session_packets && !drop_global_snapshots &&
+           !shift_global_snapshots && !machine_id;
   }
+  bool Filters() const { return drop_tracing_start || ftrace_valid_from; }
 };
 
 struct RewriteStats {
@@ -61,6 +77,9 @@ struct RewriteStats {
   // Shifted timestamps that land before the main clock's zero (or beyond
   // INT64_MAX): trace_processor drops what carries them.
   uint64_t timestamps_below_zero = 0;
+  uint64_t zero_timestamps_kept = 0;   // 0 means "no time": left at 0
+  uint64_t tracing_start_events_dropped = 0;
+  uint64_t stale_ftrace_events_dropped = 0;
   uint64_t packets_below_zero = 0;  // packets with at least one of them
   int64_t earliest_below_zero = 0;  // the most negative, as trace_processor reads it
 };
@@ -99,6 +118,10 @@ class Rewriter {
     return t_.shift_time && clock != t_.ref_clock && !clk::IsSequenceScoped(clock);
   }
   uint64_t RefTime(uint64_t t) {
+    if (VPMERGE_UNLIKELY(t == 0)) {  // a packet without a time (Android's GPU counter specs)
+      stats_.zero_timestamps_kept++;
+      return 0;
+    }
     stats_.timestamps_shifted++;
     uint64_t r = t + static_cast<uint64_t>(t_.shift_points.size() < 2 ? t_.shift_ns : ShiftAt(t));
     if (VPMERGE_UNLIKELY(static_cast<int64_t>(r) < 0)) BelowZero(static_cast<int64_t>(r));
@@ -120,7 +143,10 @@ class Rewriter {
   void Snapshot(const Field& f, ByteBuffer* o, bool* dropped);
   void Ftrace(const Field& f, ByteBuffer* o);
   void FtraceEvent(const Field& f, ByteBuffer* o, bool shift);
+  bool StaleFtrace(const Field& f) const;
   void CompactSched(const Field& f, ByteBuffer* o, bool shift);
+  void CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift);
+  bool ServiceEvent(const Field& f);  // false: drop it
   void ProcessTree(const Field& f, ByteBuffer* o);
   void ProcessStats(const Field& f, ByteBuffer* o);
   void AndroidLog(const Field& f, ByteBuffer* o);

@@ -270,6 +270,8 @@ void Scanner::Snapshot(const Field& f) {
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
+    if (g.id == pf::ClockSnapshot::kPrimaryTraceClock && g.type == proto::kVarint)
+      s_->primary_trace_clock = static_cast<uint32_t>(g.int_value);
     if (g.id != pf::ClockSnapshot::kClocks || g.type != proto::kLengthDelimited) continue;
     ProtoDecoder e(g.data, g.size);
     Field h;
@@ -342,6 +344,7 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
   Field g;
   Field te{}, interned{};
   bool has_te = false, has_interned = false, has_ts = false, cleared = false;
+  bool tracing_started = false;
   uint64_t ts = 0;
   uint32_t seq_id = 0, clock = 0;
   bool has_clock = false, has_default_clock = false;
@@ -384,10 +387,20 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
         break;
       }
       case pf::TracePacket::kClockSnapshot: if (g.type == proto::kLengthDelimited) Snapshot(g); break;
+      case pf::TracePacket::kServiceEvent:
+        if (g.type == proto::kLengthDelimited) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h))
+            if (h.id == 2 && h.type == proto::kVarint && h.int_value) tracing_started = true;
+        }
+        break;
       case pf::TracePacket::kTrackDescriptor: if (g.type == proto::kLengthDelimited) TrackDescriptor(g); break;
       case pf::TracePacket::kTrackEvent: if (g.type == proto::kLengthDelimited) te = g, has_te = true; break;
       case pf::TracePacket::kInternedData: if (g.type == proto::kLengthDelimited) interned = g, has_interned = true; break;
-      case pf::TracePacket::kFtraceEvents: if (g.type == proto::kLengthDelimited) Ftrace(g); break;
+      case pf::TracePacket::kFtraceEvents:
+        if (g.type == proto::kLengthDelimited) Ftrace(g), s_->has_ftrace = true;
+        break;
       case pf::TracePacket::kProcessTree:
         if (g.type == proto::kLengthDelimited) {
           ProtoDecoder e(g.data, g.size);
@@ -456,6 +469,11 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
   if (has_default_clock) seq.default_clock = default_clock;
   if (has_interned) Interned(interned, seq);
   if (has_te) TrackEvent(te, seq, ts);
+  if (tracing_started && has_ts) {
+    s_->has_tracing_start = true;
+    s_->tracing_start = ts;
+    s_->tracing_start_clock = has_clock ? clock : clk::kBoottime;  // service events: BOOTTIME
+  }
   if (has_ts) {
     uint32_t c = has_clock ? clock : seq.default_clock;
     if (!s_->has_ts) s_->first_ts = ts, s_->first_clock = c, s_->has_ts = true;

@@ -95,6 +95,14 @@ struct InputSummary {
   std::vector<LinkRound> link_rounds;
   std::unordered_set<uint64_t> uuids;
   uint64_t compressed_packets = 0;
+
+  // The last tracing_started service event (trace_processor drops the
+  // machine's ftrace data before it), on its clock (BOOTTIME unless given).
+  uint32_t primary_trace_clock = 0;  // from its snapshots; 0: BOOTTIME (the default)
+  bool has_ftrace = false;
+  bool has_tracing_start = false;
+  uint64_t tracing_start = 0;
+  uint32_t tracing_start_clock = clk::kBoottime;
 };
 
 }  // namespace vpmerge
