@@ -4,6 +4,7 @@ every form: nothing of either side is lost or confused in the viewer."""
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 
 import pytest
@@ -52,6 +53,7 @@ def pids_in(msg, out, path=""):
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _first_ts(name):
     return inspect(REAL / name)["first_ts"]
 
@@ -91,3 +93,185 @@ def test_every_moved_pid_is_offset(tmp_path, host, guest):
     for k, vs in g.items():
         # pids are int32 in the kernel: 4294967295 in a uint32 field is -1 (unknown)
         assert {v + base if 0 < v < 1 << 31 else v for v in vs} == moved[k], k
+
+
+# --- tracing-start service events and stale ftrace data, on one machine -------------
+
+def _ftrace_trace(start, events, compact=(), cpu=0, pid_base=100):
+    """A system trace: a tracing_started service event at `start` (None: none),
+    sched_switch events at `events`, and compact sched_switch at `compact`."""
+    from conftest import pb2
+    t = pb2.Trace()
+    snap = t.packet.add(trusted_packet_sequence_id=1)
+    for c, v in ((pb2.BUILTIN_CLOCK_BOOTTIME, 100), (pb2.BUILTIN_CLOCK_MONOTONIC, 50)):
+        snap.clock_snapshot.clocks.add(clock_id=c, timestamp=v)
+    if start is not None:
+        t.packet.add(trusted_packet_sequence_id=1, timestamp=start).service_event.tracing_started = True
+    b = t.packet.add(trusted_packet_sequence_id=2).ftrace_events
+    b.cpu = cpu
+    for i, ts in enumerate(events):
+        e = b.event.add(timestamp=ts, pid=pid_base + i)
+        e.sched_switch.prev_pid, e.sched_switch.next_pid = pid_base + i, pid_base + i + 1
+    if compact:
+        cs = b.compact_sched
+        cs.intern_table.append("task")
+        prev = 0
+        for i, ts in enumerate(compact):
+            cs.switch_timestamp.append(ts - prev)
+            prev = ts
+            cs.switch_prev_state.append(0)
+            cs.switch_next_pid.append(pid_base + 50 + i)
+            cs.switch_next_prio.append(120)
+            cs.switch_next_comm_index.append(0)
+    return t
+
+
+def _ftrace_times(trace):
+    """Absolute sched_switch times (regular and compact)."""
+    out = []
+    for p in trace.packet:
+        if not p.HasField("ftrace_events"):
+            continue
+        out += [e.timestamp for e in p.ftrace_events.event]
+        t = 0
+        for d in p.ftrace_events.compact_sched.switch_timestamp:
+            t += d
+            out.append(t)
+    return sorted(out)
+
+
+def _starts(trace):
+    return sorted(p.timestamp for p in trace.packet
+                  if p.HasField("service_event") and p.service_event.tracing_started)
+
+
+@pytest.mark.parametrize("host_start,guest_start,kept_start", [
+    (1000, 3000, 1000),   # the guest started tracing later: the host's start stays
+    (3000, 1000, 1000),   # the guest started first: the guest's stays, the host drops its own
+    (None, 3000, None),   # the host's ftrace has no start: nobody's may stay
+])
+def test_one_tracing_start_and_no_stale_ftrace(tmp_path, host_start, guest_start, kept_start):
+    host = _ftrace_trace(host_start, [500, 1500, 3500], compact=[600, 2000, 3600])
+    guest = _ftrace_trace(guest_start, [800, 2800, 3500], compact=[900, 2900, 3100], pid_base=700)
+    hp, gp, out = tmp_path / "h.pftrace", tmp_path / "g.pftrace", tmp_path / "o.pftrace"
+    hp.write_bytes(host.SerializeToString())
+    gp.write_bytes(guest.SerializeToString())
+    r = merge(host=hp, guests={"vm": gp}, output=out, time_diff_ns=0)
+    comb = load_trace(out)
+    assert _starts(comb) == ([kept_start] if kept_start else [])
+
+    def alone(start, times):  # what trace_processor keeps of one side alone
+        return sorted(t for t in times if start is None or t >= start)
+
+    h_times = [500, 1500, 3500, 600, 2000, 3600]
+    g_times = [800, 2800, 3500, 900, 2900, 3100]
+    n_main = r.inputs[0]["packets_written"]
+    got_host = _ftrace_times(_slice(comb, 0, n_main))
+    got_guest = _ftrace_times(_slice(comb, n_main, len(comb.packet)))
+    # The side whose start stays keeps its stale data (trace_processor drops it,
+    # as it would alone); the others dropped theirs themselves.
+    if kept_start == host_start:
+        assert got_host == sorted(h_times)
+    else:
+        assert got_host == alone(host_start, h_times)
+    if kept_start == guest_start:
+        assert got_guest == sorted(g_times)
+    else:
+        assert got_guest == alone(guest_start, g_times)
+    dropped = {i["kind"]: (i["tracing_start_events_dropped"], i["stale_ftrace_events_dropped"])
+               for i in r.inputs}
+    assert sum(d[0] for d in dropped.values()) == (host_start is not None) + (guest_start is not None) \
+        - (kept_start is not None)
+    # and what the viewer keeps is what it keeps of each alone (inspect's model of it)
+    threshold = kept_start or 0
+    assert sorted(t for t in got_host + got_guest if t >= threshold) == \
+        sorted(alone(host_start, h_times) + alone(guest_start, g_times))
+
+
+def _slice(trace, a, b):
+    from conftest import pb2
+    t = pb2.Trace()
+    t.packet.extend(trace.packet[a:b])
+    return t
+
+
+def test_machines_of_their_own_keep_every_start(tmp_path):
+    host = _ftrace_trace(1000, [500, 1500])
+    guest = _ftrace_trace(3000, [2800, 3500], pid_base=700)
+    hp, gp, out = tmp_path / "h.pftrace", tmp_path / "g.pftrace", tmp_path / "o.pftrace"
+    hp.write_bytes(host.SerializeToString())
+    gp.write_bytes(guest.SerializeToString())
+    r = merge(host=hp, guests={"vm": gp}, output=out, time_diff_ns=0, machine_ids=True)
+    comb = load_trace(out)
+    assert _starts(comb) == [1000, 3000]  # per machine in trace_processor
+    assert _ftrace_times(comb) == [500, 1500, 2800, 3500]
+    assert all(i["stale_ftrace_events_dropped"] == 0 for i in r.inputs)
+
+
+# --- every pair of real traces, in both forms: nothing the viewer drops --------------
+
+ALL = SYSTEM + ["chrome89_windows_track_event.pftrace.gz", "flutter_ios_dartvm_track_event.pftrace"]
+
+
+def _losses(path):
+    """inspect --check's findings that lose or misread data, by stat (its model
+    of trace_processor; slice ends without a begin are harmless)."""
+    s = inspect(path, check=True)
+    return {k: v["count"] for k, v in s["stats"].items()
+            if v["effect"] != "none" or v["severity"] in ("error", "data_loss")}
+
+
+@functools.lru_cache(maxsize=None)
+def _input_losses(name):
+    return _losses(REAL / name)
+
+
+@needs_real
+@pytest.mark.parametrize("machine_ids", [False, True], ids=["pids", "machines"])
+@pytest.mark.parametrize("host,guest", list(itertools.permutations(ALL, 2)))
+def test_real_pairs_lose_nothing(tmp_path, host, guest, machine_ids):
+    out = tmp_path / "m.pftrace"
+    r = merge(host=REAL / host, guests={"vm": REAL / guest}, output=out, machine_ids=machine_ids,
+              time_diff_ns=_diff_guest_later(host, guest))
+    assert _input_losses(host) == {} and _input_losses(guest) == {}
+    assert _losses(out) == {}, r.inputs
+    assert not r.main_switched
+
+
+@needs_real
+def test_timestamp_zero_stays_zero(tmp_path):
+    # The GPU counter trace's first packet (the counter specs) has timestamp 0:
+    # "no time". Moved, it stays at 0 instead of landing before zero (which
+    # would drop the specs and make the merge switch its timeline for it).
+    gpu = "android11_s21_gpu_counters.pftrace"
+    host = "android12_emulator_x86_64_sched_perf.pftrace"
+    out = tmp_path / "m.pftrace"
+    real_first = 1_316_796_896_497_775  # its first real packet (README)
+    diff = real_first - (_first_ts(host) + 10**9)
+    r = merge(host=REAL / host, guests={"vm": REAL / gpu}, output=out, time_diff_ns=diff)
+    assert not r.main_switched and r.inputs[1]["zero_timestamps_kept"] >= 1
+    comb = load_trace(out)
+    specs = [p for p in comb.packet if p.HasField("gpu_counter_event")
+             and p.gpu_counter_event.HasField("counter_descriptor")]
+    assert specs and all(p.timestamp == 0 for p in specs)
+    assert _losses(out) == {}
+
+
+@needs_real
+def test_monotonic_only_main_gets_a_boottime_bridge(tmp_path):
+    # Flutter's trace has one clock, MONOTONIC, as its trace clock; the moved
+    # side's timestamps are BOOTTIME. A snapshot saying the two agree (as the
+    # alignment took them) lets the viewer place the moved side at all.
+    flutter = "flutter_ios_dartvm_track_event.pftrace"
+    guest = "android12_emulator_x86_64_sched_perf.pftrace"
+    out = tmp_path / "m.pftrace"
+    merge(host=REAL / flutter, guests={"vm": REAL / guest}, output=out,
+          time_diff_ns=_diff_guest_later(flutter, guest))
+    from conftest import pb2
+    snaps = [p.clock_snapshot for p in load_trace(out).packet
+             if p.HasField("clock_snapshot") and p.machine_id == 0
+             and {c.clock_id for c in p.clock_snapshot.clocks} ==
+             {pb2.BUILTIN_CLOCK_MONOTONIC, pb2.BUILTIN_CLOCK_BOOTTIME}]
+    assert len(snaps) == 1 and snaps[0].primary_trace_clock == pb2.BUILTIN_CLOCK_MONOTONIC
+    assert len({c.timestamp for c in snaps[0].clocks}) == 1
+    assert _losses(out) == {}
