@@ -275,3 +275,41 @@ def test_monotonic_only_main_gets_a_boottime_bridge(tmp_path):
     assert len(snaps) == 1 and snaps[0].primary_trace_clock == pb2.BUILTIN_CLOCK_MONOTONIC
     assert len({c.timestamp for c in snaps[0].clocks}) == 1
     assert _losses(out) == {}
+
+
+# --- the moved side's trace stats ------------------------------------------------------
+
+def _traced(path, buffer_kb, n):
+    import vperfetto
+    with vperfetto.Session(path, buffer_kb=buffer_kb, mode="ring") as s:
+        for i in range(n):
+            with vperfetto.slice("work", args={"i": i}):
+                pass
+    return s.stats
+
+
+@pytest.mark.parametrize("machine_ids", [False, True], ids=["pids", "machines"])
+def test_guest_buffer_losses_stay_visible(tmp_path, machine_ids):
+    # The guest's ring buffer wrapped: how much it lost is in its trace stats,
+    # and the user needs it as much as the host's.
+    g, h, out = tmp_path / "g.pftrace", tmp_path / "h.pftrace", tmp_path / "o.pftrace"
+    gstats = _traced(g, 64, 20000)
+    _traced(h, 4096, 100)
+    assert gstats["chunks_overwritten"] > 0
+    r = merge(host=h, guests={"vm": g}, output=out, time_diff_ns=0, machine_ids=machine_ids)
+    comb = load_trace(out, keep_merge_record=True)
+    stats = [(p.machine_id, p.trace_stats) for p in comb.packet if p.HasField("trace_stats")]
+    if machine_ids:  # one set per machine: the guest keeps its own
+        guest_stats = [s for m, s in stats if m == 1]
+        assert len(guest_stats) == 1
+        assert guest_stats[0].buffer_stats[0].chunks_overwritten == gstats["chunks_overwritten"]
+        return
+    # One machine: trace_processor reads the last TraceStats; it has the
+    # host's buffer, then the guest's.
+    last = stats[-1][1]
+    assert len(last.buffer_stats) == 2
+    assert last.buffer_stats[1].chunks_overwritten == gstats["chunks_overwritten"]
+    assert last.buffer_stats[0].chunks_overwritten == 0
+    assert r.inputs[1]["trace_stats_buffers"] == [1, 1] and r.inputs[0]["trace_stats_buffers"] == [0, 1]
+    rec = [p.track_event for p in comb.packet if p.track_event.name == "vperfetto_merge_alignment"]
+    assert {a.name: a.string_value for a in rec[0].debug_annotations}["trace_stats_buffers"] == "1..1"

@@ -29,6 +29,8 @@ struct Side {
   size_t uuids_remapped = 0;
   // What a first plan would have put before the main clock's zero.
   uint64_t below_zero_packets = 0, below_zero_timestamps = 0;
+  // Where its buffers are in the merged trace's stats: [first, first + count).
+  uint32_t stats_first_buffer = 0, stats_buffers = 0;
 };
 
 // Id ranges that keep the moved sides apart from the main one.
@@ -122,6 +124,9 @@ void AlignmentRecord(const std::vector<Side>& guests, const Side& main, uint32_t
       };
       str("guest", g.name);
       str("method", g.alignment.method);
+      if (g.stats_buffers)  // where its buffers are in the trace stats
+        str("trace_stats_buffers", std::to_string(g.stats_first_buffer) + ".." +
+                                       std::to_string(g.stats_first_buffer + g.stats_buffers - 1));
       num("offset_ns", g.alignment.offset_ns);
       num("approximate", g.alignment.approximate ? 1 : 0);
       num("spread_ns", g.alignment.spread_ns);
@@ -187,7 +192,11 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
                              std::unordered_set<uint64_t>* used_uuids, uint32_t* seq_max_out) {
   std::vector<Side*> order;
   host->transform = Transform();
-  for (auto& g : *guests) g.transform = Transform();
+  host->stats_first_buffer = host->stats_buffers = 0;
+  for (auto& g : *guests) {
+    g.transform = Transform();
+    g.stats_first_buffer = g.stats_buffers = 0;
+  }
   if (guest_main) {
     Side& g = (*guests)[0];
     g.role = "main";
@@ -278,6 +287,36 @@ bool BootTimeBridge(const InputSummary& main, uint32_t seq, ByteBuffer* out) {
   return true;
 }
 
+// trace_processor keeps one set of trace stats per machine, from the last
+// TraceStats packet it reads, with each buffer's stats indexed by its place
+// in it. On one machine the moved sides' stats would replace the main's, so
+// they are dropped with their packets and come back here: the main's stats
+// with every moved side's buffers appended (their place is in the report and
+// the merge record). Sides on machines of their own keep their own.
+void MergedTraceStats(const std::vector<Side*>& order, uint32_t seq, ByteBuffer* out) {
+  bool moved_stats = false;
+  for (size_t k = 1; k < order.size(); k++) moved_stats |= order[k]->summary.trace_stats_buffers > 0;
+  uint32_t next = order[0]->summary.trace_stats_buffers;
+  order[0]->stats_buffers = next;
+  if (!moved_stats) return;
+  ByteBuffer b;
+  b.VarintField(pf::TracePacket::kTrustedPacketSequenceId, seq);
+  size_t ts = b.BeginNested(pf::TracePacket::kTraceStats);
+  const std::string& main = order[0]->summary.trace_stats;
+  b.Append(main.data(), main.size());
+  for (size_t k = 1; k < order.size(); k++) {
+    Side& s = *order[k];
+    s.stats_first_buffer = next;
+    ProtoDecoder d(s.summary.trace_stats.data(), s.summary.trace_stats.size());
+    Field g;
+    while (d.Next(&g))
+      if (g.id == pf::TraceStats::kBufferStats) b.AppendRaw(g), s.stats_buffers++;
+    next += s.stats_buffers;
+  }
+  b.EndNested(ts);
+  out->BytesField(1, b.data(), b.size());
+}
+
 // Pass 2: every side in order, then the alignment record; into `out`, or
 // only counted when `out` is null.
 Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
@@ -301,6 +340,7 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
   }
   if (out && opt.mode != MergeMode::kAddTraces) {
     ByteBuffer rec;
+    if (!opt.machine_ids) MergedTraceStats(order, seq_max + 3, &rec);
     AlignmentRecord(guests, *order[0], seq_max + 1, used_uuids, &rec);
     st = out->Write(rec.data(), rec.size());
   }
@@ -496,6 +536,11 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("machine_id"); j.UInt(t.machine_id);
     j.Key("timestamps_below_zero"); j.UInt(s->stats.timestamps_below_zero);
     j.Key("zero_timestamps_kept"); j.UInt(s->stats.zero_timestamps_kept);
+    j.Key("trace_stats_buffers");
+    j.Open('[');
+    j.UInt(s->stats_first_buffer);
+    j.UInt(s->stats_buffers);
+    j.Close(']');
     j.Key("tracing_start_events_dropped"); j.UInt(s->stats.tracing_start_events_dropped);
     j.Key("stale_ftrace_events_dropped"); j.UInt(s->stats.stale_ftrace_events_dropped);
     j.Key("packets_below_zero_avoided"); j.UInt(s->below_zero_packets);

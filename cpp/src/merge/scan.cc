@@ -387,6 +387,15 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
         break;
       }
       case pf::TracePacket::kClockSnapshot: if (g.type == proto::kLengthDelimited) Snapshot(g); break;
+      case pf::TracePacket::kTraceStats:
+        if (g.type == proto::kLengthDelimited && g.size < (1u << 20)) {
+          s_->trace_stats.assign(reinterpret_cast<const char*>(g.data), g.size);
+          s_->trace_stats_buffers = 0;
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h)) s_->trace_stats_buffers += h.id == pf::TraceStats::kBufferStats;
+        }
+        break;
       case pf::TracePacket::kServiceEvent:
         if (g.type == proto::kLengthDelimited) {
           ProtoDecoder e(g.data, g.size);

@@ -98,6 +98,8 @@ struct InputSummary {
 
   // The last tracing_started service event (trace_processor drops the
   // machine's ftrace data before it), on its clock (BOOTTIME unless given).
+  std::string trace_stats;  // the last TraceStats payload, as written
+  uint32_t trace_stats_buffers = 0;  // its buffer_stats entries
   uint32_t primary_trace_clock = 0;  // from its snapshots; 0: BOOTTIME (the default)
   bool has_ftrace = false;
   bool has_tracing_start = false;
