@@ -34,14 +34,18 @@ def is_merge_record(p) -> bool:
 
 
 def load_trace(path, keep_merge_record: bool = False) -> "pb2.Trace":
-    """The trace; without the merge's alignment record unless asked for (so
-    tests can compare a merged trace with its inputs packet for packet)."""
+    """The trace; without what the merge adds on its own sequence (the
+    alignment record, the merged trace stats) unless asked for, so tests can
+    compare a merged trace with its inputs packet for packet."""
     t = pb2.Trace()
     t.ParseFromString(pathlib.Path(path).read_bytes())
-    if not keep_merge_record and any(is_merge_record(p) for p in t.packet[-64:]):
-        kept = [p for p in t.packet if not is_merge_record(p)]
-        del t.packet[:]
-        t.packet.extend(kept)
+    if not keep_merge_record:
+        seqs = {p.trusted_packet_sequence_id for p in t.packet[-64:]
+                if p.HasField("track_descriptor") and p.track_descriptor.name == MERGE_RECORD_TRACK}
+        if seqs:
+            kept = [p for p in t.packet if p.trusted_packet_sequence_id not in seqs]
+            del t.packet[:]
+            t.packet.extend(kept)
     return t
 
 

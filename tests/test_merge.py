@@ -105,7 +105,8 @@ class TestSdkV7:
         assert len(recs) == 1
         assert recs[0].args == {"guest": "guest", "method": "tsc-markers",
                                 "offset_ns": r.offset_ns, "approximate": 0,
-                                "spread_ns": r.alignments[0].spread_ns}
+                                "spread_ns": r.alignments[0].spread_ns,
+                                "trace_stats_buffers": "0..0"}  # the guest is main here
         assert descriptors(comb)[recs[0].track_uuid].name == "vperfetto merge"
         # its own sequence, above every input's
         seq = recs[0].seq

@@ -340,7 +340,7 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
   }
   if (out && opt.mode != MergeMode::kAddTraces) {
     ByteBuffer rec;
-    if (!opt.machine_ids) MergedTraceStats(order, seq_max + 3, &rec);
+    if (!opt.machine_ids) MergedTraceStats(order, seq_max + 1, &rec);  // the record's sequence
     AlignmentRecord(guests, *order[0], seq_max + 1, used_uuids, &rec);
     st = out->Write(rec.data(), rec.size());
   }
