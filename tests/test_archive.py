@@ -226,6 +226,32 @@ def test_cli_named_form_archive_only_and_with_combined_output(tmp_path):
 
 
 @needs_sdk
+@pytest.mark.parametrize("with_combined", [False, True])
+def test_timeline_never_puts_events_before_zero(tmp_path, with_combined):
+    # The guest booted after the host began tracing: on the guest's clock the
+    # host's first events are negative and trace_processor would drop them;
+    # the archive's timeline becomes the host's, as the merge's does.
+    out = tmp_path / "p.tar"
+    args = [SDK / "guest.pftrace", SDK / "host.pftrace"]
+    if with_combined:
+        args.append(tmp_path / "c.pftrace")
+    proc = run_cli(*args, "--archive", out, "--time-diff", "-1151400000000")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the host would put" in proc.stderr and "main timeline instead" in proc.stderr
+    manifest, _ = open_archive(out)
+    assert manifest["trace_time"] == {"clock": "BOOTTIME", "file": "host.pftrace"}
+    assert entries(manifest)["guest"]["clocks"]["offset_ns"] == 1151400000000
+
+    # several guests before the host's zero: refused, nothing written
+    out2 = tmp_path / "q.tar"
+    proc = run_cli("--host", SDK / "host.pftrace", "--guest", f"a={SDK / 'guest.pftrace'}",
+                   "--guest", f"b={SDK / 'guest.pftrace'}", "--archive", out2,
+                   "--time-diff", "2386000000000")
+    assert proc.returncode == 2 and "before the host clock's zero" in proc.stderr
+    assert not out2.exists()
+
+
+@needs_sdk
 def test_cli_positional_form(tmp_path):
     # guest host --archive: the original tool's form; the guest is its timeline
     out = tmp_path / "p.tar"

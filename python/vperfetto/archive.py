@@ -304,9 +304,16 @@ def write_archive(out_tar: PathLike, host: PathLike,
     warnings: List[str] = []
     names = [n for n, _ in items]
     if alignments is None:
+        # The dry run also says whether anything would land before the
+        # timeline's zero (the viewer drops it): with one guest the other
+        # machine's clock becomes the timeline, with several it refuses.
+        guest_timeline = timeline != host_name and len(items) == 1
         report = merge(host=host_path, guests=guest_paths, output=None, dry_run=True,
+                       mode="host-into-guest" if guest_timeline else "guest-into-host",
                        time_diff_ns=time_diff_ns, guest_boot_time_ns=guest_boot_time_ns,
                        guest_tsc_offset=guest_tsc_offset)
+        if report.main_switched:
+            timeline = host_name if guest_timeline else names[0]
         aligned = _normalise_alignments(report.alignments, names)
         warnings.extend(report.warnings)
     else:
@@ -424,6 +431,8 @@ def cli(ap, a, prog: str) -> int:
         report = None
         if combined is not None:
             report = merge(**call)
+            # the timeline the merge ended up with (it may have switched)
+            timeline = guests[0][0] if report.mode == "host-into-guest" else None
             archive = write_archive(a.archive, host, guests, alignments=report.alignments,
                                     timeline=timeline)
         else:
