@@ -14,6 +14,7 @@ import threading
 import pytest
 
 import vperfetto
+from vperfetto.inspect import inspect
 from conftest import (SEQ_CLEARED, TYPE_BEGIN, TYPE_COUNTER, TYPE_END, TYPE_INSTANT, load_trace,
                       resolve, slices_by_track)
 
@@ -77,7 +78,8 @@ def test_every_annotation_survives_resets(tmp_path, mode, buffer_kb):
     resets = collections.Counter(p.trusted_packet_sequence_id for p in trace.packet
                                  if p.sequence_flags & SEQ_CLEARED)
     writer_seqs = {e.seq for e in events}
-    assert len(writer_seqs) == THREADS
+    # (a small ring may have overwritten every chunk of a thread that finished early)
+    assert len(writer_seqs) == THREADS if buffer_kb >= 1024 else 1 <= len(writer_seqs) <= THREADS
     if mode != "stream" and buffer_kb >= 1024:
         assert min(resets[q] for q in writer_seqs) >= 3, resets
 
@@ -119,3 +121,9 @@ def test_every_annotation_survives_resets(tmp_path, mode, buffer_kb):
         # slices nest and balance per thread track
         by_track = slices_by_track(events)
         assert sum(len(v) for v in by_track.values()) == 2 * THREADS * ITERATIONS
+
+    # and the viewer loses nothing of what is there (ring and discard lose
+    # only what the buffer did, which the trace stats say)
+    check = inspect(path, check=True)
+    assert not check["fails"], check["stats"]
+    assert set(check["stats"]) <= {"vperfetto_slice_end_without_begin"}
