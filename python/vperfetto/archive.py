@@ -255,6 +255,25 @@ def _is_gzip(path: str) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
+class _Counting:
+    """A write-only file that counts what goes through (a FIFO cannot tell())."""
+
+    def __init__(self, f):
+        self._f = f
+        self.written = 0
+
+    def write(self, b) -> int:
+        n = self._f.write(b)
+        self.written += len(b)
+        return n
+
+    def tell(self) -> int:  # where tarfile believes it is
+        return self.written
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 def _add_file(tar: tarfile.TarFile, name: str, fileobj, size: int, mtime: int) -> None:
     info = tarfile.TarInfo(name)
     info.size = size
@@ -330,18 +349,27 @@ def write_archive(out_tar: PathLike, host: PathLike,
                               member_of[timeline], version=VERSION)
     manifest_bytes = manifest_json(manifest).encode("utf-8")
 
-    out_dir = os.path.dirname(os.path.abspath(out)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=out_dir)
+    # A device or FIFO is written through; a file is replaced atomically (a
+    # symlink's target), keeping its permissions (a new one: 0666 less the umask).
+    through = os.path.exists(out) and not os.path.isfile(out)
+    target = out if through else os.path.realpath(out)
+    out_dir = os.path.dirname(target) or "."
+    if through:
+        fd, tmp = os.open(out, os.O_WRONLY | os.O_CLOEXEC), None
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                   dir=out_dir)
     written: List[ArchiveMember] = []
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with os.fdopen(fd, "wb") as fobj:
+            raw = _Counting(fobj)
             with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 now = int(time.time())
                 _add_file(tar, MANIFEST_NAME, io.BytesIO(manifest_bytes), len(manifest_bytes), now)
                 for (machine, role, path), member in zip(sources, members):
                     mtime = int(os.stat(path).st_mtime)
                     if _is_gzip(path):
-                        with tempfile.TemporaryFile(dir=out_dir) as plain:
+                        with tempfile.TemporaryFile(dir=None if through else out_dir) as plain:
                             with gzip.open(path, "rb") as z:
                                 shutil.copyfileobj(z, plain, 1 << 20)
                             size = plain.tell()
@@ -356,18 +384,25 @@ def write_archive(out_tar: PathLike, host: PathLike,
                     written.append(ArchiveMember(name=member, machine=machine, role=role,
                                                  source=path, size=size,
                                                  decompressed=decompressed))
-            raw.flush()
-            os.fsync(raw.fileno())
-            total = raw.tell()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+            fobj.flush()
+            total = raw.written
+            if tmp is not None:
+                os.fsync(fobj.fileno())
+        if tmp is not None:
+            if os.path.isfile(target):
+                mode = os.stat(target).st_mode & 0o7777
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     return ArchiveReport(output=out, bytes_written=total, timeline=timeline, manifest=manifest,
                          members=written, alignments=aligned, warnings=warnings)

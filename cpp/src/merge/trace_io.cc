@@ -7,7 +7,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cstdio>
 #include <cstring>
+#include <memory>
 
 namespace vpmerge {
 
@@ -190,15 +192,57 @@ OutputFile::~OutputFile() {
   if (!committed_ && !tmp_.empty()) unlink(tmp_.c_str());
 }
 
+namespace {
+// The process's umask, read without changing it (umask(2) would, for a
+// moment, for every thread).
+mode_t CurrentUmask() {
+  if (FILE* f = std::fopen("/proc/self/status", "re")) {
+    char line[128];
+    unsigned m = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "Umask: %o", &m) == 1) {
+        found = true;
+        break;
+      }
+    std::fclose(f);
+    if (found) return static_cast<mode_t>(m);
+  }
+  mode_t m = umask(022);
+  umask(m);
+  return m;
+}
+}  // namespace
+
 Status OutputFile::Open(const std::string& path) {
   path_ = path;
-  std::string tmpl = path + ".tmp-XXXXXX";
+  struct stat st;
+  mode_t mode = 0666 & ~CurrentUmask();
+  if (stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode))
+      return Status::Error(vpsdk::kIoError, "output '" + path + "' is a directory");
+    if (!S_ISREG(st.st_mode)) {
+      // A device, FIFO or socket (/dev/null, a pipe): written through, never
+      // replaced by a file.
+      fd_ = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd_ < 0) return Status::Error(vpsdk::kIoError, Errno("cannot open output '" + path + "'"));
+      return Status::Ok();
+    }
+    mode = st.st_mode & 07777;  // replacing a file keeps its permissions
+  }
+  // A symlink is followed: its target is replaced, the link stays.
+  char* real = realpath(path.c_str(), nullptr);
+  if (real) {
+    path_ = real;
+    std::free(real);
+  }
+  std::string tmpl = path_ + ".tmp-XXXXXX";
   std::unique_ptr<char[]> name(new char[tmpl.size() + 1]);
   std::memcpy(name.get(), tmpl.c_str(), tmpl.size() + 1);
   fd_ = mkostemp(name.get(), O_CLOEXEC);
   if (fd_ < 0) return Status::Error(vpsdk::kIoError, Errno("cannot create output '" + path + "'"));
   tmp_ = name.get();
-  fchmod(fd_, 0644);
+  fchmod(fd_, mode);
   return Status::Ok();
 }
 
@@ -213,7 +257,7 @@ Status OutputFile::WriteAll(const void* data, size_t n) {
   while (n) {
     ssize_t r = write(fd_, p, n);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return Status::Error(vpsdk::kIoError, Errno("writing '" + tmp_ + "'"));
+    if (r <= 0) return Status::Error(vpsdk::kIoError, Errno("writing '" + (tmp_.empty() ? path_ : tmp_) + "'"));
     p += r;
     n -= static_cast<size_t>(r);
   }
@@ -236,9 +280,13 @@ Status OutputFile::Commit() {
   if (!st.ok()) return st;
   if (close(fd_) != 0) {
     fd_ = -1;
-    return Status::Error(vpsdk::kIoError, Errno("closing '" + tmp_ + "'"));
+    return Status::Error(vpsdk::kIoError, Errno("closing '" + (tmp_.empty() ? path_ : tmp_) + "'"));
   }
   fd_ = -1;
+  if (tmp_.empty()) {  // written through
+    committed_ = true;
+    return Status::Ok();
+  }
   if (rename(tmp_.c_str(), path_.c_str()) != 0)
     return Status::Error(vpsdk::kIoError, Errno("renaming into '" + path_ + "'"));
   committed_ = true;

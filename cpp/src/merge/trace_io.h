@@ -60,8 +60,10 @@ class TraceReader {
   Status status_;
 };
 
-// Writes to a temporary file beside `path` and renames it into place on
-// Commit(); the destructor removes it unless committed.
+// Writes to a temporary file beside `path` (its target, for a symlink) and
+// renames it into place on Commit(), keeping an existing file's permissions
+// (else 0666 less the umask); the destructor removes it unless committed. A
+// device, FIFO or socket is written through instead, never replaced.
 class OutputFile {
  public:
   ~OutputFile();
