@@ -276,3 +276,29 @@ def test_compressed_bomb_is_refused(tmp_path):
         do_merge(tmp_path, g)
     assert "inflate" in str(ei.value)
     assert not (tmp_path / "out.pftrace").exists()
+
+
+@pytest.mark.parametrize("where", ["track_event", "descriptor", "ftrace", "process_tree"])
+def test_nested_message_that_does_not_decode_is_an_input_error(tmp_path, where):
+    # A packet whose outer framing is fine but a message inside it claims more
+    # bytes than it has: the merge used to truncate it silently and succeed.
+    from vperfetto import errors
+    bad_inner = b"\x22\x0a\x01\x02\x03"  # field 4, length 10, only 3 bytes
+    body = {
+        "track_event": b"\x58\x01" + bad_inner,            # track_uuid, then the bad field
+        "descriptor": b"\x08\x05\x1a\x04" + b"\x08\x07\x32\x09",  # uuid, process{pid, name: len 9 of 1}
+        "ftrace": b"\x08\x00\x12\x06" + b"\x08\x64\x10\x05\x22\x09",  # cpu, event{ts, pid, bad}
+        "process_tree": b"\x0a\x04\x08\x07\x1a\x05",  # processes{pid, cmdline len 5 of 0}
+    }[where]
+    field = {"track_event": 11, "descriptor": 60, "ftrace": 1, "process_tree": 2}[where]
+    packet = (b"\x40" + _varint(2_000_000_000) + b"\x50\x03" +
+              _varint(field << 3 | 2) + _varint(len(body)) + body)
+    guest = pb2.Trace()
+    guest.packet.add(trusted_packet_sequence_id=3, timestamp=1_999_999_999)
+    g = tmp_path / "guest.pftrace"
+    g.write_bytes(guest.SerializeToString() + b"\x0a" + _varint(len(packet)) + packet)
+    h = write(tmp_path, "host.pftrace", host_trace())
+    out = tmp_path / "out.pftrace"
+    with pytest.raises(errors.TraceFormatError, match="packet 1 .*malformed"):
+        merge(host=h, guests={"vm1": g}, output=out, time_diff_ns=OFFSET)
+    assert not out.exists()

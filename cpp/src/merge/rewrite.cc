@@ -21,12 +21,26 @@ uint64_t Mix(uint64_t z) {  // splitmix64 finaliser: a bijection on 64 bits
 
 bool IsLen(const Field& f) { return f.type == proto::kLengthDelimited; }
 
+// A decoder that reports, when it goes out of scope, whether the message it
+// read was malformed: a nested message that does not decode is an input
+// error, not something to truncate silently.
+class Decoder : public ProtoDecoder {
+ public:
+  Decoder(const uint8_t* p, size_t n, bool* bad) : ProtoDecoder(p, n), bad_(bad) {}
+  ~Decoder() {
+    if (error()) *bad_ = true;
+  }
+
+ private:
+  bool* bad_;
+};
+
 // Re-encodes the message in field `f`: each of its fields goes to `fn`, which
 // writes it to `o` (changed, or as it was).
 template <typename Fn>
-void Nested(const Field& f, ByteBuffer* o, Fn&& fn) {
+void Nested(const Field& f, ByteBuffer* o, bool* bad, Fn&& fn) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, bad);
   Field g;
   while (d.Next(&g)) fn(g);
   o->EndNested(n, f.size);
@@ -126,7 +140,7 @@ void Rewriter::PrefixedString(const Field& f, ByteBuffer* o) {
 
 void Rewriter::ProcessOrThread(const Field& f, ByteBuffer* o, bool process) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     bool pid = g.id == 1 || (!process && g.id == 2);  // pid; tid for threads
@@ -140,7 +154,7 @@ void Rewriter::ProcessOrThread(const Field& f, ByteBuffer* o, bool process) {
 
 void Rewriter::TrackDescriptor(const Field& f, ByteBuffer* o) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     switch (g.id) {
@@ -167,7 +181,7 @@ void Rewriter::Uuids(const Field& g, ByteBuffer* o) {
     return;
   }
   size_t n = o->BeginNested(g.id);  // packed
-  ForEachVarint(g, [&](uint64_t v) { o->Varint(Uuid(v)); });
+  if (!ForEachVarint(g, [&](uint64_t v) { o->Varint(Uuid(v)); })) bad_ = true;
   o->EndNested(n);
 }
 
@@ -175,7 +189,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
   // Most track events (on the thread's default track) need no change.
   bool touch = false;
   {
-    ProtoDecoder d(f.data, f.size);
+    Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g) && !touch) {
       switch (g.id) {
@@ -200,7 +214,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
     return;
   }
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     switch (g.id) {
@@ -219,7 +233,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
           break;
         }
         size_t m = o->BeginNested(g.id, g.size);
-        ProtoDecoder e(g.data, g.size);
+        Decoder e(g.data, g.size, &bad_);
         Field h;
         while (e.Next(&h)) {
           if ((h.id == fld::TrackEvent::Legacy::kPidOverride ||
@@ -240,7 +254,7 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
 
 void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     if (g.id == pf::TracePacketDefaults::kTimestampClockId && !IsLen(g) &&
@@ -249,7 +263,7 @@ void Rewriter::Defaults(const Field& f, ByteBuffer* o) {
       o->ScalarField(g, t_.ref_clock);
     } else if (g.id == pf::TracePacketDefaults::kTrackEventDefaults && IsLen(g) && t_.remap_uuids) {
       size_t m = o->BeginNested(g.id, g.size);
-      ProtoDecoder e(g.data, g.size);
+      Decoder e(g.data, g.size, &bad_);
       Field h;
       while (e.Next(&h)) {
         if (h.id == pf::TrackEventDefaults::kTrackUuid ||
@@ -282,11 +296,11 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
   uint32_t gclock = 0;
   uint64_t gts = 0;
   {
-    ProtoDecoder d(f.data, f.size);
+    Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g)) {
       if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) continue;
-      ProtoDecoder e(g.data, g.size);
+      Decoder e(g.data, g.size, &bad_);
       Field h;
       uint32_t id = 0;
       uint64_t ts = 0;
@@ -301,7 +315,7 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
   if (!scoped && t_.shift_global_snapshots) {
     // Its own machine's clocks: every entry stays, the reference clock's moves.
     size_t n = o->BeginNested(f.id);
-    ProtoDecoder d(f.data, f.size);
+    Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g)) {
       if (g.id == pf::ClockSnapshot::kPrimaryTraceClock) continue;  // the main's decides
@@ -309,7 +323,7 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
         o->AppendRaw(g);
         continue;
       }
-      ProtoDecoder e(g.data, g.size);
+      Decoder e(g.data, g.size, &bad_);
       Field h;
       uint32_t id = 0;
       while (e.Next(&h))
@@ -319,7 +333,7 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
         continue;
       }
       size_t m = o->BeginNested(g.id, g.size);
-      ProtoDecoder e2(g.data, g.size);
+      Decoder e2(g.data, g.size, &bad_);
       while (e2.Next(&h)) {
         if (h.id == pf::ClockSnapshot::Clock::kTimestamp && !IsLen(h)) o->ScalarField(h, RefTime(h.int_value));
         else o->AppendRaw(h);
@@ -341,7 +355,7 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
   bool to_ref;
   uint64_t ref = Time(gclock, gts, &to_ref);
   size_t n = o->BeginNested(f.id);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   bool wrote_ref = false;
   while (d.Next(&g)) {
@@ -349,7 +363,7 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
       if (g.id != pf::ClockSnapshot::kPrimaryTraceClock) o->AppendRaw(g);
       continue;
     }
-    ProtoDecoder e(g.data, g.size);
+    Decoder e(g.data, g.size, &bad_);
     Field h;
     uint32_t id = 0;
     while (e.Next(&h))
@@ -389,7 +403,7 @@ void Rewriter::Print(const Field& g, ByteBuffer* o) {
 // True when the bundle's event `f` comes before the side's own tracing start.
 bool Rewriter::StaleFtrace(const Field& f) const {
   if (!t_.ftrace_valid_from) return false;
-  ProtoDecoder d(f.data, f.size);
+  ProtoDecoder d(f.data, f.size);  // (FtraceEvent() reads it again, checked)
   Field g;
   while (d.Next(&g))
     if (g.id == fld::FtraceEvent::kTimestamp && !IsLen(g)) return g.int_value < t_.ftrace_valid_from;
@@ -398,12 +412,12 @@ bool Rewriter::StaleFtrace(const Field& f) const {
 
 void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     if (IsLen(g) && g.id == fld::FtraceEvent::kPrint) {
       size_t m = o->BeginNested(g.id, g.size);
-      ProtoDecoder e(g.data, g.size);
+      Decoder e(g.data, g.size, &bad_);
       Field h;
       while (e.Next(&h)) {
         if (h.id == 2 && IsLen(h)) Print(h, o);  // buf
@@ -419,7 +433,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
         continue;
       }
       size_t m = o->BeginNested(g.id, g.size);
-      ProtoDecoder e(g.data, g.size);
+      Decoder e(g.data, g.size, &bad_);
       Field h;
       while (e.Next(&h)) {
         if (!IsLen(h) && In(ids->pids, 4, h.id)) o->ScalarField(h, Pid(h.int_value));
@@ -443,7 +457,7 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
 
 void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   bool first_switch = true, first_waking = true;
   while (d.Next(&g)) {
@@ -471,7 +485,7 @@ void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
       continue;
     }
     size_t m = o->BeginNested(id, g.size);
-    ForEachVarint(g, [&](uint64_t v) { o->Varint(map(v)); });
+    if (!ForEachVarint(g, [&](uint64_t v) { o->Varint(map(v)); })) bad_ = true;
     o->EndNested(m, g.size);
   }
   o->EndNested(n, f.size);
@@ -488,7 +502,7 @@ void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
   {
     uint64_t sw = 0, wk = 0;
     bool sw_on = true, wk_on = true;
-    ProtoDecoder d(f.data, f.size);
+    Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g)) {
       if (g.id == CS::kSwitchTimestamp)
@@ -508,7 +522,7 @@ void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
   if (!stale_switch && !stale_waking) return CompactSched(f, o, shift);
   stats_.stale_ftrace_events_dropped += stale_switch + stale_waking;
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   uint64_t seen[13] = {};
   uint64_t sw = 0, wk = 0;  // running absolute timestamps
@@ -524,7 +538,7 @@ void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
     bool ts = id == CS::kSwitchTimestamp || id == CS::kWakingTimestamp;
     uint64_t* abs = id == CS::kSwitchTimestamp ? &sw : &wk;
     size_t m = o->BeginNested(id, g.size);  // written packed, whatever it was
-    ForEachVarint(g, [&](uint64_t v) {
+    bad_ |= !ForEachVarint(g, [&](uint64_t v) {
       uint64_t i = seen[id]++;
       if (ts) *abs += v;
       if (i < skip) return;
@@ -546,14 +560,14 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
   // (ftrace_timestamp, boot_timestamp) pair, so that pair moves instead.
   bool boot_clock = true;
   {
-    ProtoDecoder d(f.data, f.size);
+    Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g))
       if (g.id == fld::FtraceEventBundle::kFtraceClock && g.int_value != 0) boot_clock = false;
   }
   bool shift = t_.shift_time && boot_clock;
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   bool to_ref;
   while (d.Next(&g)) {
@@ -589,7 +603,7 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
 
 void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
   size_t n = o->BeginNested(f.id, f.size);
-  ProtoDecoder d(f.data, f.size);
+  Decoder d(f.data, f.size, &bad_);
   Field g;
   while (d.Next(&g)) {
     bool proc = g.id == fld::ProcessTree::kProcesses, thread = g.id == fld::ProcessTree::kThreads;
@@ -598,7 +612,7 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
       continue;
     }
     size_t m = o->BeginNested(g.id, g.size);
-    ProtoDecoder e(g.data, g.size);
+    Decoder e(g.data, g.size, &bad_);
     Field h;
     bool first_cmdline = true;
     while (e.Next(&h)) {
@@ -620,13 +634,13 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
 }
 
 void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
-  Nested(f, o, [&](const Field& g) {
+  Nested(f, o, &bad_, [&](const Field& g) {
     if (g.id != fld::ProcessStats::kProcesses || !IsLen(g)) return o->AppendRaw(g);
-    Nested(g, o, [&](const Field& h) {
+    Nested(g, o, &bad_, [&](const Field& h) {
       if (h.id == fld::ProcessStats::Process::kPid && !IsLen(h)) {
         o->ScalarField(h, Pid(h.int_value));
       } else if (h.id == fld::ProcessStats::Process::kThreads && IsLen(h)) {
-        Nested(h, o, [&](const Field& x) {
+        Nested(h, o, &bad_, [&](const Field& x) {
           if (x.id == fld::ProcessStats::Thread::kTid && !IsLen(x)) o->ScalarField(x, Pid(x.int_value));
           else o->AppendRaw(x);
         });
@@ -639,9 +653,9 @@ void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
 
 void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
   bool to_ref;
-  Nested(f, o, [&](const Field& g) {
+  Nested(f, o, &bad_, [&](const Field& g) {
     if (g.id != fld::AndroidLog::kEvents || !IsLen(g)) return o->AppendRaw(g);
-    Nested(g, o, [&](const Field& h) {
+    Nested(g, o, &bad_, [&](const Field& h) {
       if ((h.id == fld::AndroidLog::Event::kPid || h.id == fld::AndroidLog::Event::kTid) && !IsLen(h))
         o->ScalarField(h, Pid(h.int_value));
       else if (h.id == fld::AndroidLog::Event::kTimestamp && !IsLen(h) && t_.shift_time)
@@ -653,7 +667,7 @@ void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
 }
 
 void Rewriter::PerfSample(const Field& f, ByteBuffer* o) {
-  Nested(f, o, [&](const Field& g) {
+  Nested(f, o, &bad_, [&](const Field& g) {
     if ((g.id == fld::PerfSample::kPid || g.id == fld::PerfSample::kTid) && !IsLen(g))
       o->ScalarField(g, Pid(g.int_value));
     else if (g.id == fld::PerfSample::kCpu && !IsLen(g))
@@ -672,7 +686,7 @@ bool Rewriter::Compressed(const Field& f, ByteBuffer* o, int depth, Status* st) 
   *st = Inflate(f.data, f.size, kMaxInflatedPacket, &plain);
   if (!st->ok()) return false;
   ByteBuffer inner, body;
-  ProtoDecoder d(plain.data(), plain.size());
+  Decoder d(plain.data(), plain.size(), &bad_);
   Field g;
   while (d.Next(&g)) {
     if (g.id != 1 || !IsLen(g)) {
@@ -745,7 +759,9 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
   bool payload = false;
   bool wrote_machine = false;
   packet_below_zero_ = false;
-  ProtoDecoder d(data, size);
+  const bool outer_bad = bad_;  // (a packet inside compressed_packets)
+  bad_ = false;
+  Decoder d(data, size, &bad_);
   Field g;
   while (d.Next(&g)) {
     bool content = !IsEnvelope(g.id);
@@ -813,7 +829,7 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
       }
       case pf::TracePacket::kTracePacketDefaults:
         if (IsLen(g)) {
-          ProtoDecoder e(g.data, g.size);
+          Decoder e(g.data, g.size, &bad_);
           Field h;
           while (e.Next(&h))
             if (h.id == pf::TracePacketDefaults::kTimestampClockId)
@@ -867,7 +883,8 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
     }
     payload |= content;
   }
-  info->malformed = d.error();
+  info->malformed = d.error() || bad_;
+  bad_ = outer_bad;
   if (t_.machine_id && !wrote_machine) o->VarintField(pf::TracePacket::kMachineId, t_.machine_id);
   return payload;
 }

@@ -133,6 +133,7 @@ class Rewriter {
     packet_below_zero_ = true;
   }
   bool packet_below_zero_ = false;
+  bool bad_ = false;  // a nested message of the packet did not decode
   int64_t ShiftAt(uint64_t t);
   size_t segment_ = 0;  // the last interpolation segment (timestamps mostly ascend)
 
