@@ -227,9 +227,8 @@ def test_bad_arguments_exit_2():
 
 
 def test_ctrl_c_stops_it(trace):
-    proc, link, url = _start(trace)
+    proc, link, url = _start(trace)  # (returns once it printed the link: it serves)
     try:
-        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 130
         assert "stopped" in proc.stderr.read()

@@ -641,6 +641,18 @@ def devtools(tmp_path):
         proc.stderr.close()
 
 
+def _until_view_changes(dt, before, timeout=10.0):
+    """The viewer's view once an input event has changed it (events are
+    handled asynchronously by the page)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = dt.js("window.vperfetto.view()")
+        if v != before:
+            return v
+        time.sleep(0.01)
+    raise AssertionError("the view did not change")
+
+
 def _load(dt, url):
     dt.call("Page.enable")
     dt.call("Page.navigate", url=url)
@@ -699,8 +711,7 @@ def test_html_hover_zoom_and_screenshot_in_chromium(devtools, page, traces, tmp_
     frac = (pt["x"] - box[0]) / box[1]
     dt.call("Input.dispatchMouseEvent", type="mouseWheel", x=pt["x"], y=pt["y"], deltaX=0,
             deltaY=-600)
-    time.sleep(0.1)
-    v1 = dt.js("window.vperfetto.view()")
+    v1 = _until_view_changes(dt, v0)
     assert v1["t1"] - v1["t0"] < span / 2
     # the instant under the pointer stays under it (within a pixel: input is in whole pixels)
     assert abs((v1["t0"] + frac * (v1["t1"] - v1["t0"])) - frac * span) < span / box[1]
@@ -713,8 +724,7 @@ def test_html_hover_zoom_and_screenshot_in_chromium(devtools, page, traces, tmp_
     dt.call("Input.dispatchMouseEvent", type="mouseMoved", x=400, y=pt["y"], button="left")
     dt.call("Input.dispatchMouseEvent", type="mouseReleased", x=400, y=pt["y"], button="left",
             clickCount=1)
-    time.sleep(0.1)
-    v2 = dt.js("window.vperfetto.view()")
+    v2 = _until_view_changes(dt, v1)
     assert v2["t0"] > v1["t0"] and abs((v2["t1"] - v2["t0"]) - (v1["t1"] - v1["t0"])) < 1
     dt.js("document.getElementById('vp-reset').click()")
     assert dt.js("window.vperfetto.view()") == {"t0": 0, "t1": span}

@@ -187,13 +187,13 @@ def serve(path, port: int = DEFAULT_PORT, host: str = "127.0.0.1", open_browser:
         if real_port != DEFAULT_PORT and origin == UI_ORIGIN:
             print(f"{prog}: note: ui.perfetto.dev only fetches from 127.0.0.1:{DEFAULT_PORT}; "
                   f"port {real_port} needs another client or UI", file=err)
-        print(f"serving {path} as {url}", file=out)
-        print(f"open the trace in the Perfetto UI: {link}", file=out, flush=True)
-        if open_browser:
-            # in a thread: a console browser would otherwise block the server it needs
-            threading.Thread(target=_open_browser, args=(link,), daemon=True).start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
+        try:  # (from the first line printed: a Ctrl-C right after it is caught too)
+            print(f"serving {path} as {url}", file=out)
+            print(f"open the trace in the Perfetto UI: {link}", file=out, flush=True)
+            if open_browser:
+                # in a thread: a console browser would otherwise block the server it needs
+                threading.Thread(target=_open_browser, args=(link,), daemon=True).start()
             while not httpd.fetched:
                 if deadline is not None:
                     left = deadline - time.monotonic()
