@@ -8,6 +8,7 @@ import gzip
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -213,6 +214,15 @@ def test_cli_named_form_and_console_script(tmp_path):
     assert procs == [(14658, "vmm_host"), (1014663, "vm1: guest_app"), (2014663, "vm2: guest_app")]
     seqs = {p.trusted_packet_sequence_id for p in comb.packet}
     assert seqs == set(range(1, 13))
+    # the console script pip installs beside the interpreter does the same
+    script = Path(sys.executable).with_name("vperfetto-merge")
+    assert script.exists(), f"{script} was not installed"
+    out2 = tmp_path / "multi2.pftrace"
+    proc = subprocess.run([str(script), "--host", str(SDK / "host.pftrace"), "--guest",
+                           f"vm1={SDK / 'guest.pftrace'}", "--guest", f"vm2={SDK / 'guest.pftrace'}",
+                           "-o", str(out2), "-q"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out2.read_bytes() == out.read_bytes()
     assert len(track_events(comb)) == 674 + 2 * 562
     events = resolve(comb)
     descs = descriptors(comb)
@@ -294,7 +304,10 @@ def test_truncated_last_packet_merges_complete_part(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "truncated at byte" in proc.stderr
     comb = load_trace(out)
-    assert len(comb.packet) > 582
+    # the guest's 582 packets, then the host's 689 complete ones (its trace
+    # stats were the truncated last one) but the four that only made sense on
+    # their own (2 clock snapshots, the trace config, the sync marker)
+    assert len(comb.packet) == 582 + 689 - 4 == 1267
 
 
 @needs_sdk

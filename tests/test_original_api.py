@@ -127,14 +127,20 @@ def test_original_program_runs_the_online_workflow(tmp_path):
     assert [e.ts for e in off if e.name == "host_frame"] == [e.ts + OFFSET for e in frames]
 
 
-@pytest.mark.skipif(not shutil.which("vperfetto_merge"), reason="vperfetto_merge is not on PATH")
+# pip installs the executable beside the interpreter (which need not be on PATH)
+MERGE_EXE = (shutil.which("vperfetto_merge", path=os.path.dirname(sys.executable)) or
+             shutil.which("vperfetto_merge"))
+
+
+@pytest.mark.skipif(not MERGE_EXE, reason="vperfetto_merge is neither beside the interpreter "
+                                          "nor on PATH (pip install . puts it there)")
 @pytest.mark.skipif(not (SHARED / "sdk-v7" / "guest.pftrace").exists(),
                     reason="../shared/testdata/sdk-v7 is not beside the project")
 def test_vperfetto_merge_executable_original_argv(tmp_path):
     sdk = SHARED / "sdk-v7"
     out = tmp_path / "c.pftrace"
     for extra in ([], ["2385632780874"], ["--guest-tsc-offset", "0", "--merge-guest-into-host"]):
-        p = subprocess.run(["vperfetto_merge", str(sdk / "guest.pftrace"), str(sdk / "host.pftrace"),
+        p = subprocess.run([MERGE_EXE, str(sdk / "guest.pftrace"), str(sdk / "host.pftrace"),
                             str(out), *extra], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert "offset 1234500000000 ns" in p.stdout
@@ -146,5 +152,5 @@ def test_vperfetto_merge_executable_original_argv(tmp_path):
     for bad in (["a"], [str(sdk / "guest.pftrace"), "missing", str(out)],
                 [str(sdk / "guest.pftrace"), str(sdk / "host.pftrace"), str(out), "nan"],
                 [str(sdk / "guest.pftrace"), str(sdk / "host.pftrace"), str(out), "--guest-tsc-offset"]):
-        p = subprocess.run(["vperfetto_merge", *bad], capture_output=True, text=True)
+        p = subprocess.run([MERGE_EXE, *bad], capture_output=True, text=True)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (bad, p.stderr)
