@@ -468,6 +468,30 @@ def test_python_api_argument_errors(tmp_path):
     assert r.timeline == "hv"
 
 
+@needs_sdk
+def test_manifest_sign_from_the_sdk_v7_clock_sync_markers(tmp_path):
+    # Independent of the merge: at the instant of a guest marker (guest
+    # BOOTTIME Tg, TSC c), the host's BOOTTIME is found from the host's own
+    # markers through the shared TSC. The manifest says the guest's clock reads
+    # T when the host's reads T + offset_ns, so offset_ns = host - guest there.
+    from conftest import load_trace, resolve
+
+    def markers(name):
+        return sorted((e.args["clock_sync_cputime"], e.args["clock_sync_boottime"])
+                      for e in resolve(load_trace(SDK / name))
+                      if e.name == "guest_clock_sync" and "clock_sync_cputime" in e.args)
+
+    host, guest = markers("host.pftrace"), markers("guest.pftrace")
+    (c0, b0), (c1, b1) = host[0], host[-1]
+    c, tg = guest[len(guest) // 2]
+    th = b0 + (c - c0) * (b1 - b0) / (c1 - c0)  # host BOOTTIME at that TSC
+    out = tmp_path / "s.tar"
+    write_archive(out, SDK / "host.pftrace", {"vm": SDK / "guest.pftrace"})
+    offset = entries(open_archive(out)[0])["vm"]["clocks"]["offset_ns"]
+    assert abs(offset - (th - tg)) < 1_000  # TSC interpolation: well within a microsecond
+    assert offset < 0  # this guest's clock is ahead of the host's
+
+
 # --- the real reader, when one is at hand ------------------------------------------------------
 
 TP_SHELL = os.environ.get("VPERFETTO_TRACE_PROCESSOR") or shutil.which("trace_processor_shell")
