@@ -9,11 +9,22 @@
 //   * after an error, or at the end, Next() keeps returning false;
 //   * decoding always makes progress (no endless loop on any input).
 // Memory errors and undefined behaviour are left to ASan and UBSan.
+//
+// Then the same bytes go through `inspect --check` (cpp/src/inspect: the
+// summary, the clock model and the checker), read from an in-memory file:
+// any input must give a report or a clean error.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
 
+#include <cstring>
+#include <string>
+
+#include "inspect/inspect.h"
 #include "vpsdk/proto_decoder.h"
 #include "vpsdk/proto_utils.h"
 
@@ -96,6 +107,20 @@ void Decode(const uint8_t* data, size_t size, int depth) {
   CHECK(d.pos() == end);
 }
 
+// inspect --check over the input, as a file (it streams from files).
+void Inspect(const uint8_t* data, size_t size) {
+  static int fd = memfd_create("vp-inspect-fuzz", MFD_CLOEXEC);
+  if (fd < 0) return;
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != static_cast<ssize_t>(size)) return;
+  static const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  for (bool check : {false, true}) {
+    std::string json;
+    vpsdk::Status st = vpinspect::Inspect(path, check, &json);
+    if (st.ok()) CHECK(!json.empty() && json.front() == '{' && json.back() == '}');
+    else CHECK(!st.message.empty());
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -112,5 +137,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Decode(copy, f.size, 1);
     std::free(copy);
   }
+  Inspect(data, size);
   return 0;
 }

@@ -4,10 +4,12 @@ ever crashed on, and hand-made ones.
 Each input is merged through the Python API in a child interpreter (a crash
 must not take pytest down with it), as the guest trace against a small valid
 host trace, in every mode and with extreme alignment options. Every merge must
-either succeed or raise a vperfetto.VperfettoError: a crash, another
-exception type or a hang fails the test. (Undefined behaviour that does not
-crash a release build is caught by scripts/fuzz.sh, which replays the same
-inputs through the ASan+UBSan fuzzer builds.)
+either write a trace the official schema reads or raise a
+vperfetto.VperfettoError with a message: a crash, another exception type, an
+invalid output or a hang fails the test. CI runs this file against the
+library built with ASan and UBSan too (scripts/sanitize.sh --python), where
+any memory error or undefined behaviour aborts the child and fails the test;
+scripts/fuzz.sh replays the same inputs through the fuzzer builds.
 
 Inputs kept by the fuzzers live in fuzz/regressions/<target>/. An input that
 holds the separator b"VPSPLIT!" is a guest/host pair (GUEST, separator, HOST),
@@ -64,6 +66,27 @@ import json, os, sys
 import vperfetto
 from vperfetto.merge import merge
 
+try:
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb2
+except ImportError:
+    pb2 = None
+
+
+def parses(path):
+    data = open(path, "rb").read()
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+        try:
+            data = gzip.decompress(data)
+        except Exception:
+            return False
+    try:
+        pb2.Trace().ParseFromString(data)
+        return True
+    except Exception:
+        return False
+
+
 job = json.loads(sys.argv[1])
 results = []
 for v in job["variants"]:
@@ -73,8 +96,15 @@ for v in job["variants"]:
         merge(job["guest"], job["host"], out, **kw)
         if out is not None and not os.path.isfile(out):
             raise SystemExit("merge() succeeded without writing %s" % out)
+        # A valid trace by the official schema -- unless an input is not one
+        # either: what the merge copies as it is (the main side) stays as it was.
+        if out is not None and pb2 is not None and not parses(out):
+            if parses(job["guest"]) and parses(job["host"]):
+                raise SystemExit("merge() wrote an invalid trace from valid inputs")
         results.append("ok")
     except vperfetto.VperfettoError as e:
+        if not str(e).strip():
+            raise SystemExit("an error without a message: %r" % e)
         results.append("%s: %s" % (type(e).__name__, str(e)[:300]))
     if out is not None and os.path.exists(out):
         os.unlink(out)

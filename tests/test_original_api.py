@@ -154,3 +154,22 @@ def test_vperfetto_merge_executable_original_argv(tmp_path):
                 [str(sdk / "guest.pftrace"), str(sdk / "host.pftrace"), str(out), "--guest-tsc-offset"]):
         p = subprocess.run([MERGE_EXE, *bad], capture_output=True, text=True)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (bad, p.stderr)
+
+
+def test_set_start_times_is_the_alignment():
+    # The original's hostStartTime/guestStartTime (setTraceConfig) are the two
+    # clocks at one instant: the time diff the combined trace is aligned by.
+    code = textwrap.dedent("""
+        from vperfetto._native import lib
+        assert lib.vp_vm_has_time_diff() == 0
+        lib.vp_vm_set_start_times(1_000_000, 0)          # half a pair: nothing
+        assert lib.vp_vm_has_time_diff() == 0
+        lib.vp_vm_set_start_times(1_000_000, 1_234_501_000_000)
+        assert lib.vp_vm_has_time_diff() == 1
+        assert lib.vp_vm_time_diff() == 1_234_500_000_000
+        assert (lib.vp_vm_host_start_time(), lib.vp_vm_guest_start_time()) == \\
+            (1_000_000, 1_234_501_000_000)
+        print("ok")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr

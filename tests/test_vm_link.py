@@ -415,3 +415,75 @@ def test_host_and_guest_command_lines(tmp_path):
     comb = load_trace(tmp_path / "traces" / "vm9.combined.pftrace")
     assert sum(e.name == "workload_event" for e in resolve(comb)) == 3
     assert "host wrote" in g.stdout
+
+
+# --- edges a user hits ---------------------------------------------------------------------
+
+def _guest_session(agent, name, trace_path=None):
+    with GuestLink(agent.address, name=name, trace_path=trace_path, resync_interval=0) as gl:
+        pass
+    return gl
+
+
+def test_wait_for_says_when_it_timed_out(tmp_path):
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t"), trace_host=False) as agent:
+        with pytest.raises(TimeoutError, match="0 of 1"):
+            agent.wait_for(1, timeout=0.2)
+
+
+def test_guest_without_a_trace_is_told_and_host_keeps_its_own(tmp_path):
+    out = tmp_path / "traces"
+    with HostAgent("tcp:127.0.0.1:0", str(out)) as agent:
+        gl = _guest_session(agent, "empty", trace_path=str(tmp_path / "never-written.pftrace"))
+        (res,) = agent.wait_for(1, 30)
+    assert res.combined is None and "sent no trace" in res.error
+    assert gl.result["error"] == res.error and gl.result["pending"] is False
+    assert [p for p in os.listdir(out) if p.startswith("host-")]  # its own trace stays
+
+
+def test_host_process_already_tracing_says_so(tmp_path):
+    out = tmp_path / "traces"
+    guest_trace = _trace_file(tmp_path)
+    with vperfetto.Session(tmp_path / "theirs.pftrace"):  # someone else's session in this process
+        with HostAgent("tcp:127.0.0.1:0", str(out)) as agent:
+            _guest_session(agent, "vm1", trace_path=guest_trace)
+            (res,) = agent.wait_for(1, 30)
+    assert res.combined is None and "already tracing" in res.error
+    assert os.path.isfile(res.guest_trace)  # the guest's trace is kept
+
+
+def test_same_name_later_does_not_overwrite(tmp_path):
+    out = tmp_path / "traces"
+    with HostAgent("tcp:127.0.0.1:0", str(out), trace_host=False) as agent:
+        _guest_session(agent, "vm1", trace_path=_trace_file(tmp_path))
+        agent.wait_for(1, 30)
+        _guest_session(agent, "vm1", trace_path=_trace_file(tmp_path))
+        results = agent.wait_for(2, 30)
+    names = sorted(r.name for r in results)
+    assert names == ["vm1", "vm1-2"]
+    assert len({r.guest_trace for r in results}) == 2 and all(os.path.isfile(r.guest_trace)
+                                                               for r in results)
+
+
+def _guest_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "vperfetto", "guest", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_guest_cli_bad_address_and_missing_command_exit_2_in_one_line(tmp_path):
+    p = _guest_cli("--connect", "tcp:nowhere", "--", "true")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "tcp:HOST:PORT" in p.stderr
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t"), trace_host=False) as agent:
+        p = _guest_cli("--connect", agent.address, "--name", "x", "--out", tmp_path / "x.pftrace",
+                       "--", tmp_path / "nonexistent")
+        assert p.returncode == 2 and "cannot run" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_guest_cli_command_that_traces_nothing_is_said_on_both_sides(tmp_path):
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t")) as agent:
+        p = _guest_cli("--connect", agent.address, "--name", "sh", "--out", tmp_path / "sh.pftrace",
+                       "--", "sh", "-c", "exit 0")
+        (res,) = agent.wait_for(1, 30)
+    assert p.returncode == 0
+    assert "wrote no trace" in p.stderr and "host: the guest sent no trace" in p.stderr
+    assert "sent no trace" in res.error

@@ -205,6 +205,12 @@ void vp_vm_set_start_times(uint64_t host_ns, uint64_t guest_ns) {
   std::lock_guard<std::mutex> lock(s.mu);
   s.host_start = host_ns;
   s.guest_start = guest_ns;
+  // The original's meaning: the host's and the guest's BOOTTIME at one
+  // instant, i.e. the alignment (as setGuestTime records it).
+  if (host_ns && guest_ns) {
+    s.time_diff = static_cast<int64_t>(guest_ns - host_ns);
+    s.has_time_diff = true;
+  }
 }
 void vp_vm_set_add_traces(int32_t enable) {
   State& s = S();

@@ -451,8 +451,8 @@ def cli(ap, a, prog: str) -> int:
                 boot = int(a.traces[3])
             except ValueError:
                 ap.error(f"guestClockBootTimeNs must be an integer, not {a.traces[3]!r}")
-            if boot < 0:
-                ap.error("guestClockBootTimeNs must not be negative")
+            if not 0 <= boot < 1 << 64:
+                ap.error("guestClockBootTimeNs must be in [0, 2**64)")
         guests, host = [("guest", a.traces[0])], a.traces[1]
         combined = a.traces[2] if len(a.traces) >= 3 else None
         # as for the combined trace: the guest is the timeline unless --merge-guest-into-host

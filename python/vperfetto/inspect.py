@@ -32,6 +32,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import errors
+from ._cli import Parser as _Parser
 from ._native import ffi, lib, new_error
 
 __all__ = ["inspect", "main"]
@@ -114,9 +115,6 @@ def format_findings(s: dict) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from . import errors
+from ._cli import Parser as _Parser
 from ._native import ffi, lib, new_error
 
 __all__ = ["merge", "MergeReport", "Alignment", "main"]
@@ -143,8 +144,9 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     if time_diff_ns is not None:
         lib.vp_merge_set_time_diff(opts, _int64(time_diff_ns, "time_diff_ns"))
     if guest_boot_time_ns is not None:
-        if not isinstance(guest_boot_time_ns, int) or guest_boot_time_ns < 0:
-            raise ValueError("guest_boot_time_ns must be a non-negative int")
+        if (not isinstance(guest_boot_time_ns, int) or isinstance(guest_boot_time_ns, bool) or
+                not 0 <= guest_boot_time_ns < 1 << 64):
+            raise ValueError("guest_boot_time_ns must be an int in [0, 2**64)")
         lib.vp_merge_set_guest_boot_time(opts, guest_boot_time_ns)
     lib.vp_merge_set_guest_tsc_offset(opts, _int64(guest_tsc_offset, "guest_tsc_offset"))
     lib.vp_merge_set_machine_ids(opts, 1 if machine_ids else 0)
@@ -165,9 +167,6 @@ def _int64(v, what: str) -> int:
 
 # --- command line -------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _parse_guest(spec: str) -> Tuple[str, str]:
@@ -234,8 +233,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
                 boot = int(a.traces[3])
             except ValueError:
                 ap.error(f"guestClockBootTimeNs must be an integer, not {a.traces[3]!r}")
-            if boot < 0:
-                ap.error("guestClockBootTimeNs must not be negative")
+            if not 0 <= boot < 1 << 64:
+                ap.error("guestClockBootTimeNs must be in [0, 2**64)")
         call = dict(guest=a.traces[0], host=a.traces[1], output=a.traces[2], mode=mode,
                     guest_boot_time_ns=boot, **kwargs)
     try:

@@ -29,6 +29,8 @@ import time
 import webbrowser
 from typing import Optional, Sequence, TextIO
 
+from ._cli import Parser as _Parser
+
 __all__ = ["serve", "deep_link", "main", "UI_ORIGIN", "DEFAULT_PORT"]
 
 UI_ORIGIN = "https://ui.perfetto.dev"
@@ -218,9 +220,6 @@ def _open_browser(link: str) -> None:
         pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -120,6 +120,7 @@ class HostAgent:
         self._host_trace: Optional[str] = None   # the finished host trace of the last run
         self._run = 0
         self._pending: List[GuestResult] = []    # uploaded, waiting for the host trace
+        self._foreign_session = False            # another session of this process traced
 
     # lifecycle
     def start(self) -> "HostAgent":
@@ -192,15 +193,19 @@ class HostAgent:
         self.close()
 
     def wait_for(self, n: int, timeout: float = 60.0) -> List[GuestResult]:
-        """Waits until n guests have finished (merged or failed)."""
+        """Waits until n guests have finished (merged, or failed and said why)
+        and returns the finished ones; raises TimeoutError when fewer than n
+        finished within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while sum(1 for r in self.results if r.closed and (r.combined or r.error)) < n:
+            while True:
+                done = [r for r in self.results if r.closed and (r.combined or r.error)]
+                if len(done) >= n:
+                    return done
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    break
+                    raise TimeoutError(f"{len(done)} of {n} guest(s) finished within {timeout:g} s")
                 self._cv.wait(left)
-            return list(self.results)
 
     # connections
     def _accept_loop(self) -> None:
@@ -244,7 +249,6 @@ class HostAgent:
                 self._conns.discard(conn)
                 if result is not None:
                     result.closed = True
-                    self._names.discard(result.name)
                     if st.started:  # the guest died or stopped without STOP
                         self._guest_stopped_locked()
                     if result.error and result not in self.results:
@@ -263,6 +267,8 @@ class HostAgent:
             if not isinstance(tok, str) or not hmac.compare_digest(tok.encode(), self.token.encode()):
                 raise link.ProtocolError("bad token")
         with self._lock:
+            # unique over the agent's life (not only among connected guests):
+            # a later guest of the same name must not overwrite its files
             name = base = sanitize_name(hello.get("name"))
             i = 2
             while name in self._names or name == "host":
@@ -307,6 +313,10 @@ class HostAgent:
                     if result.guest_trace:
                         self._pending.append(result)
                         self._merge_pending_locked()
+                    elif not result.error:
+                        result.error = ("the guest sent no trace (its workload wrote none); "
+                                        "the host kept its own")
+                        log.warning("%s: %s", result.name, result.error)
                     if result not in self.results:
                         self.results.append(result)
                     self._cv.notify_all()
@@ -382,7 +392,14 @@ class HostAgent:
 
     # host tracing
     def _start_host_tracing_locked(self) -> None:
-        if not self.trace_host or self._session is not None or is_tracing():
+        if not self.trace_host or self._session is not None:
+            return
+        if is_tracing():
+            # Another session of this process records (one per process): no
+            # trace of the agent's own to merge into. Said, not waited for.
+            self._foreign_session = True
+            log.warning("this process already traces (another vperfetto session): the host "
+                        "cannot record a trace of its own; guest traces are kept, not merged")
             return
         self._run += 1
         path = os.path.join(self.out_dir, f"host-{self._run}.pftrace")
@@ -409,6 +426,15 @@ class HostAgent:
         if not self.trace_host:  # nothing to merge into: keep the guest traces
             for r in self._pending:
                 r.error = r.error or "the host does not trace (trace_host=False): kept the guest trace"
+                if r not in self.results:
+                    self.results.append(r)
+            self._pending = []
+            self._cv.notify_all()
+            return
+        if self._session is None and not self._host_trace and self._foreign_session and self._active == 0:
+            for r in self._pending:
+                r.error = r.error or ("the host process was already tracing with another session: "
+                                      "no host trace to merge into; the guest trace is kept")
                 if r not in self.results:
                     self.results.append(r)
             self._pending = []
@@ -640,10 +666,10 @@ class Workflow:
 
 def main_host(argv=None) -> int:
     """python -m vperfetto host --listen ADDR --out-dir DIR [--token T] [--once]"""
-    import argparse
+    from ._cli import Parser
     import signal
 
-    ap = argparse.ArgumentParser(prog="python -m vperfetto host",
+    ap = Parser(prog="python -m vperfetto host",
                                  description="Serve guests: sync clocks, trace the host, merge.")
     ap.add_argument("--listen", required=True, help="tcp:HOST:PORT, unix:/path or vsock:PORT")
     ap.add_argument("--out-dir", default="traces")
@@ -663,8 +689,12 @@ def main_host(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.is_set():
-            if a.once and agent.wait_for(1, timeout=0.2):
-                break
+            if a.once:
+                try:
+                    agent.wait_for(1, timeout=0.2)
+                    break
+                except TimeoutError:
+                    pass
             stop.wait(0.2)
     except KeyboardInterrupt:
         pass
@@ -680,11 +710,13 @@ def main_host(argv=None) -> int:
 def main_guest(argv=None) -> int:
     """python -m vperfetto guest --connect ADDR --name NAME [--token T] [--out F] -- CMD..."""
     import argparse
+
+    from ._cli import Parser
     import subprocess
     import sys
     import tempfile
 
-    ap = argparse.ArgumentParser(prog="python -m vperfetto guest",
+    ap = Parser(prog="python -m vperfetto guest",
                                  description="Run a command traced, on the host's timeline.")
     ap.add_argument("--connect", required=True, help="tcp:HOST:PORT, unix:/path or vsock:CID:PORT")
     ap.add_argument("--name", default="guest")
@@ -695,16 +727,33 @@ def main_guest(argv=None) -> int:
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
         ap.error("give the command to run after --")
+    try:
+        link.parse_address(a.connect)
+    except ValueError as e:
+        ap.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     out = a.out or os.path.join(tempfile.mkdtemp(prefix="vperfetto-guest-"), f"{sanitize_name(a.name)}.pftrace")
     # The workload's vperfetto (imported by it) streams into `out` from its start.
     env = dict(os.environ, VPERFETTO_AUTOSTART=out)
     with GuestLink(a.connect, a.name, token=a.token, trace_path=out) as gl:
-        rc = subprocess.call(cmd, env=env)
+        try:
+            rc = subprocess.call(cmd, env=env)
+        except OSError as e:  # not found, not executable
+            print(f"python -m vperfetto guest: error: cannot run {cmd[0]!r}: "
+                  f"{e.strerror or e}", file=sys.stderr)
+            rc = 2
+    wrote = os.path.isfile(out) and os.path.getsize(out) > 0
+    if not wrote:
+        print(f"python -m vperfetto guest: the command wrote no trace (did it import vperfetto, "
+              f"or write a Perfetto trace to {out}?)", file=sys.stderr)
     if gl.error:
-        print(f"host link: {gl.error}; the guest trace is in {out}", file=sys.stderr)
+        print(f"host link: {gl.error}" + (f"; the guest trace is in {out}" if wrote else ""),
+              file=sys.stderr)
     elif gl.result:
         r = gl.result
-        print(f"guest trace {out}; host wrote {r.get('combined') or '(pending)'}; "
-              f"offset {gl.offset_ns} ns", flush=True)
+        if r.get("error"):
+            print(f"host: {r['error']}", file=sys.stderr)
+        if r.get("combined"):
+            print(f"guest trace {out}; host wrote {r['combined']}; offset {gl.offset_ns} ns",
+                  flush=True)
     return rc

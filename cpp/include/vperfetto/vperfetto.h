@@ -336,6 +336,8 @@ VP_API int64_t vp_vm_time_diff(void);
 VP_API int32_t vp_vm_has_time_diff(void);
 VP_API uint64_t vp_vm_host_start_time(void);
 VP_API uint64_t vp_vm_guest_start_time(void);
+/* The host's and the guest's BOOTTIME at one instant (both non-zero): sets
+ * the time diff to guest_ns - host_ns, as vp_vm_set_guest_time records it. */
 VP_API void vp_vm_set_start_times(uint64_t host_ns, uint64_t guest_ns);
 /* Combine by concatenation instead of moving the host into guest time. */
 VP_API void vp_vm_set_add_traces(int32_t enable);
