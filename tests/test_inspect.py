@@ -277,3 +277,14 @@ def test_real_traces(name):
     t.ParseFromString(raw)
     assert s["packets"] == len(t.packet)
     assert s["gzip"] == name.endswith(".gz")
+
+
+def test_svg_and_html_from_the_command_line(tmp_path):
+    trace = our_trace(tmp_path / "t.pftrace")
+    svg, html = tmp_path / "t.svg", tmp_path / "t.html"
+    p = run(trace, "--svg", svg, "--html", html)
+    assert p.returncode == 0, p.stderr
+    assert "<svg" in svg.read_text()[:200] and "work" in svg.read_text()
+    text = html.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html") and "work" in text
+    assert not [x for x in tmp_path.iterdir() if x.name.endswith(".tmp")]

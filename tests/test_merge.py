@@ -432,3 +432,14 @@ def test_real_traces_merge_into_host(tmp_path, guest, host):
             assert b.switch_timestamp[0] == a.switch_timestamp[0] + shift
             assert list(b.switch_timestamp[1:]) == list(a.switch_timestamp[1:])
         assert list(a.intern_table) == list(b.intern_table)
+
+
+@needs_sdk
+def test_cli_machine_id_flag(tmp_path):
+    out = tmp_path / "m.pftrace"
+    proc = run_cli("--host", SDK / "host.pftrace", "--guest", f"vm1={SDK / 'guest.pftrace'}",
+                   "-o", out, "--machine-id")
+    assert proc.returncode == 0, proc.stderr
+    assert "machine 1" in proc.stdout
+    machines = collections.Counter(p.machine_id for p in load_trace(out).packet)
+    assert machines == {0: 690, 1: 582}

@@ -487,3 +487,41 @@ def test_guest_cli_command_that_traces_nothing_is_said_on_both_sides(tmp_path):
     assert p.returncode == 0
     assert "wrote no trace" in p.stderr and "host: the guest sent no trace" in p.stderr
     assert "sent no trace" in res.error
+
+
+def test_connection_limit(tmp_path):
+    # max_guests (the README's connection limit): one more is refused at once
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t"), trace_host=False, max_guests=1) as agent:
+        first = link.Channel(link.connect(agent.address))
+        first.send_json(link.HELLO, {"version": 1, "name": "first"})
+        first.recv_json(link.WELCOME)  # connected and served
+        extra = _raw(agent)
+        assert _closed(extra, within=10)
+        extra.close()
+        first.close()
+
+
+def test_workflow_set_guest_time_aligns(tmp_path):
+    # Workflow.set_guest_time (the original setGuestTime): the guest's BOOTTIME
+    # now, recorded before tracing; the combined trace is aligned by it.
+    code = textwrap.dedent("""
+        import sys, vperfetto
+        from vperfetto.vm import Workflow
+        from vperfetto.merge import merge
+        tmp, offset = sys.argv[1], int(sys.argv[2])
+        with vperfetto.Session(tmp + "/g.pftrace"):
+            vperfetto.instant("guest_event")
+        wf = Workflow(host_file=tmp + "/h.pftrace", guest_file=tmp + "/g.pftrace",
+                      combined_file=tmp + "/c.pftrace", poll_ms=50, timeout_ms=5000)
+        wf.set_guest_time(vperfetto.boot_time_ns() + offset)
+        assert wf.time_diff_ns is not None and abs(wf.time_diff_ns - offset) < 10_000_000
+        print(wf.time_diff_ns)
+        wf.enable(); vperfetto.instant("host_event"); wf.disable(); wf.wait_saving_done()
+    """)
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path), "5000000000000"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    diff = int(p.stdout.split()[-1])
+    host_ev = [e for e in resolve(load_trace(tmp_path / "h.pftrace")) if e.name == "host_event"]
+    comb = [e for e in resolve(load_trace(tmp_path / "c.pftrace")) if e.name == "host_event"]
+    assert [e.ts + diff for e in host_ev] == [e.ts for e in comb]  # the host moved into guest time
