@@ -748,9 +748,15 @@ def main(argv=None) -> int:
     ap.add_argument("--work-dir", help="where the traces are made (default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep (and reuse) the generated traces")
     ap.add_argument("--reps", type=int, default=3, help="runs of each measurement (median is shown)")
-    ap.add_argument("--cpu", type=int, help="pin cat and the merge to this CPU")
+    ap.add_argument("--cpu", type=int, default=None,
+                    help="pin cat and the merge to this CPU (default: the first one allowed, so "
+                         "that the one-core target is measured on one core; -1: no pinning)")
     ap.add_argument("--no-half", action="store_true", help="skip the half-size run")
     a = ap.parse_args(argv)
+    if a.cpu is None:
+        a.cpu = min(os.sched_getaffinity(0))
+    elif a.cpu < 0:
+        a.cpu = None
 
     pb2 = _need_schema()
     load0 = os.getloadavg()
@@ -846,25 +852,29 @@ def main(argv=None) -> int:
               f"{r.mb / min(r.walls):8.1f} {r.mb / max(r.cpu, 1e-9):8.1f} {r.rss:11.1f} {ratio:>7}")
     print(f"{floor.label:<44} {'':9} {floor.wall:7.2f} {floor.user:7.2f} {floor.sys:6.2f} {'':8} "
           f"{'':8} {'':8} {floor.rss:11.1f}")
-    print(f"{'original C++ tool (402 MB SDK v7 pair, reported)':<44} {ORIGINAL['mb']:9.1f} "
+    print(f"{'original C++ tool (reported elsewhere*)':<44} {ORIGINAL['mb']:9.1f} "
           f"{ORIGINAL['seconds']:7.2f} {'':7} {'':6} {ORIGINAL['mbps']:8.1f} {'':8} {'':8} "
           f"{ORIGINAL['rss_mb']:11.1f}")
+    print("(*a 402 MB SDK v7 pair on another machine: shown for reference, not measured here, "
+          "so no ratio against it)")
     print("(wall s, user s, sys s, MB/s: medians of --reps runs; best: the fastest run; MB/cpu-s: "
           "per user+sys second; peak RSS of "
           "cat is the launcher's floor, a fork of `python -S`; the merge's includes the interpreter, "
           "see the floor row)")
     print()
-    ok_speed = full.mbps >= TARGET_MBPS
-    print(f"target: merge >= {TARGET_MBPS:g} MB/s on one core: {full.mbps:.1f} MB/s "
-          f"({full.cpu / full.wall:.2f} cores busy)  {'PASS' if ok_speed else 'MISS'}")
+    if a.cpu is not None:
+        ok_speed = full.mbps >= TARGET_MBPS
+        print(f"target: merge >= {TARGET_MBPS:g} MB/s on one core: {full.mbps:.1f} MB/s "
+              f"(pinned to CPU {a.cpu})  {'PASS' if ok_speed else 'MISS'}")
+    else:
+        print(f"merge: {full.mbps:.1f} MB/s on {full.cpu / full.wall:.2f} cores (not pinned: "
+              f"no verdict on the one-core target)")
     if half_r:
         growth = full.rss - half_r.rss
         ok_rss = growth <= TARGET_RSS_GROWTH_MB
         print(f"target: peak RSS independent of input size: {half_r.rss:.1f} MB at {half_r.mb:.0f} MB, "
               f"{full.rss:.1f} MB at {full.mb:.0f} MB ({growth:+.1f} MB; allowed "
               f"+{TARGET_RSS_GROWTH_MB:g})  {'PASS' if ok_rss else 'MISS'}")
-    print(f"vs the original tool: {full.mbps / ORIGINAL['mbps']:.1f}x the throughput, "
-          f"{ORIGINAL['rss_mb'] / full.rss:.0f}x less memory")
     return 0
 
 
