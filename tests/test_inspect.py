@@ -262,12 +262,25 @@ def test_bad_input_exit_2(tmp_path, content):
     assert run(tmp_path / "missing").returncode == 2
 
 
+# name -> (span in trace time, seconds, per the testdata README; what --check reports)
+REAL_EXPECT = {
+    "android12_emulator_x86_64_sched_perf.pftrace": (39.745, set()),
+    "android12_emulator_x86_64_sched_perf_callstacks.pftrace": (39.985, set()),
+    "android11_s20_process_sys_stats.pftrace": (11.131, set()),
+    "android11_s20_sched_ftrace_sdk.perfetto-trace": (15.791, set()),
+    "android13_pixel7pro_atrace_frametimeline.perfetto-trace": (10.15, set()),
+    "linux_desktop_systing_compact_sched.pb": (1.002, set()),
+    "chrome89_windows_track_event.pftrace.gz": (40.732, {"vperfetto_slice_end_without_begin"}),
+    "flutter_ios_dartvm_track_event.pftrace": (21.924, {"vperfetto_slice_end_without_begin"}),
+}
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/testdata/real is not beside the project")
-@pytest.mark.parametrize("name", ["android12_emulator_x86_64_sched_perf.pftrace",
-                                  "chrome89_windows_track_event.pftrace.gz",
-                                  "linux_desktop_systing_compact_sched.pb",
-                                  "flutter_ios_dartvm_track_event.pftrace"])
+@pytest.mark.parametrize("name", sorted(REAL_EXPECT))
 def test_real_traces(name):
+    # Nothing lost in the viewer (the ends without a begin are harmless), no
+    # guest where the trace has none, and the time span on the trace clock.
+    span, stats = REAL_EXPECT[name]
     s = inspect(REAL / name, check=True)
     raw = (REAL / name).read_bytes()
     if name.endswith(".gz"):
@@ -277,6 +290,9 @@ def test_real_traces(name):
     t.ParseFromString(raw)
     assert s["packets"] == len(t.packet)
     assert s["gzip"] == name.endswith(".gz")
+    assert not s["fails"] and set(s["stats"]) == stats, s["stats"]
+    assert all(p["guest"] == "" for p in s["processes"])  # Chrome's "Service: ..." is no guest
+    assert abs((s["last_ts"] - s["first_ts"]) / 1e9 - span) < 0.01
 
 
 def test_svg_and_html_from_the_command_line(tmp_path):

@@ -104,6 +104,7 @@ class Inspector {
  private:
   void Descriptor(const Field& f, uint32_t machine);
   void Event(const Field& f, Seq& seq, bool has_ts, uint64_t ts);
+  void FtraceSpan(const Field& f, uint32_t machine);
   void Touch(int32_t pid, uint64_t ts, uint32_t machine) {
     if (pid <= 0 || !ts) return;
     Process& p = procs_[{machine, pid}];
@@ -225,8 +226,8 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
   packets++;
   ProtoDecoder d(data, size);
   Field g;
-  Field te{}, desc{}, defaults{}, snap{};
-  bool has_te = false, has_desc = false, has_defaults = false, has_snap = false;
+  Field te{}, desc{}, defaults{}, snap{}, ftrace{};
+  bool has_te = false, has_desc = false, has_defaults = false, has_snap = false, has_ftrace = false;
   bool cleared = false, has_ts = false, has_clock = false;
   uint64_t ts = 0;
   uint32_t seq_id = 0, machine = 0, clock = 0;
@@ -249,6 +250,7 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
       case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = len; break;
       case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = len; break;
       case pf::TracePacket::kClockSnapshot: snap = g, has_snap = len; break;
+      case pf::TracePacket::kFtraceEvents: ftrace = g, has_ftrace = len; break;
       case pf::TracePacket::kTraceStats: {
         if (!len) break;
         ProtoDecoder e(g.data, g.size);
@@ -320,7 +322,7 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
       if (primary) clocks_.SetTraceClock(primary);
       clocks_.AddSnapshot(machine, c);
     }
-    return;
+    if (!has_ts) return;  // (a snapshot packet's own time counts for the span)
   }
   // The packet's time on the trace clock, where the clocks seen so far allow.
   int64_t t = 0;
@@ -341,6 +343,39 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
   }
   if (has_desc) Descriptor(desc, machine);
   if (has_te) Event(te, seq, has_time, static_cast<uint64_t>(t));
+  if (has_ftrace) FtraceSpan(ftrace, machine);
+}
+
+// Ftrace bundles carry their time in their events: those count for the span.
+void Inspector::FtraceSpan(const Field& f, uint32_t machine) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  auto at = [&](uint64_t raw) {
+    int64_t t;
+    if (clocks_.ToTraceTime(machine, pf::BuiltinClock::kBoottime, raw, &t) != Conversion::kOk || t < 0)
+      return;
+    first_ts_ = std::min(first_ts_, static_cast<uint64_t>(t));
+    last_ts_ = std::max(last_ts_, static_cast<uint64_t>(t));
+  };
+  while (d.Next(&g)) {
+    if (g.id == vpmerge::fld::FtraceEventBundle::kFtraceClock && g.int_value != 0) return;
+    if (g.id == vpmerge::fld::FtraceEventBundle::kEvent && g.type == proto::kLengthDelimited) {
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      while (e.Next(&h))
+        if (h.id == vpmerge::fld::FtraceEvent::kTimestamp && h.type == proto::kVarint) at(h.int_value);
+    } else if (g.id == vpmerge::fld::FtraceEventBundle::kCompactSched && g.type == proto::kLengthDelimited) {
+      ProtoDecoder e(g.data, g.size);
+      Field h;
+      uint64_t sw = 0, wk = 0;
+      while (e.Next(&h)) {
+        if (h.id == vpmerge::fld::CompactSched::kSwitchTimestamp)
+          vpmerge::ForEachVarint(h, [&](uint64_t v) { at(sw += v); });
+        else if (h.id == vpmerge::fld::CompactSched::kWakingTimestamp)
+          vpmerge::ForEachVarint(h, [&](uint64_t v) { at(wk += v); });
+      }
+    }
+  }
 }
 
 void Inspector::Finish() {}
