@@ -278,6 +278,74 @@ void WriteCounter(uint32_t track, bool is_double, int64_t iv, double dv, uint64_
   p.Finish();
 }
 
+// The index after the annotation at args[i] and its children (iterative:
+// the nesting given by a caller is not bounded).
+uint32_t SkipArg(const Arg* args, uint32_t i, uint32_t n) {
+  uint64_t pending = 1;
+  while (pending && i < n) {
+    if (args[i].type == kArgName) {
+      i++;
+      continue;
+    }
+    const Arg& a = args[i++];
+    pending--;
+    if (a.type == kArgDict || a.type == kArgArray)
+      pending = a.u > n ? n : pending + a.u;  // never more than what is left
+  }
+  return i;
+}
+
+// Writes the annotation at args[i] (a kArgName entry first names it; a dict
+// or array takes its children along) as `field` and returns the index after
+// it. Annotations outside arrays always carry a name: trace_processor drops
+// events with a nameless one.
+uint32_t WriteArg(ProtoWriter& pw, uint32_t field, const Arg* args, uint32_t i, uint32_t n,
+                  bool named, int depth) {
+  const Arg* inline_name = nullptr;
+  if (args[i].type == kArgName) {
+    inline_name = &args[i];
+    if (++i >= n) return n;
+  }
+  const Arg& a = args[i++];
+  if (depth >= kMaxArgDepth) {  // too deep: skip the entry and its children
+    return SkipArg(args, i - 1, n);
+  }
+  uint8_t* da = pw.BeginNested(field);
+  if (named) {
+    if (inline_name) {
+      pw.String(pf::DebugAnnotation::kName, inline_name->s ? inline_name->s : "",
+                inline_name->s ? inline_name->len : 0);
+    } else if (LookupString(a.name)) {
+      pw.Varint(pf::DebugAnnotation::kNameIid, a.name);
+    } else {
+      pw.String(pf::DebugAnnotation::kName, "?", 1);
+    }
+  }
+  switch (a.type) {
+    case kArgInt: pw.Int64(pf::DebugAnnotation::kIntValue, a.i); break;
+    case kArgUint: pw.Varint(pf::DebugAnnotation::kUintValue, a.u); break;
+    case kArgDouble: pw.Double(pf::DebugAnnotation::kDoubleValue, a.d); break;
+    case kArgBool: pw.Bool(pf::DebugAnnotation::kBoolValue, a.i != 0); break;
+    case kArgPointer: pw.Varint(pf::DebugAnnotation::kPointerValue, a.u); break;
+    case kArgString:
+      pw.String(pf::DebugAnnotation::kStringValue, a.s ? a.s : "", a.s ? a.len : 0);
+      break;
+    case kArgDict:
+    case kArgArray: {
+      bool dict = a.type == kArgDict;
+      uint32_t child = dict ? pf::DebugAnnotation::kDictEntries : pf::DebugAnnotation::kArrayValues;
+      for (uint64_t k = 0; k < a.u && i < n; k++)
+        i = WriteArg(pw, child, args, i, n, dict, depth + 1);
+      break;
+    }
+    default:  // unknown type: its string was not counted in the bound
+      pw.String(pf::DebugAnnotation::kStringValue, "", 0);
+      break;
+  }
+  pw.EndNested(da);
+  return i;
+}
+
 }  // namespace
 
 void SliceBegin(uint32_t category, uint32_t name) {
@@ -372,8 +440,9 @@ void Emit(const Event& ev) {
                  20 * (size_t{ev.nflows} + ev.nterminating_flows);
   for (uint32_t i = 0; i < ev.nargs; i++) {
     const InternedString* an = LookupString(ev.args[i].name);
+    const Arg& a = ev.args[i];
     bound += 48 + (an ? an->len : 0) +
-             (ev.args[i].type == kArgString && ev.args[i].s ? ev.args[i].len : 0);
+             ((a.type == kArgString || a.type == kArgName) && a.s ? a.len : 0);
   }
   if (track) PrepareWithTrack(w, bound, ev.track);
   else Prepare(w, bound);
@@ -391,25 +460,8 @@ void Emit(const Event& ev) {
   if (cat) pw.Varint(TE::kCategoryIids, ev.category);
   if (nm) pw.Varint(TE::kNameIid, ev.name);
   else if (inline_name) pw.String(TE::kName, inline_name, inline_len);
-  for (uint32_t i = 0; i < ev.nargs; i++) {
-    const Arg& a = ev.args[i];
-    uint8_t* da = pw.BeginNested(TE::kDebugAnnotations);
-    if (LookupString(a.name)) pw.Varint(pf::DebugAnnotation::kNameIid, a.name);
-    switch (a.type) {
-      case kArgInt: pw.Int64(pf::DebugAnnotation::kIntValue, a.i); break;
-      case kArgUint: pw.Varint(pf::DebugAnnotation::kUintValue, a.u); break;
-      case kArgDouble: pw.Double(pf::DebugAnnotation::kDoubleValue, a.d); break;
-      case kArgBool: pw.Bool(pf::DebugAnnotation::kBoolValue, a.i != 0); break;
-      case kArgPointer: pw.Varint(pf::DebugAnnotation::kPointerValue, a.u); break;
-      case kArgString:
-        pw.String(pf::DebugAnnotation::kStringValue, a.s ? a.s : "", a.s ? a.len : 0);
-        break;
-      default:  // unknown type: its string was not counted in the bound
-        pw.String(pf::DebugAnnotation::kStringValue, "", 0);
-        break;
-    }
-    pw.EndNested(da);
-  }
+  for (uint32_t i = 0; i < ev.nargs;)
+    i = WriteArg(pw, TE::kDebugAnnotations, ev.args, i, ev.nargs, true, 0);
   for (uint32_t i = 0; i < ev.nflows; i++) pw.Fixed64(TE::kFlowIds, ev.flows[i]);
   for (uint32_t i = 0; i < ev.nterminating_flows; i++)
     pw.Fixed64(TE::kTerminatingFlowIds, ev.terminating_flows[i]);

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from . import errors
+from . import _args, errors
 from ._native import ffi, lib, new_error
 
 # The hot calls as plain CPython builtins (cpp/pyext/_vperfetto_fast.c): cffi
@@ -156,40 +156,9 @@ def _flow_list(flow) -> list:
     return [int(f) for f in flow]
 
 
-def _fill_args(args: Mapping[str, Any], keep: list):
-    n = len(args)
-    arr = ffi.new("vp_arg[]", n)
-    for i, (key, value) in enumerate(args.items()):
-        if not isinstance(key, str):
-            raise TypeError(f"annotation names must be str, not {type(key).__name__}")
-        a = arr[i]
-        nid = _name_ids.get(key)
-        a.name = nid if nid is not None else _name_id_slow(key)
-        if a.name == 0:
-            raise errors.OutOfMemoryError("too many distinct names to intern annotation names")
-        if value is True or value is False:
-            a.type = lib.VP_ARG_BOOL
-            a.i = 1 if value else 0
-        elif isinstance(value, int):
-            if -(1 << 63) <= value < (1 << 63):
-                a.type = lib.VP_ARG_INT
-                a.i = value
-            elif 0 <= value < (1 << 64):
-                a.type = lib.VP_ARG_UINT
-                a.u = value
-            else:
-                raise ValueError(f"annotation {key!r}: {value} does not fit in 64 bits")
-        elif isinstance(value, float):
-            a.type = lib.VP_ARG_DOUBLE
-            a.d = value
-        else:
-            text = value if isinstance(value, str) else str(value)
-            raw = ffi.new("char[]", text.encode("utf-8", "surrogatepass"))
-            keep.append(raw)
-            a.type = lib.VP_ARG_STRING
-            a.s = raw
-            a.len = len(raw) - 1
-    return arr
+def _intern_name(name: str) -> int:
+    nid = _name_ids.get(name)
+    return nid if nid is not None else _name_id_slow(name)
 
 
 def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counter=None):
@@ -216,15 +185,10 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
             raise ValueError("ts must be a positive int (CLOCK_BOOTTIME nanoseconds)")
         ev.timestamp_ns = ts
     if args:
-        if not isinstance(args, Mapping):
-            raise TypeError("args must be a mapping of str to values")
-        # Keep the owning array: ev.args read back is a borrowed pointer,
-        # and the array would be freed (and its memory reused by the core
-        # while it writes the event) as soon as the temporary died.
-        arr = _fill_args(args, keep)
-        keep.append(arr)
-        ev.args = arr
-        ev.nargs = len(args)
+        # `keep` owns the array: ev.args read back is a borrowed pointer, and
+        # the array would be freed (and its memory reused by the core while
+        # it writes the event) as soon as a temporary died.
+        ev.args, ev.nargs = _args.fill(args, _intern_name, keep)
     flows = _flow_list(flow)
     if flows:
         arr = ffi.new("uint64_t[]", flows)
@@ -274,6 +238,8 @@ def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) 
         if nid:
             cfn(cid, nid)
             return
+    if name is None:
+        raise TypeError("event name must be str, not None")
     _emit(etype, name, category, args, ts, track, flow, terminating_flow)
 
 

@@ -221,10 +221,19 @@ enum vp_arg_type {
   VP_ARG_DOUBLE = 2,  /* uses d */
   VP_ARG_BOOL = 3,    /* uses i (0 or not) */
   VP_ARG_STRING = 4,  /* uses s and len */
-  VP_ARG_POINTER = 5  /* uses u */
+  VP_ARG_POINTER = 5, /* uses u */
+  VP_ARG_DICT = 6,    /* u: the next u entries (and theirs) are its named entries */
+  VP_ARG_ARRAY = 7,   /* u: the next u entries (and theirs) are its elements; their
+                         names are ignored */
+  VP_ARG_NAME = 8     /* s and len: the name of the entry that follows, written
+                         inline instead of its `name` id (for names not interned) */
 };
 
-/* A debug annotation. `name` is an id from vp_intern. */
+/* A debug annotation. `name` is an id from vp_intern. Nested values are
+ * flattened in pre-order: a VP_ARG_DICT or VP_ARG_ARRAY entry is followed by
+ * its u children, each of which may be a container in turn (at most 32
+ * levels deep); vp_event.nargs counts every entry. A container whose
+ * children run past nargs keeps those that exist. */
 typedef struct vp_arg {
   uint32_t name;
   int32_t type;

@@ -79,6 +79,8 @@ constexpr uint32_t kDoubleValue = 5;
 constexpr uint32_t kStringValue = 6;
 constexpr uint32_t kPointerValue = 7;
 constexpr uint32_t kName = 10;
+constexpr uint32_t kDictEntries = 11;
+constexpr uint32_t kArrayValues = 12;
 }  // namespace DebugAnnotation
 
 namespace InternedData {

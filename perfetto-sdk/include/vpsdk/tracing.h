@@ -108,7 +108,12 @@ enum EventType : int32_t { kBegin = 1, kEnd = 2, kInstant = 3, kCounter = 4 };
 enum ArgType : int32_t {
   kArgInt = 0, kArgUint = 1, kArgDouble = 2, kArgBool = 3, kArgString = 4,
   kArgPointer = 5,
+  kArgDict = 6,   // u: the number of entries that follow and belong to it
+  kArgArray = 7,  // u: the number of elements that follow and belong to it
+  kArgName = 8,   // s/len: an inline name for the entry that follows
 };
+// Deepest nesting of dict/array args written; deeper entries are skipped.
+constexpr int kMaxArgDepth = 32;
 
 // Same layout as vp_arg / vp_event in the C ABI (checked there).
 struct Arg {
