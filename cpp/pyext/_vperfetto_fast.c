@@ -15,6 +15,21 @@
 
 static PyObject *g_name_ids, *g_category_ids, *g_counter_handles;  /* dicts */
 static PyObject *g_begin_slow, *g_end_slow, *g_slice_slow, *g_counter_slow;
+static PyObject *g_name_thread;  /* names the calling thread's track after its Python thread */
+
+/* Whether this thread's track was named: the first event of a thread names
+ * it after the Python thread; afterwards this is one TLS load. */
+static __thread __attribute__((tls_model("initial-exec"))) int t_named;
+
+static void name_thread_slow(void) {
+  t_named = 1;
+  if (g_name_thread) {
+    PyObject *r = PyObject_CallNoArgs(g_name_thread);
+    if (r) Py_DECREF(r);
+    else PyErr_Clear();
+  }
+}
+#define NAMED() do { if (__builtin_expect(!t_named, 0)) name_thread_slow(); } while (0)
 
 /* name (exact str) and category (None or str) -> ids; 0 if unknown. */
 static int lookup(PyObject *name, PyObject *category, uint32_t *nid, uint32_t *cid) {
@@ -39,6 +54,7 @@ static PyObject *fallback(PyObject *fn, PyObject *const *args, size_t nargsf, Py
 static PyObject *f_begin(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
   uint32_t nid, cid;
   if (!kw && (n == 1 || n == 2) && lookup(args[0], n == 2 ? args[1] : Py_None, &nid, &cid)) {
+    NAMED();
     vp_begin(cid, nid);
     Py_RETURN_NONE;
   }
@@ -91,6 +107,7 @@ static void eb_dealloc(PyObject *op) {
 }
 static PyObject *eb_begin(PyObject *op, PyObject *unused) {
   EventBase *self = (EventBase *)op;
+  NAMED();
   if (self->raw)
     vp_begin_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
   else
@@ -99,6 +116,7 @@ static PyObject *eb_begin(PyObject *op, PyObject *unused) {
 }
 static PyObject *eb_instant(PyObject *op, PyObject *unused) {
   EventBase *self = (EventBase *)op;
+  NAMED();
   if (self->raw)
     vp_instant_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
   else
@@ -203,6 +221,7 @@ typedef struct {
 
 static PyObject *s_enter(PyObject *self, PyObject *unused) {
   FastSlice *s = (FastSlice *)self;
+  NAMED();
   vp_begin(s->cat, s->name);
   Py_INCREF(self);
   return self;
@@ -237,11 +256,21 @@ static PyObject *f_slice(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObj
 
 /* --- setup ------------------------------------------------------------------- */
 
+static PyObject *f_ensure_named(PyObject *m, PyObject *unused) {
+  NAMED();
+  Py_RETURN_NONE;
+}
+static PyObject *f_thread_named(PyObject *m, PyObject *unused) {
+  t_named = 1;
+  Py_RETURN_NONE;
+}
+
 static PyObject *f_init(PyObject *m, PyObject *args) {
-  if (!PyArg_ParseTuple(args, "O!O!O!OOOO", &PyDict_Type, &g_name_ids, &PyDict_Type,
+  if (!PyArg_ParseTuple(args, "O!O!O!OOOOO", &PyDict_Type, &g_name_ids, &PyDict_Type,
                         &g_category_ids, &PyDict_Type, &g_counter_handles, &g_begin_slow,
-                        &g_end_slow, &g_slice_slow, &g_counter_slow))
+                        &g_end_slow, &g_slice_slow, &g_counter_slow, &g_name_thread))
     return NULL;
+  Py_INCREF(g_name_thread);
   Py_INCREF(g_name_ids); Py_INCREF(g_category_ids); Py_INCREF(g_counter_handles);
   Py_INCREF(g_begin_slow); Py_INCREF(g_end_slow); Py_INCREF(g_slice_slow);
   Py_INCREF(g_counter_slow);
@@ -257,6 +286,8 @@ static PyMethodDef methods[] = {
     {"slice", FASTKW(f_slice), NULL},
     {"counter", FASTKW(f_counter), NULL},
     {"bind_counter", f_bind_counter, METH_VARARGS, NULL},
+    {"ensure_named", f_ensure_named, METH_NOARGS, NULL},
+    {"thread_named", f_thread_named, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_vperfetto_fast", NULL, -1, methods,

@@ -101,7 +101,7 @@ class SessionCore {
   // All under mu.
   std::mutex mu;
   bool stopped = false;
-  uint32_t next_sequence_id = 2;  // 1 is the session's own sequence
+  uint32_t next_sequence_id = 2;  // cfg.sequence_base + 1 is the session's own
   std::vector<std::shared_ptr<ThreadWriter>> writers;
 
   const SessionConfig cfg;
@@ -176,6 +176,16 @@ class ThreadWriter {
   std::vector<uint32_t> name_seen, arg_seen, track_seen;
   uint32_t category_seen[kMaxCategories] = {};
 
+  // Whole-program tracing (profile.cc): the calls entered on this thread,
+  // innermost last, and the functions described on this sequence.
+  struct Frame {
+    uint32_t func;
+    uint32_t state;  // kFrame* in profile.cc
+    uint64_t ts;     // entry time, for calls still deciding (min duration)
+  };
+  std::vector<Frame> frames;
+  std::vector<uint32_t> func_seen;
+
   // Slice nesting on the thread track: which begins were recorded.
   static constexpr uint32_t kMaxDepth = 4096;
   uint32_t depth = 0;
@@ -212,6 +222,10 @@ ThreadWriter* ThreadState();
 // Makes room for `need` bytes in w's chunk, handing the full chunk to the
 // session (or discarding it when the session has stopped).
 void MakeRoom(ThreadWriter* w, size_t need);
+
+// Frames entered before this binding belong to another session (or to the
+// parent of a forked process): their ends are not written. (profile.cc)
+void ForgetFrames(ThreadWriter* w);
 
 // Process-name setter shared by the C++ API (stores only).
 void SetProcessNameStored(const char* name);

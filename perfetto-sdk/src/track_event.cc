@@ -6,34 +6,13 @@
 #include "vpsdk/clock.h"
 #include "vpsdk/field_numbers.h"
 #include "vpsdk/proto_writer.h"
+#include "writer_inl.h"
 
 namespace vpsdk {
 namespace {
 
 namespace TP = pf::TracePacket;
 namespace TE = pf::TrackEvent;
-
-// Everything of a packet except names, strings and repeated fields.
-constexpr size_t kPacketBase = 96;
-constexpr size_t kTrackDescriptorBase = 96;
-
-// --- packets ---------------------------------------------------------------------
-
-struct PacketScope {
-  ProtoWriter pw;
-  uint8_t* packet;
-  ThreadWriter* w;
-  PacketScope(ThreadWriter* writer, uint64_t ts)
-      : pw(writer->buf + writer->pos), w(writer) {
-    packet = pw.BeginNested(pf::Trace::kPacket);
-    pw.Varint(TP::kTimestamp, ts);
-    pw.Varint(TP::kTrustedPacketSequenceId, w->sequence_id);
-  }
-  void Finish() {
-    pw.EndNested(packet);
-    w->Publish(pw.pos());
-  }
-};
 
 void WriteThreadDescriptor(ProtoWriter& pw, ThreadWriter* w) {
   uint8_t* td = pw.BeginNested(TP::kTrackDescriptor);
@@ -91,12 +70,13 @@ void WriteReset(ThreadWriter* w, const std::string& pname) {
     w->name_seen.assign(w->name_seen.size(), 0);
     w->arg_seen.assign(w->arg_seen.size(), 0);
     w->track_seen.assign(w->track_seen.size(), 0);
+    w->func_seen.assign(w->func_seen.size(), 0);
     std::memset(w->category_seen, 0, sizeof(w->category_seen));
     w->epoch = 1;
   }
 }
 
-void PrepareSlow(ThreadWriter* w, size_t bound) {
+void PrepareSlowImpl(ThreadWriter* w, size_t bound) {
   std::string pname = ProcessName();
   size_t reset_bound = 2 * kPacketBase + pname.size() + w->name.size();
   if (w->reset_requested.exchange(false, std::memory_order_relaxed)) w->need_reset = true;
@@ -105,25 +85,7 @@ void PrepareSlow(ThreadWriter* w, size_t bound) {
   if (w->need_reset) WriteReset(w, pname);
 }
 
-// Makes sure `bound` bytes fit in the chunk and that the incremental state
-// is valid. The common case is two compares.
-inline void Prepare(ThreadWriter* w, size_t bound) {
-  if (VPSDK_LIKELY(!w->need_reset &&
-                   !w->reset_requested.load(std::memory_order_relaxed) &&
-                   w->cap - w->pos >= bound))
-    return;
-  PrepareSlow(w, bound);
-}
-
 // --- interning --------------------------------------------------------------------
-
-inline bool Seen(const std::vector<uint32_t>& v, uint32_t id, uint32_t epoch) {
-  return id < v.size() && v[id] == epoch;
-}
-void MarkSeen(std::vector<uint32_t>* v, uint32_t id, uint32_t epoch) {
-  if (id >= v->size()) v->resize(id + 64 + id / 2, 0);
-  (*v)[id] = epoch;
-}
 
 void WriteInternedEntry(ProtoWriter& pw, uint32_t field, uint32_t iid,
                         const InternedString* s) {
@@ -348,6 +310,8 @@ uint32_t WriteArg(ProtoWriter& pw, uint32_t field, const Arg* args, uint32_t i, 
 
 }  // namespace
 
+void PrepareSlow(ThreadWriter* w, size_t bound) { PrepareSlowImpl(w, bound); }
+
 void SliceBegin(uint32_t category, uint32_t name) {
   if (VPSDK_UNLIKELY(!CategoryEnabled(category))) {
     if (IsTracing()) PushUnrecorded();
@@ -480,6 +444,10 @@ void SetThreadName(const char* name) {
   PacketScope p(w, BootTimeNs());
   WriteThreadDescriptor(p.pw, w);
   p.Finish();
+}
+
+void SetProcessNameDefault(const char* name) {
+  if (ProcessName().empty() && name && *name) SetProcessName(name);
 }
 
 void SetProcessName(const char* name) {

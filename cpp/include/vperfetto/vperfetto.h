@@ -116,6 +116,10 @@ VP_API int32_t vp_config_enable_category(vp_config* config, const char* name,
                                          vp_error* err);
 VP_API int32_t vp_config_disable_category(vp_config* config, const char* name,
                                           vp_error* err);
+/* Sequence ids: base + 1 for the session's own packets, base + 2, ... for
+ * the writing threads (default base 0). Processes whose traces will be
+ * concatenated into one take disjoint ranges. */
+VP_API int32_t vp_config_set_sequence_base(vp_config* config, uint32_t base, vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -186,6 +190,8 @@ VP_API uint64_t vp_track_uuid(uint32_t track);
 /* Names of this process's track and of the calling thread's track. */
 VP_API void vp_set_process_name(const char* name);
 VP_API void vp_set_thread_name(const char* name);
+/* Names the process only if no name was set (a default, e.g. the program's). */
+VP_API void vp_set_default_process_name(const char* name);
 
 /* ------------------------------------------------------------------------ */
 /* Events: the hot path                                                     */
@@ -267,6 +273,30 @@ typedef struct vp_event {
  * same nesting as vp_begin/vp_end; on other tracks they are written as given
  * (async slices may begin and end on different threads). */
 VP_API void vp_emit(const vp_event* event);
+
+/* ------------------------------------------------------------------------ */
+/* Whole-program tracing: one slice per function call                       */
+/* ------------------------------------------------------------------------ */
+/* What `python -m vperfetto run` and vperfetto.profile() write: each call is
+ * a slice on the calling thread's track named after the function, with its
+ * source location (file, line), both interned once per sequence. */
+
+/* Registers a function (file NULL: no source location, e.g. a C function)
+ * and returns its id for vp_func_enter; 0 when the table (1M functions) is
+ * full or the strings are longer than 64 KiB. Thread-safe. */
+VP_API uint32_t vp_func_register(const char* name, size_t name_len, const char* file,
+                                 size_t file_len, uint32_t line);
+/* A call of `func` begins on this thread (func 0: kept for nesting, never
+ * written). Calls entered outside a session are never written. */
+VP_API void vp_func_enter(uint32_t func);
+/* The innermost call entered on this thread ends (ignored when none). */
+VP_API void vp_func_exit(void);
+/* Calls shorter than min_duration_ns are not written (their callers are,
+ * when something inside them is); calls deeper than max_depth are not
+ * written. 0: no minimum, no limit. Process-wide. */
+VP_API void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth);
+/* Calls entered and not yet ended on this thread. */
+VP_API uint32_t vp_func_depth(void);
 
 /* ------------------------------------------------------------------------ */
 /* Offline merge                                                            */

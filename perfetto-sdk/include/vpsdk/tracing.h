@@ -46,6 +46,9 @@ struct SessionConfig {
   BufferMode mode = BufferMode::kRing;
   std::vector<std::string> enabled_categories;   // empty: all
   std::vector<std::string> disabled_categories;
+  // Sequence ids are sequence_base + 1 (the session's own packets), + 2, ...:
+  // processes whose traces are concatenated take disjoint ranges.
+  uint32_t sequence_base = 0;
 };
 
 enum SessionStat : int32_t {
@@ -99,6 +102,7 @@ Status CounterTrack(const char* name, const char* unit, uint32_t* out);
 uint64_t TrackUuid(uint32_t track);
 
 void SetProcessName(const char* name);
+void SetProcessNameDefault(const char* name);  // only while no name is set
 std::string ProcessName();
 void SetThreadName(const char* name);
 
@@ -153,6 +157,20 @@ void InstantStr(uint32_t category, const char* name, size_t len);
 void CounterInt(uint32_t track, int64_t value);
 void CounterDouble(uint32_t track, double value);
 void Emit(const Event& event);
+
+// --- whole-program tracing (profile.cc) ------------------------------------
+
+// A function (name, and a source location unless file is nullptr); 0 when
+// the table is full. Thread-safe; ids live for the process.
+uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_t file_len,
+                      uint32_t line);
+// A call of `func` begins / the innermost call entered on this thread ends.
+// Calls of function 0 are kept for nesting but not written.
+void FuncEnter(uint32_t func);
+void FuncExit();
+// 0: no minimum / no limit.
+void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth);
+uint32_t FuncDepth();  // calls entered and not ended on this thread
 
 }  // namespace vpsdk
 
