@@ -21,15 +21,14 @@ static PyObject *g_name_thread;  /* names the calling thread's track after its P
  * it after the Python thread; afterwards this is one TLS load. */
 static __thread __attribute__((tls_model("initial-exec"))) int t_named;
 
+#define NAME_TRIES 64 /* a thread threading never registers stays unnamed */
 static void name_thread_slow(void) {
-  t_named = 1;
-  if (g_name_thread) {
-    PyObject *r = PyObject_CallNoArgs(g_name_thread);
-    if (r) Py_DECREF(r);
-    else PyErr_Clear();
-  }
+  PyObject *r = g_name_thread ? PyObject_CallNoArgs(g_name_thread) : NULL;
+  t_named = r == Py_True ? NAME_TRIES : t_named + 1;
+  if (r) Py_DECREF(r);
+  else PyErr_Clear();
 }
-#define NAMED() do { if (__builtin_expect(!t_named, 0)) name_thread_slow(); } while (0)
+#define NAMED() do { if (__builtin_expect(t_named < NAME_TRIES, 0)) name_thread_slow(); } while (0)
 
 /* name (exact str) and category (None or str) -> ids; 0 if unknown. */
 static int lookup(PyObject *name, PyObject *category, uint32_t *nid, uint32_t *cid) {
@@ -261,7 +260,7 @@ static PyObject *f_ensure_named(PyObject *m, PyObject *unused) {
   Py_RETURN_NONE;
 }
 static PyObject *f_thread_named(PyObject *m, PyObject *unused) {
-  t_named = 1;
+  t_named = NAME_TRIES;
   Py_RETURN_NONE;
 }
 

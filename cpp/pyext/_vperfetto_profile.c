@@ -31,7 +31,7 @@ static int g_c_calls;
 /* Per thread: named yet; the C calls entered (callable, core depth after
  * the enter) so that a missing C_RETURN never unbalances the stack. */
 #define MAX_C_CALLS 256
-static TLS int t_named;
+static TLS int t_named;  /* attempts so far; NAME_TRIES: done */
 static TLS int t_busy;
 static TLS int t_ncalls;
 /* Allocated on a thread's first C call (and freed with the thread): the
@@ -40,13 +40,15 @@ struct c_call { void *callable; uint32_t depth; };
 static TLS struct c_call *t_calls;
 static pthread_key_t g_calls_key;
 
+/* Names the thread's track after its Python thread. A thread's first
+ * events may come before threading registered it: tried again on the next
+ * events, NAME_TRIES times at most (threads threading never knows). */
+#define NAME_TRIES 64
 static void name_thread(void) {
-  t_named = 1;
-  if (g_name_thread) {
-    PyObject *r = PyObject_CallNoArgs(g_name_thread);
-    if (r) Py_DECREF(r);
-    else PyErr_Clear();
-  }
+  PyObject *r = g_name_thread ? PyObject_CallNoArgs(g_name_thread) : NULL;
+  t_named = r == Py_True ? NAME_TRIES : t_named + 1;
+  if (r) Py_DECREF(r);
+  else PyErr_Clear();
 }
 
 /* The core's function id for `code` (0: not traced), decided once; -1
@@ -85,7 +87,7 @@ static int64_t func_of(PyObject *code) {
 /* 1: traced, 0: never traced (sys.monitoring may disable the location),
  * -1: not now. */
 static inline int enter_code(PyObject *code) {
-  if (!t_named) name_thread();
+  if (t_named < NAME_TRIES) name_thread();
   int64_t id = func_of(code);
   if (id <= 0) return (int)id;
   vp_func_enter((uint32_t)id);
@@ -160,7 +162,7 @@ static void c_enter(PyObject *callable) {
   }
   uint32_t id = c_func_of(callable);
   if (!id) return;
-  if (!t_named) name_thread();
+  if (t_named < NAME_TRIES) name_thread();
   vp_func_enter(id);
   t_calls[t_ncalls].callable = callable;
   t_calls[t_ncalls].depth = vp_func_depth();
@@ -280,7 +282,7 @@ static PyObject *f_configure(PyObject *m, PyObject *args) {
 }
 
 static PyObject *f_thread_named(PyObject *m, PyObject *unused) {
-  t_named = 1;  /* set_thread_name() was called: never overwrite */
+  t_named = NAME_TRIES;  /* set_thread_name() was called: never overwrite */
   Py_RETURN_NONE;
 }
 

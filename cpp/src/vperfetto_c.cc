@@ -267,6 +267,7 @@ void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth) {
   vpsdk::SetProfileOptions(min_duration_ns, max_depth);
 }
 uint32_t vp_func_depth(void) { return vpsdk::FuncDepth(); }
+void vp_func_close_all(void) { vpsdk::FuncCloseAll(); }
 
 void vp_begin(uint32_t category, uint32_t name) { vpsdk::SliceBegin(category, name); }
 void vp_end(void) { vpsdk::SliceEnd(); }

@@ -202,6 +202,17 @@ void FuncExit() {
   WriteEnd(w, now);
 }
 
+void FuncCloseAll() {
+  ThreadWriter* w = t_writer;
+  if (!w) return;
+  if (IsTracing() && CurrentWriter() == w) {
+    uint64_t now = BootTimeNs();
+    for (size_t i = w->frames.size(); i-- > 0;)
+      if (w->frames[i].state == kFrameWritten) WriteEnd(w, now);
+  }
+  ForgetFrames(w);
+}
+
 uint32_t FuncDepth() {
   ThreadWriter* w = t_writer;
   return w ? static_cast<uint32_t>(w->frames.size()) : 0;

@@ -77,22 +77,26 @@ def _intern_name(name: str) -> int:
 _thread_named = threading.local()  # pure-cffi path: whether this thread was named
 
 
-def name_this_thread() -> None:
+def name_this_thread() -> bool:
     """Names the calling thread's track after its Python thread (what the
-    first event of every thread does)."""
+    first events of every thread do). False while threading does not know
+    the thread yet (its first calls run before it registers itself):
+    threading.current_thread() would register a dummy thread in its place."""
+    thread = threading._active.get(threading.get_ident())  # noqa: SLF001
+    if thread is None:
+        return False
     _thread_named.done = True
-    try:
-        name = threading.current_thread().name
-    except Exception:  # noqa: BLE001 - during interpreter shutdown
-        return
-    lib.vp_set_thread_name(str(name).encode("utf-8", "replace"))
+    lib.vp_set_thread_name(str(thread.name).encode("utf-8", "replace"))
+    return True
 
 
 if _fast:
     _ensure_named = _fast.ensure_named
 else:
     def _ensure_named() -> None:
-        if not getattr(_thread_named, "done", False):
+        tries = getattr(_thread_named, "tries", 0)
+        if tries < 64 and not getattr(_thread_named, "done", False):
+            _thread_named.tries = tries + 1
             name_this_thread()
 
 

@@ -117,8 +117,8 @@ class Profiler:
         except Exception:  # noqa: BLE001 - odd callables get their type's name
             name = type(func).__name__
         module = getattr(func, "__module__", None) or ""
-        if module == "vperfetto" or module.startswith("vperfetto."):
-            return 0  # vperfetto itself (its switch-off call never returns traced)
+        if module in ("vperfetto", "sys.monitoring") or module.startswith("vperfetto."):
+            return 0  # vperfetto itself, and the calls that switch tracing off (no return seen)
         if self.include and not any(_matches(p, module, "") for p in self.include):
             return 0
         if any(_matches(p, module, "") for p in self.exclude):
@@ -177,12 +177,13 @@ class Profiler:
         mon.restart_events()  # locations an earlier run disabled
 
     def stop(self) -> None:
-        """Stops tracing calls (idempotent). Calls still open stay open in the
-        trace until they end if tracing starts again; ends are not written."""
+        """Stops tracing calls (idempotent). The calls the calling thread
+        is still in end here in the trace."""
         global _active
         if not self._running:
             return
         self._running = False
+        lib.vp_func_close_all()
         if _MONITORING:
             mon = sys.monitoring
             mon.set_events(self._tool, 0)

@@ -35,7 +35,7 @@ class Session:
 
     def __init__(self, path: Union[str, os.PathLike], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
-                 disabled_categories: Optional[Iterable[str]] = None):
+                 disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0):
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError("path must be a str or os.PathLike of str")
@@ -49,6 +49,10 @@ class Session:
         self.mode = mode
         self.categories = _str_list(categories, "categories")
         self.disabled_categories = _str_list(disabled_categories, "disabled_categories")
+        if isinstance(sequence_base, bool) or not isinstance(sequence_base, int) \
+                or not 0 <= sequence_base < (1 << 32) - (1 << 16):
+            raise ValueError("sequence_base must be an int in [0, 2**32 - 65536)")
+        self.sequence_base = sequence_base
         self._session = None
         self._stopped = False
         self._pid = None
@@ -62,6 +66,7 @@ class Session:
         err = new_error()
         errors.check(lib.vp_config_set_output(cfg, self.path.encode(), err), err)
         errors.check(lib.vp_config_set_buffer(cfg, self.buffer_kb, _MODES[self.mode], err), err)
+        errors.check(lib.vp_config_set_sequence_base(cfg, self.sequence_base, err), err)
         for c in self.categories:
             _category_id(c)  # registered now, so its id exists before the first event
             errors.check(lib.vp_config_enable_category(cfg, c.encode(), err), err)
@@ -134,6 +139,14 @@ class Session:
     def __repr__(self) -> str:
         state = "active" if self.active else ("stopped" if self._stopped else "new")
         return f"Session({self.path!r}, mode={self.mode!r}, {state})"
+
+
+def running_session() -> Optional[Session]:
+    """The Session this process's Python code started and is recording, if any."""
+    for s in list(_running):
+        if s._pid == os.getpid() and s.active:
+            return s
+    return None
 
 
 def _str_list(values, what) -> list:

@@ -297,6 +297,9 @@ VP_API void vp_func_exit(void);
 VP_API void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth);
 /* Calls entered and not yet ended on this thread. */
 VP_API uint32_t vp_func_depth(void);
+/* Ends now every call entered on this thread and not ended (before a session
+ * stops in the middle of them); their own ends later write nothing. */
+VP_API void vp_func_close_all(void);
 
 /* ------------------------------------------------------------------------ */
 /* Offline merge                                                            */

@@ -171,6 +171,9 @@ void FuncExit();
 // 0: no minimum / no limit.
 void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth);
 uint32_t FuncDepth();  // calls entered and not ended on this thread
+// Ends now every call this thread entered and has not ended (their real
+// ends later write nothing).
+void FuncCloseAll();
 
 }  // namespace vpsdk
 
