@@ -81,7 +81,7 @@ def _config():
 
 
 def _start_child(new_interpreter: bool) -> None:
-    from .profile import Profiler
+    from .profiler import Profiler
     from .session import Session
 
     directory, options = _config()
@@ -93,7 +93,7 @@ def _start_child(new_interpreter: bool) -> None:
     _state.update(pid=pid, dir=directory)
     path = os.path.join(directory, f"{pid}.pftrace.part")
     _state["session"] = Session(path, mode="stream", sequence_base=sequence_base(pid)).start()
-    from . import profile
+    from . import profiler as profile
 
     if new_interpreter or profile._active is None:  # forkserver's children: not inherited
         _state["profiler"] = Profiler(**options).start()

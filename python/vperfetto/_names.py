@@ -108,6 +108,9 @@ def _program_name() -> str:
     if spec is not None and getattr(spec, "name", None):
         name = spec.name
         return name[:-len(".__main__")] if name.endswith(".__main__") else name
+    main_file = getattr(main, "__file__", None)
+    if isinstance(main_file, str) and main_file:  # also a multiprocessing child's copy
+        return os.path.basename(main_file)
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 and argv0 != "-c":
         return os.path.basename(argv0)

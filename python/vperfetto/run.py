@@ -21,7 +21,7 @@ import sys
 import types
 
 from . import _follow, errors
-from .profile import Profiler
+from .profiler import Profiler
 from .session import Session, running_session
 
 EXAMPLE = """example:

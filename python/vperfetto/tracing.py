@@ -382,7 +382,7 @@ def set_thread_name(name: Optional[str] = None) -> None:
     _thread_named.done = True
     if _fast:
         _fast.thread_named()
-    from . import profile as _profile  # noqa: PLC0415 (import cycle: profile imports tracing)
+    from . import profiler as _profile  # noqa: PLC0415 (profiler imports tracing)
     if _profile._p is not None:
         _profile._p.thread_named()
 

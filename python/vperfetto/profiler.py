@@ -119,8 +119,7 @@ class Profiler:
         module = getattr(func, "__module__", None) or ""
         if module in ("vperfetto", "sys.monitoring") or module.startswith("vperfetto."):
             return 0  # vperfetto itself, and the calls that switch tracing off (no return seen)
-        if self.include and not any(_matches(p, module, "") for p in self.include):
-            return 0
+        # --include names Python code; C functions are left out by --exclude only.
         if any(_matches(p, module, "") for p in self.exclude):
             return 0
         raw = name.encode("utf-8", "replace")
