@@ -194,7 +194,6 @@ def test_profile_context_manager_across_ring_resets(tmp_path):
         ts = [threading.Thread(target=work, name=f"t{i}") for i in range(3)]
         for t in ts:
             t.start()
-        work()
         for t in ts:
             t.join()
     trace = load_trace(path)

@@ -227,6 +227,19 @@ int32_t vp_counter_track(const char* name, const char* unit, uint32_t* out, vp_e
 
 uint64_t vp_track_uuid(uint32_t track) { return vpsdk::TrackUuid(track); }
 
+int32_t vp_track_new_for_thread(const char* name, uint32_t* out, vp_error* err) {
+  return Guard(err, [&] { return Report(err, vpsdk::NewThreadTrack(name, out)); });
+}
+void vp_track_free(uint32_t track) {
+  try {
+    vpsdk::FreeTrack(track);
+  } catch (...) {
+  }
+}
+int32_t vp_category_enabled(uint32_t category) {
+  return vpsdk::CategoryEnabled(category) ? 1 : 0;
+}
+
 void vp_set_process_name(const char* name) {
   try {
     vpsdk::SetProcessName(name);

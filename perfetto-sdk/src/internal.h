@@ -77,6 +77,12 @@ struct TrackInfo {
   std::string name;
   uint32_t unit;        // CounterDescriptor.Unit
   std::string unit_name;
+  // Tracks of short-lived work (asyncio tasks) sit under a thread's track
+  // and their handles are reused once freed: a new serial each time, so
+  // that every sequence describes the new track again.
+  uint64_t parent_uuid = 0;  // nonzero: the parent's uuid (a thread's track)
+  uint32_t serial = 0;
+  bool recyclable = false;
 };
 const TrackInfo* LookupTrack(uint32_t handle);  // nullptr if unknown
 
@@ -174,6 +180,7 @@ class ThreadWriter {
   std::atomic<bool> packets_lost{false};
   uint32_t epoch = 1;
   std::vector<uint32_t> name_seen, arg_seen, track_seen;
+  std::vector<uint32_t> track_serial;  // TrackInfo::serial when described
   uint32_t category_seen[kMaxCategories] = {};
 
   // Whole-program tracing (profile.cc): the calls entered on this thread,

@@ -151,12 +151,17 @@ void PushUnrecorded() {
 
 // --- tracks ---------------------------------------------------------------------------
 
+// Whether this sequence described `track` (this use of its handle) since
+// its last reset.
+inline bool TrackSeen(ThreadWriter* w, uint32_t track, const TrackInfo* t) {
+  return Seen(w->track_seen, track, w->epoch) && w->track_serial[track] == t->serial;
+}
+
 size_t TrackChainBound(ThreadWriter* w, uint32_t track) {
   size_t bound = 0;
   for (int hops = 0; track > kProcessTrack && hops < 64; hops++) {
-    if (Seen(w->track_seen, track, w->epoch)) break;
     const TrackInfo* t = LookupTrack(track);
-    if (!t) break;
+    if (!t || TrackSeen(w, track, t)) break;
     bound += kPacketBase + kTrackDescriptorBase + t->name.size() + t->unit_name.size();
     track = t->parent;
   }
@@ -175,15 +180,15 @@ void PrepareWithTrack(ThreadWriter* w, size_t bound, uint32_t track) {
 
 // Describes at most the 64 tracks that TrackChainBound() reserves room for.
 void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
-  if (track <= kProcessTrack || hops >= 64 || Seen(w->track_seen, track, w->epoch)) return;
+  if (track <= kProcessTrack || hops >= 64) return;
   const TrackInfo* t = LookupTrack(track);
-  if (!t) return;
-  DescribeTrack(w, t->parent, ts, hops + 1);
+  if (!t || TrackSeen(w, track, t)) return;
+  if (!t->parent_uuid) DescribeTrack(w, t->parent, ts, hops + 1);
   PacketScope p(w, ts);
   ProtoWriter& pw = p.pw;
   uint8_t* td = pw.BeginNested(TP::kTrackDescriptor);
   pw.Varint(pf::TrackDescriptor::kUuid, t->uuid);
-  pw.Varint(pf::TrackDescriptor::kParentUuid, TrackUuid(t->parent));
+  pw.Varint(pf::TrackDescriptor::kParentUuid, t->parent_uuid ? t->parent_uuid : TrackUuid(t->parent));
   pw.String(pf::TrackDescriptor::kName, t->name.data(), t->name.size());
   if (t->kind == TrackKind::kCounter) {
     uint8_t* cd = pw.BeginNested(pf::TrackDescriptor::kCounter);
@@ -195,6 +200,8 @@ void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
   pw.EndNested(td);
   p.Finish();
   MarkSeen(&w->track_seen, track, w->epoch);
+  if (w->track_serial.size() < w->track_seen.size()) w->track_serial.resize(w->track_seen.size(), 0);
+  w->track_serial[track] = t->serial;
 }
 
 // --- events -------------------------------------------------------------------------------

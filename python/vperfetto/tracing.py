@@ -19,7 +19,18 @@ from ._names import (_category_id, _category_id_slow, _category_ids, _ensure_nam
 from ._native import ffi, lib, new_error
 from .session import Session
 
-_vp_end = _fast.end_noargs if _fast else lib.vp_end
+from . import _tasks  # noqa: E402
+
+
+def _pure_end() -> None:
+    # The pure-cffi end(): a task's slices end on the task's track.
+    if _tasks.current_task() is not None:
+        _emit(lib.VP_EVENT_END, None, None, None, None, None, None, None)
+    else:
+        lib.vp_end()
+
+
+_vp_end = _fast.end_noargs if _fast else _pure_end
 
 __all__ = [
     "Session",
@@ -52,21 +63,30 @@ else:
 
         def __init__(self, category: int, name: int, raw: Optional[bytes] = None):
             if name:
-                self.begin = functools.partial(lib.vp_begin, category, name)
-                self.instant = functools.partial(lib.vp_instant, category, name)
+                b = functools.partial(lib.vp_begin, category, name)
+                i = functools.partial(lib.vp_instant, category, name)
             else:
-                self.begin = functools.partial(lib.vp_begin_str, category, raw, len(raw))
-                self.instant = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+                b = functools.partial(lib.vp_begin_str, category, raw, len(raw))
+                i = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+            self.begin = functools.partial(_pure_event, b, lib.VP_EVENT_BEGIN, self)
+            self.instant = functools.partial(_pure_event, i, lib.VP_EVENT_INSTANT, self)
 
-        end = staticmethod(lib.vp_end)
+        end = staticmethod(_pure_end)
 
         def __enter__(self):
             self.begin()
             return self
 
         def __exit__(self, *exc):
-            lib.vp_end()
+            _pure_end()
             return False
+
+    def _pure_event(call, etype, ev) -> None:
+        _ensure_named()
+        if _tasks.current_task() is None:
+            call()
+        else:
+            _emit(etype, ev.name, ev.category, None, None, None, None, None)
 
 
 class Event(_EventBase):
@@ -145,6 +165,11 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
         keep.append(arr)
         ev.terminating_flows = arr
         ev.nterminating_flows = len(tflows)
+    if track is None and etype != lib.VP_EVENT_COUNTER:
+        on = _tasks.task_track(etype, ev.category)  # inside an asyncio task: its track
+        if on < 0:
+            return
+        ev.track = on
     if counter is not None:
         if isinstance(counter, bool) or isinstance(counter, int):
             ev.counter_int = int(counter)
@@ -179,7 +204,8 @@ def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) 
             nid = _name_id_slow(name)
         if cid is None:
             cid = _category_id_slow(category)
-        if nid:
+        if nid and _tasks.current_task() is None:  # in an asyncio task: its track, below
+            _ensure_named()
             cfn(cid, nid)
             return
     if name is None:
@@ -244,16 +270,82 @@ def slice(name, category=None, args=None, *, track=None, flow=None,  # noqa: A00
 
 def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
            category: Optional[str] = None):
-    """Decorator: one slice per call.
+    """Decorator: one slice per call, ended even when the call raises.
 
     The slice is named after the function: its qualified name without the
     enclosing function's ``<locals>`` (``read_block``, ``Loader.read``).
+    ``async def``: the slice spans the awaited execution, across its
+    suspensions (on the task's track inside an asyncio task). Generator and
+    async generator functions: one slice per resumption, from ``next()`` /
+    ``send()`` / ``throw()`` (``__anext__`` ...) to the value it yields or
+    its end, so the caller's own slices between two items never nest inside.
     """
 
     def wrap(f):
-        default = getattr(f, "__qualname__", f.__name__).rsplit("<locals>.", 1)[-1]
+        import inspect
+
+        default = getattr(f, "__qualname__", getattr(f, "__name__", "?")).rsplit("<locals>.", 1)[-1]
         ev = Event(name or default, category)
         b = ev.begin
+        if inspect.iscoroutinefunction(f):
+            @functools.wraps(f)
+            async def coroutine(*a, **kw):
+                b()
+                try:
+                    return await f(*a, **kw)
+                finally:
+                    _vp_end()
+            return coroutine
+        if inspect.isasyncgenfunction(f):
+            @functools.wraps(f)
+            async def async_generator(*a, **kw):
+                agen = f(*a, **kw)
+                value, error = None, None
+                while True:
+                    b()
+                    try:
+                        item = await (agen.asend(value) if error is None else agen.athrow(error))
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        _vp_end()
+                    try:
+                        value, error = (yield item), None
+                    except GeneratorExit:
+                        b()
+                        try:
+                            await agen.aclose()
+                        finally:
+                            _vp_end()
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - thrown in: passed on
+                        value, error = None, e
+            return async_generator
+        if inspect.isgeneratorfunction(f):
+            @functools.wraps(f)
+            def generator(*a, **kw):
+                gen = f(*a, **kw)
+                value, error = None, None
+                while True:
+                    b()
+                    try:
+                        item = gen.send(value) if error is None else gen.throw(error)
+                    except StopIteration as stop:
+                        return stop.value
+                    finally:
+                        _vp_end()
+                    try:
+                        value, error = (yield item), None
+                    except GeneratorExit:
+                        b()
+                        try:
+                            gen.close()
+                        finally:
+                            _vp_end()
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - thrown in: passed on
+                        value, error = None, e
+            return generator
 
         @functools.wraps(f)
         def wrapper(*a, **kw):
@@ -425,4 +517,4 @@ if _fast:
                name_this_thread)
     begin, end, slice, counter = _fast.begin, _fast.end, _fast.slice, _fast.counter  # noqa: A001
 
-
+_tasks.install()

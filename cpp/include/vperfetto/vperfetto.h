@@ -183,6 +183,16 @@ VP_API int32_t vp_track_new(const char* name, uint32_t parent, uint32_t* out,
  * built-in units) or any other unit name. */
 VP_API int32_t vp_counter_track(const char* name, const char* unit,
                                 uint32_t* out, vp_error* err);
+/* A track under the calling thread's track for short-lived work, e.g. one
+ * asyncio task: named `name`, a new uuid. vp_track_free() gives the handle
+ * back when the work is gone; a later vp_track_new_for_thread() may reuse it
+ * for a new track (new uuid, described again). Nothing may be written on a
+ * freed handle. At most 65536 such tracks live at once. */
+VP_API int32_t vp_track_new_for_thread(const char* name, uint32_t* out, vp_error* err);
+/* Frees a track from vp_track_new_for_thread (others are ignored). */
+VP_API void vp_track_free(uint32_t track);
+/* 1 while a session records events of `category` (0: uncategorized). */
+VP_API int32_t vp_category_enabled(uint32_t category);
 /* The uuid written for a track handle (the calling thread's uuid for 0); 0
  * for an unknown handle. */
 VP_API uint64_t vp_track_uuid(uint32_t track);

@@ -99,6 +99,10 @@ constexpr uint32_t kThreadTrack = 0;
 constexpr uint32_t kProcessTrack = 1;
 Status NewTrack(const char* name, uint32_t parent, uint32_t* out);
 Status CounterTrack(const char* name, const char* unit, uint32_t* out);
+// A track under the calling thread's track for short-lived work (an asyncio
+// task); FreeTrack() hands its handle back for reuse (with a new uuid).
+Status NewThreadTrack(const char* name, uint32_t* out);
+void FreeTrack(uint32_t track);
 uint64_t TrackUuid(uint32_t track);
 
 void SetProcessName(const char* name);
