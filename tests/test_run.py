@@ -216,3 +216,28 @@ def test_profile_context_manager_across_ring_resets(tmp_path):
     with pytest.raises(vperfetto.TracingStateError):
         with vperfetto.profile():  # no path, no session
             pass
+
+
+def test_run_under_guest_reaches_the_host(tmp_path):
+    import time
+
+    sock = tmp_path / "g.sock"
+    host = subprocess.Popen([sys.executable, "-m", "vperfetto", "host", "--listen", f"unix:{sock}",
+                             "--out-dir", str(tmp_path / "traces"), "--once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    g = subprocess.run([sys.executable, "-m", "vperfetto", "guest", "--connect", f"unix:{sock}",
+                        "--name", "vm1", "--out", str(tmp_path / "vm1.pftrace"), "--",
+                        sys.executable, "-m", "vperfetto", "run", "--follow-children",
+                        str(PROGRAMS / "exits.py"), "a", "--b"],
+                       capture_output=True, text=True, timeout=120)
+    assert g.returncode == 3, g.stderr  # the program's exit code, through both
+    out, err = host.communicate(timeout=60)
+    assert host.returncode == 0, err
+    comb = load_trace(tmp_path / "traces" / "vm1.combined.pftrace")
+    names = {e.name for e in resolve(comb)}
+    assert {"leave", "main", "<module __main__>"} <= names
+    procs = [d.process.process_name for d in descriptors(comb).values() if d.HasField("process")]
+    assert "vm1: exits.py" in procs
