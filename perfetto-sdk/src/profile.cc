@@ -27,10 +27,12 @@ struct FuncInfo {
   const InternedString* name;
   const InternedString* file;  // nullptr: no source location (C functions)
   uint32_t line;
+  uint32_t name_iid;
 };
 
-// Function names get event-name iids of their own, above every id that
-// InternString() hands out, so the two never meet on a sequence.
+// A function's event-name iid is its name's InternString() id (small: a
+// short varint, shared by functions of the same name); when that table is
+// full, an iid of its own above every id InternString() hands out.
 constexpr uint32_t kFuncNameBase = 1u << 20;
 
 std::mutex g_func_mu;
@@ -76,7 +78,7 @@ void WriteBegin(ThreadWriter* w, uint32_t id, const FuncInfo* f, uint64_t ts) {
   if (!seen) {
     uint8_t* idata = pw.BeginNested(TP::kInternedData);
     uint8_t* e = pw.BeginNested(pf::InternedData::kEventNames);
-    pw.Varint(pf::InternedString::kIid, kFuncNameBase + id);
+    pw.Varint(pf::InternedString::kIid, f->name_iid);
     pw.String(pf::InternedString::kName, f->name->data, f->name->len);
     pw.EndNested(e);
     if (f->file) {
@@ -93,7 +95,7 @@ void WriteBegin(ThreadWriter* w, uint32_t id, const FuncInfo* f, uint64_t ts) {
   pw.Varint(TP::kSequenceFlags, TP::kSeqNeedsIncrementalState);
   uint8_t* te = pw.BeginNested(TP::kTrackEvent);
   pw.Varint(TE::kType, TE::kTypeSliceBegin);
-  pw.Varint(TE::kNameIid, kFuncNameBase + id);
+  pw.Varint(TE::kNameIid, f->name_iid);
   if (f->file) pw.Varint(TE::kSourceLocationIid, id);
   pw.EndNested(te);
   p.Finish();
@@ -129,7 +131,7 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
   if (!name || name_len > (1u << 16) || (file && file_len > (1u << 16))) return 0;
   InternedString* n = CopyString(name, name_len);
   InternedString* fl = file ? CopyString(file, file_len) : nullptr;
-  auto* f = new (std::nothrow) FuncInfo{n, fl, line};
+  auto* f = new (std::nothrow) FuncInfo{n, fl, line, InternString(name, name_len)};
   if (!n || (file && !fl) || !f) {
     std::free(n);
     std::free(fl);
@@ -145,6 +147,7 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
     delete f;
     return 0;
   }
+  if (!f->name_iid) f->name_iid = kFuncNameBase + id;
   return id;
 }
 
