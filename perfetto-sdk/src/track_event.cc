@@ -276,9 +276,8 @@ uint32_t WriteArg(ProtoWriter& pw, uint32_t field, const Arg* args, uint32_t i, 
     if (++i >= n) return n;
   }
   const Arg& a = args[i++];
-  if (depth >= kMaxArgDepth) {  // too deep: skip the entry and its children
-    return SkipArg(args, i - 1, n);
-  }
+  // Too deep: the entry is written as "…" and its children are skipped.
+  bool too_deep = depth >= kMaxArgDepth;
   uint8_t* da = pw.BeginNested(field);
   if (named) {
     if (inline_name) {
@@ -289,6 +288,17 @@ uint32_t WriteArg(ProtoWriter& pw, uint32_t field, const Arg* args, uint32_t i, 
     } else {
       pw.String(pf::DebugAnnotation::kName, "?", 1);
     }
+  }
+  if (too_deep) {
+    pw.String(pf::DebugAnnotation::kStringValue, "\xe2\x80\xa6", 3);
+    pw.EndNested(da);
+    return SkipArg(args, i - 1, n);
+  }
+  // An empty container would be an annotation without a value (not shown).
+  if ((a.type == kArgDict || a.type == kArgArray) && (a.u == 0 || i >= n)) {
+    pw.String(pf::DebugAnnotation::kStringValue, a.type == kArgDict ? "{}" : "[]", 2);
+    pw.EndNested(da);
+    return i;
   }
   switch (a.type) {
     case kArgInt: pw.Int64(pf::DebugAnnotation::kIntValue, a.i); break;
