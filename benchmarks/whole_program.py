@@ -153,6 +153,34 @@ def run_vperfetto(fn, path, mode="ring"):
     return t1 - t0, t2 - t0, os.path.getsize(path)
 
 
+def run_monitoring_floor(fn):
+    """sys.monitoring's own cost: PY_START/RESUME/RETURN/YIELD/UNWIND/THROW
+    delivered to C callbacks that do nothing (Python 3.12+)."""
+    from vperfetto import _vperfetto_profile as _p
+
+    mon = sys.monitoring
+    tool = 4
+    mon.use_tool_id(tool, "floor")
+    E = mon.events
+    events = (E.PY_START, E.PY_RESUME, E.PY_THROW, E.PY_RETURN, E.PY_YIELD, E.PY_UNWIND)
+    for e in events:
+        mon.register_callback(tool, e, _p.c_return)  # returns None at once for these arguments
+    mask = 0
+    for e in events:
+        mask |= e
+    mon.set_events(tool, mask)
+    try:
+        t0 = time.perf_counter_ns()
+        fn()
+        t1 = time.perf_counter_ns()
+    finally:
+        mon.set_events(tool, 0)
+        for e in events:
+            mon.register_callback(tool, e, None)
+        mon.free_tool_id(tool)
+    return t1 - t0, t1 - t0, 0
+
+
 def run_viztracer(fn, path):
     tracer = viztracer.VizTracer(tracer_entries=4_000_000, verbose=0, output_file=path)
     t0 = time.perf_counter_ns()
@@ -184,9 +212,11 @@ def main() -> int:
     for label, fn in WORKLOADS.items():
         calls = count_calls(fn)
         fn()  # warm up
-        res = {"untraced": [], "vp": [], "vz": [], "vps": []}
+        res = {"untraced": [], "vp": [], "vz": [], "vps": [], "floor": []}
         for _ in range(reps):
             res["untraced"].append(run_untraced(fn))
+            if sys.version_info >= (3, 12):
+                res["floor"].append(run_monitoring_floor(fn))
             res["vp"].append(run_vperfetto(fn, os.path.join(tmp, "vp.pftrace")))
             res["vps"].append(run_vperfetto(fn, os.path.join(tmp, "vps.pftrace"), "stream"))
             if viztracer is not None:
@@ -216,6 +246,11 @@ def main() -> int:
         else:
             rows += [Row("vperfetto overhead per call, in the run", vp_run),
                      Row("vperfetto overhead per call, with the trace written", vp_all)]
+        if res["floor"]:
+            fl = per_call("floor", 0)
+            rows.append(Row("  floor: sys.monitoring delivering the events to no-op C callbacks",
+                            fl, statistics.median(res["vz"] and per_call("vz", 0) or vp_run),
+                            "viztracer" if res["vz"] else "vperfetto"))
         rows += [
             Row("vperfetto, stream mode (file written during the run), in the run",
                 per_call("vps", 0), statistics.median(per_call("vp", 0)), "ring"),

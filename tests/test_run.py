@@ -139,6 +139,13 @@ def test_filters_depth_and_min_duration(tmp_path):
     assert names_on(slices, threads, thread_name="MainThread")["main"] == 1
 
 
+def test_ring_mode(tmp_path):
+    p, out = run(tmp_path, "--mode", "ring", "--buffer-kb", "8192", PROGRAMS / "workload.py",
+                 check_rc=0)
+    _, events, procs, threads, slices = summary(out)  # big enough: nothing lost, all balanced
+    assert names_on(slices, threads, thread_name="MainThread")["main"] == 1
+
+
 def test_include_and_c_calls(tmp_path):
     script = tmp_path / "c.py"
     script.write_text("import json\n\ndef f():\n    return len(json.dumps([1]))\n\nf()\n")

@@ -269,14 +269,16 @@ static PyObject *f_init(PyObject *m, PyObject *args) {
   Py_RETURN_NONE;
 }
 
-/* New include/exclude patterns: every code object is decided again, and the
- * C-function cache is emptied. */
+/* With `redecide` (new include/exclude patterns), every code object is
+ * decided again and the C-function cache is emptied. */
 static PyObject *f_configure(PyObject *m, PyObject *args) {
-  int c_calls;
-  if (!PyArg_ParseTuple(args, "p", &c_calls)) return NULL;
-  g_generation = (g_generation + 1) & ((1u << 30) - 1);
-  if (!g_generation) g_generation = 1;
-  memset(g_ccache, 0, sizeof(g_ccache));
+  int c_calls, redecide;
+  if (!PyArg_ParseTuple(args, "pp", &c_calls, &redecide)) return NULL;
+  if (redecide) {
+    g_generation = (g_generation + 1) & ((1u << 30) - 1);
+    if (!g_generation) g_generation = 1;
+    memset(g_ccache, 0, sizeof(g_ccache));
+  }
   g_c_calls = c_calls;
   Py_RETURN_NONE;
 }

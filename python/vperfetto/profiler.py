@@ -33,6 +33,8 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MONITORING = sys.version_info >= (3, 12)
 _lock = threading.Lock()
 _active: Optional["Profiler"] = None
+_decided_for = None  # the patterns the code objects' decisions were made for
+_table_full_said = False
 
 
 def _patterns(values, what) -> list:
@@ -109,7 +111,8 @@ class Profiler:
             return 0
         name = code_name(code, module).encode("utf-8", "replace")
         path = filename.encode("utf-8", "replace")
-        return lib.vp_func_register(name, len(name), path, len(path), max(code.co_firstlineno, 0))
+        return _registered(lib.vp_func_register(name, len(name), path, len(path),
+                                                max(code.co_firstlineno, 0)))
 
     def _decide_c(self, func) -> int:
         try:
@@ -123,12 +126,12 @@ class Profiler:
         if any(_matches(p, module, "") for p in self.exclude):
             return 0
         raw = name.encode("utf-8", "replace")
-        return lib.vp_func_register(raw, len(raw), ffi.NULL, 0, 0)
+        return _registered(lib.vp_func_register(raw, len(raw), ffi.NULL, 0, 0))
 
     # --- on and off ----------------------------------------------------------
 
     def start(self) -> "Profiler":
-        global _active
+        global _active, _decided_for
         with _lock:
             if _active is not None:
                 raise errors.TracingStateError("a profiler is already running in this process")
@@ -136,7 +139,9 @@ class Profiler:
         from .tracing import name_this_thread
         _p.init(self._decide, self._decide_c, name_this_thread,
                 sys.monitoring.DISABLE if _MONITORING else None)
-        _p.configure(self.c_calls)
+        patterns = (tuple(self.include), tuple(self.exclude))
+        _p.configure(self.c_calls, patterns != _decided_for)
+        _decided_for = patterns
         lib.vp_profile_set_options(int(self.min_duration_us * 1000), self.max_depth)
         try:
             if _MONITORING:
@@ -201,6 +206,15 @@ class Profiler:
     @property
     def running(self) -> bool:
         return self._running
+
+
+def _registered(func_id: int) -> int:
+    global _table_full_said
+    if func_id == 0 and not _table_full_said:  # 1M functions: said once, not silently
+        _table_full_said = True
+        sys.stderr.write("vperfetto: the function table is full; functions seen from now "
+                         "on are not traced\n")
+    return func_id
 
 
 class profile:
