@@ -36,3 +36,28 @@ def test_records_are_instants_with_level_logger_message_location(trace_path):
     assert w.args["function"].startswith("test_records") and w.args["line"] > 0
     assert descs[evs[1].track_uuid].thread.thread_name == "worker0"
     assert evs[2].args["message"] == "'bad format %d' % ('x',)"
+
+
+def test_records_inside_a_task_go_on_its_track(trace_path):
+    import asyncio
+
+    log = logging.getLogger("app.task")
+    log.setLevel(logging.INFO)
+    handler = vperfetto.LogHandler()
+    log.addHandler(handler)
+
+    async def job():
+        with vperfetto.slice("work"):
+            log.info("inside")
+
+    try:
+        with vperfetto.Session(trace_path):
+            async def main():
+                await asyncio.create_task(job(), name="logging-task")
+            asyncio.run(main())
+    finally:
+        log.removeHandler(handler)
+    trace = load_trace(trace_path)
+    descs = descriptors(trace)
+    (rec,) = [e for e in resolve(trace) if e.type == TYPE_INSTANT]
+    assert descs[rec.track_uuid].name == "logging-task" and rec.args["message"] == "inside"
