@@ -101,17 +101,6 @@ void WriteBegin(ThreadWriter* w, uint32_t id, const FuncInfo* f, uint64_t ts) {
   p.Finish();
 }
 
-void WriteEnd(ThreadWriter* w, uint64_t ts) {
-  Prepare(w, kPacketBase);
-  PacketScope p(w, ts);
-  ProtoWriter& pw = p.pw;
-  pw.Varint(TP::kSequenceFlags, TP::kSeqNeedsIncrementalState);
-  uint8_t* te = pw.BeginNested(TP::kTrackEvent);
-  pw.Varint(TE::kType, TE::kTypeSliceEnd);
-  pw.EndNested(te);
-  p.Finish();
-}
-
 // Writes the begins of the pending calls below frames[top] (the callers
 // still deciding), outermost first.
 void WritePendingCallers(ThreadWriter* w, size_t top) {
@@ -202,7 +191,7 @@ void FuncExit() {
     if (const FuncInfo* f = LookupFunc(fr.func)) WriteBegin(w, fr.func, f, fr.ts);
   }
   w->frames.pop_back();
-  WriteEnd(w, now);
+  WriteSliceEnd(w, now);
 }
 
 void FuncCloseAll() {
@@ -211,7 +200,7 @@ void FuncCloseAll() {
   if (IsTracing() && CurrentWriter() == w) {
     uint64_t now = BootTimeNs();
     for (size_t i = w->frames.size(); i-- > 0;)
-      if (w->frames[i].state == kFrameWritten) WriteEnd(w, now);
+      if (w->frames[i].state == kFrameWritten) WriteSliceEnd(w, now);
   }
   ForgetFrames(w);
 }

@@ -356,14 +356,7 @@ void SliceEnd() {
   if (VPSDK_UNLIKELY(!IsTracing())) return;
   ThreadWriter* w = CurrentWriter();
   if (VPSDK_UNLIKELY(!w) || !PopSlice(w)) return;
-  Prepare(w, kPacketBase);
-  PacketScope p(w, BootTimeNs());
-  ProtoWriter& pw = p.pw;
-  pw.Varint(TP::kSequenceFlags, TP::kSeqNeedsIncrementalState);
-  uint8_t* te = pw.BeginNested(TP::kTrackEvent);
-  pw.Varint(TE::kType, TE::kTypeSliceEnd);
-  pw.EndNested(te);
-  p.Finish();
+  WriteSliceEnd(w, BootTimeNs());
 }
 
 void Instant(uint32_t category, uint32_t name) {

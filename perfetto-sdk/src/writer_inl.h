@@ -45,6 +45,18 @@ inline void Prepare(ThreadWriter* w, size_t bound) {
   PrepareSlow(w, bound);
 }
 
+// A slice end on the thread's track at `ts`.
+inline void WriteSliceEnd(ThreadWriter* w, uint64_t ts) {
+  Prepare(w, kPacketBase);
+  PacketScope p(w, ts);
+  ProtoWriter& pw = p.pw;
+  pw.Varint(pf::TracePacket::kSequenceFlags, pf::TracePacket::kSeqNeedsIncrementalState);
+  uint8_t* te = pw.BeginNested(pf::TracePacket::kTrackEvent);
+  pw.Varint(pf::TrackEvent::kType, pf::TrackEvent::kTypeSliceEnd);
+  pw.EndNested(te);
+  p.Finish();
+}
+
 inline bool Seen(const std::vector<uint32_t>& v, uint32_t id, uint32_t epoch) {
   return id < v.size() && v[id] == epoch;
 }
