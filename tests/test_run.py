@@ -21,8 +21,9 @@ PROGRAMS = pathlib.Path(__file__).parent / "programs"
 
 def run(tmp_path, *args, check_rc=None):
     out = tmp_path / "run.pftrace"
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # where --follow-children collects
     p = subprocess.run([sys.executable, "-m", "vperfetto", "run", "-o", str(out), *map(str, args)],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     if check_rc is not None:
         assert p.returncode == check_rc, (p.stdout, p.stderr)
     return p, out
@@ -121,7 +122,8 @@ def test_follow_children_one_trace(tmp_path, method):
         if pk.HasField("track_descriptor") and pk.track_descriptor.HasField("thread"):
             seqs[pk.trusted_packet_sequence_id].add(pk.track_descriptor.thread.pid)
     assert all(len(pids) == 1 for pids in seqs.values()), seqs  # sequences kept disjoint
-    assert not list(tmp_path.glob("vperfetto-children-*"))
+    assert p.stderr == ""  # no child left out
+    assert not list(tmp_path.glob("vperfetto-children-*"))  # collected and removed
 
 
 def test_filters_depth_and_min_duration(tmp_path):
