@@ -36,15 +36,17 @@ def sequence_base(pid: int) -> int:
 class Follower:
     """The parent's side: where children write, and the concatenation at exit."""
 
-    def __init__(self, output: str, profiler):
+    def __init__(self, output: str, profiler, program: str = "python"):
         self.output = output
+        self.program = program
         self.dir = tempfile.mkdtemp(prefix="vperfetto-children-")
         self.options = dict(include=profiler.include, exclude=profiler.exclude,
                             min_duration_us=profiler.min_duration_us,
                             max_depth=profiler.max_depth, c_calls=profiler.c_calls)
 
     def start(self) -> None:
-        os.environ[ENV] = json.dumps({"dir": self.dir, "options": self.options})
+        os.environ[ENV] = json.dumps({"dir": self.dir, "options": self.options,
+                                      "program": self.program})
         _register_fork_hook()
 
     def finish(self, path: str) -> int:
@@ -75,22 +77,28 @@ def _register_fork_hook() -> None:
 def _config():
     try:
         cfg = json.loads(os.environ[ENV])
-        return cfg["dir"], dict(cfg.get("options") or {})
+        return cfg["dir"], dict(cfg.get("options") or {}), str(cfg.get("program") or "python")
     except (KeyError, ValueError, TypeError):
-        return None, None
+        return None, None, None
 
 
 def _start_child(new_interpreter: bool) -> None:
     from .profiler import Profiler
     from .session import Session
 
-    directory, options = _config()
+    directory, options, program = _config()
     pid = os.getpid()
     if directory is None or not os.path.isdir(directory) or _state["pid"] == pid:
         return  # not following, or started already (a .pth seen twice)
     if new_interpreter and _is_multiprocessing_helper():
         return  # forkserver / resource tracker: they outlive the program (forkserver's children are traced)
     _state.update(pid=pid, dir=directory)
+    if new_interpreter and _cmdline_has(b"--multiprocessing-fork"):
+        # A multiprocessing spawn child: its own name is known only once it
+        # ran (set at its end); until then, the parent's program.
+        from .tracing import set_process_name
+
+        set_process_name(f"{program} (child)")
     path = os.path.join(directory, f"{pid}.pftrace.part")
     _state["session"] = Session(path, mode="stream", sequence_base=sequence_base(pid)).start()
     from . import profiler as profile
@@ -108,13 +116,17 @@ def _start_child(new_interpreter: bool) -> None:
             _KEEP, lambda _: mp_util.Finalize(None, _finish_child, exitpriority=-(10 ** 9)))
 
 
-def _is_multiprocessing_helper() -> bool:
+def _cmdline_has(word: bytes) -> bool:
     try:
         with open("/proc/self/cmdline", "rb") as f:
-            cmd = f.read()
+            return word in f.read()
     except OSError:
         return False
-    return b"multiprocessing.forkserver" in cmd or b"multiprocessing.resource_tracker" in cmd
+
+
+def _is_multiprocessing_helper() -> bool:
+    return _cmdline_has(b"multiprocessing.forkserver") or \
+        _cmdline_has(b"multiprocessing.resource_tracker")
 
 
 def _after_fork() -> None:

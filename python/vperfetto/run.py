@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     try:
         if session is None:
             session = Session(output, mode=a.mode, buffer_kb=a.buffer_kb).start()
-        follow = _follow.Follower(output, profiler) if a.follow_children else None
+        follow = _follow.Follower(output, profiler, prog_name) if a.follow_children else None
     except (OSError, ValueError, errors.VperfettoError) as e:
         print(f"python -m vperfetto run: error: {e}", file=sys.stderr)
         return 2
