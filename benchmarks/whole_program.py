@@ -104,7 +104,7 @@ def parse(line):
 
 def workload_realistic():
     shapes = []
-    for i in range(3000):
+    for i in range(15000):
         shapes.append(Square(i) if i % 3 == 0 else Rect(i, i + 1) if i % 3 == 1 else Circle(i))
     doc = json.dumps([s.describe() for s in shapes])
     back = json.loads(doc)
