@@ -66,6 +66,27 @@ class Ev:
     index: int
 
 
+def annotation(a, anames: dict, i: int, named: bool = True):
+    """(name, value) of a DebugAnnotation: dict_entries become a dict and
+    array_values a list. Every annotation outside an array must be named
+    (trace_processor drops events with a nameless one)."""
+    key = None
+    if a.HasField("name_iid"):
+        assert a.name_iid in anames, f"packet {i}: annotation iid undefined"
+        key = anames[a.name_iid]
+    elif a.HasField("name"):
+        key = a.name
+    if named:
+        assert key is not None, f"packet {i}: annotation without a name"
+    if a.dict_entries:
+        return key, dict(annotation(e, anames, i) for e in a.dict_entries)
+    if a.array_values:
+        return key, [annotation(e, anames, i, named=False)[1] for e in a.array_values]
+    which = a.WhichOneof("value")
+    assert which is not None, f"packet {i}: annotation {key!r} without a value"
+    return key, getattr(a, which)
+
+
 def resolve(trace) -> list:
     """Resolves interning per sequence like the trace processor, checking as it
     goes that every interned id is defined (after the sequence's latest
@@ -106,12 +127,8 @@ def resolve(trace) -> list:
             categories.append(cats[seq][c])
         args = {}
         for a in te.debug_annotations:
-            if a.HasField("name_iid"):
-                assert a.name_iid in anames[seq], f"packet {i}: annotation iid undefined"
-                key = anames[seq][a.name_iid]
-            else:
-                key = a.name
-            args[key] = getattr(a, a.WhichOneof("value"))
+            key, value = annotation(a, anames[seq], i)
+            args[key] = value
         counter = None
         if te.HasField("counter_value"):
             counter = te.counter_value

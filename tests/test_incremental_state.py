@@ -34,13 +34,13 @@ def expected_args(k: int, i: int) -> dict:
         "odd": bool(i & 1),           # bool
         "who": f"t{k}",               # string
         "text": f"{k}:{i}:" + "x" * (i % 40),  # strings of many lengths
-        "obj": (k, i),                # any other object: its str()
+        "obj": (k, i),                # a tuple: an array of ints
     }
 
 
 def _written(args: dict) -> dict:
     out = dict(args)
-    out["obj"] = str(args["obj"])
+    out["obj"] = list(args["obj"])
     return out
 
 

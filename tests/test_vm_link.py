@@ -168,7 +168,7 @@ def _small_trace(tmp_path):
     with vperfetto.Session(p):
         for i in range(50):
             vperfetto.instant("x", args={"i": i})
-    vperfetto.tracing._last_stopped_path = None
+    vperfetto.session._last_stopped_path = None
     return p.read_bytes()
 
 

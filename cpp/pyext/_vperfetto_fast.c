@@ -15,6 +15,207 @@
 
 static PyObject *g_name_ids, *g_category_ids, *g_counter_handles;  /* dicts */
 static PyObject *g_begin_slow, *g_end_slow, *g_slice_slow, *g_counter_slow;
+static PyObject *g_name_thread;  /* names the calling thread's track after its Python thread */
+
+/* Whether this thread's track was named: the first event of a thread names
+ * it after the Python thread; afterwards this is one TLS load. */
+static __thread __attribute__((tls_model("initial-exec"))) int t_named;
+
+#define NAME_TRIES 64 /* a thread threading never registers stays unnamed */
+static void name_thread_slow(void) {
+  PyObject *r = g_name_thread ? PyObject_CallNoArgs(g_name_thread) : NULL;
+  t_named = r == Py_True ? NAME_TRIES : t_named + 1;
+  if (r) Py_DECREF(r);
+  else PyErr_Clear();
+}
+#define NAMED() do { if (__builtin_expect(t_named < NAME_TRIES, 0)) name_thread_slow(); } while (0)
+
+/* --- asyncio: slices begun inside a Task go on the task's own track ------
+ *
+ * t_loop is the event loop running on this thread (set by vperfetto's
+ * wrapper of asyncio.events._set_running_loop), so outside an event loop
+ * the check is one TLS load. Inside, the current task is
+ * asyncio.tasks._current_tasks[loop], and its state (its track, the
+ * recorded/not-recorded stack of its open slices) lives in g_task_states
+ * until the task's done callback ends what it left open and frees the
+ * track: nothing is written on a task track once the task is gone. */
+
+static __thread __attribute__((tls_model("initial-exec"))) PyObject *t_loop;
+static PyObject *g_current_tasks, *g_task_states, *g_task_done;
+
+#define TASK_BITS 256
+typedef struct {
+  PyObject_HEAD
+  uint32_t track;
+  uint32_t depth;
+  uint64_t recorded[TASK_BITS / 64];
+} TaskState;
+static PyTypeObject TaskStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vperfetto._vperfetto_fast.TaskState",
+    .tp_basicsize = sizeof(TaskState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+/* The running task (borrowed), or NULL outside a task. */
+static inline PyObject *current_task(void) {
+  if (__builtin_expect(!t_loop, 1) || !g_current_tasks) return NULL;
+  PyObject *t = PyDict_GetItemWithError(g_current_tasks, t_loop);
+  if (!t) PyErr_Clear();
+  return t;
+}
+
+/* The state of `task` (borrowed); made on first use when `create`. NULL
+ * when there is none or it could not be made (then the thread track is used). */
+static TaskState *task_state(PyObject *task, int create) {
+  PyObject *st = PyDict_GetItemWithError(g_task_states, task);
+  if (st || !create) {
+    if (!st) PyErr_Clear();
+    return (TaskState *)st;
+  }
+  PyErr_Clear();
+  PyObject *name = PyObject_CallMethod(task, "get_name", NULL);
+  const char *utf8 = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+  uint32_t track = 0;
+  if (!utf8 || vp_track_new_for_thread(utf8, &track, NULL) != VP_OK) track = 0;
+  Py_XDECREF(name);
+  PyErr_Clear();
+  if (!track) return NULL;
+  TaskState *ts = PyObject_New(TaskState, &TaskStateType);
+  PyObject *r = NULL;
+  if (ts) {
+    ts->track = track;
+    ts->depth = 0;
+    memset(ts->recorded, 0, sizeof(ts->recorded));
+    if (PyDict_SetItem(g_task_states, task, (PyObject *)ts) == 0)
+      r = PyObject_CallMethod(task, "add_done_callback", "O", g_task_done);
+  }
+  if (!r) {  /* not kept: never used */
+    PyErr_Clear();
+    if (ts && PyDict_DelItem(g_task_states, task) < 0) PyErr_Clear();
+    Py_XDECREF(ts);
+    vp_track_free(track);
+    return NULL;
+  }
+  Py_DECREF(r);
+  Py_DECREF(ts); /* the dict holds it */
+  return ts;
+}
+
+static void emit_on(uint32_t track, int32_t type, uint32_t cid, uint32_t nid, const char *s,
+                    size_t len) {
+  vp_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = type;
+  ev.category = cid;
+  ev.name = nid;
+  ev.name_str = s;
+  ev.name_len = len;
+  ev.track = track;
+  vp_emit(&ev);
+}
+
+/* Pushes a slice of `cid` on the task's stack: whether it is recorded. */
+static int task_push(TaskState *st, uint32_t cid) {
+  int rec = vp_category_enabled(cid);
+  uint32_t d = st->depth++;
+  if (d < TASK_BITS) {
+    uint64_t bit = (uint64_t)1 << (d & 63);
+    if (rec) st->recorded[d >> 6] |= bit;
+    else st->recorded[d >> 6] &= ~bit;
+  }
+  return rec;
+}
+/* Pops the innermost slice: 1 if it was recorded, 0 if not or none. */
+static int task_pop(TaskState *st) {
+  if (!st->depth) return 0;
+  uint32_t d = --st->depth;
+  if (d >= TASK_BITS) return vp_is_tracing();
+  return (int)((st->recorded[d >> 6] >> (d & 63)) & 1);
+}
+
+/* begin/instant/end with the task check; `s`/`len`: a name not interned. */
+static inline void do_begin(uint32_t cid, uint32_t nid, const char *s, size_t len) {
+  PyObject *task = current_task();
+  TaskState *st = task ? task_state(task, 1) : NULL;
+  if (st) {
+    if (task_push(st, cid)) emit_on(st->track, VP_EVENT_BEGIN, cid, nid, s, len);
+  } else if (s) {
+    vp_begin_str(cid, s, len);
+  } else {
+    vp_begin(cid, nid);
+  }
+}
+static inline void do_instant(uint32_t cid, uint32_t nid, const char *s, size_t len) {
+  PyObject *task = current_task();
+  TaskState *st = task ? task_state(task, 1) : NULL;
+  if (st) emit_on(st->track, VP_EVENT_INSTANT, cid, nid, s, len);
+  else if (s) vp_instant_str(cid, s, len);
+  else vp_instant(cid, nid);
+}
+static inline void do_end(void) {
+  PyObject *task = current_task();
+  if (!task) {
+    vp_end();
+    return;
+  }
+  TaskState *st = task_state(task, 0);
+  if (st && task_pop(st)) emit_on(st->track, VP_EVENT_END, 0, 0, NULL, 0);
+}
+
+/* task.add_done_callback(task_done): ends the slices the task left open
+ * and frees its track. */
+static PyObject *f_task_done(PyObject *m, PyObject *task) {
+  PyObject *st = PyDict_GetItemWithError(g_task_states, task);
+  if (!st) {
+    PyErr_Clear();
+    Py_RETURN_NONE;
+  }
+  Py_INCREF(st);
+  TaskState *ts = (TaskState *)st;
+  while (ts->depth)
+    if (task_pop(ts)) emit_on(ts->track, VP_EVENT_END, 0, 0, NULL, 0);
+  vp_track_free(ts->track);
+  ts->track = 0;
+  if (PyDict_DelItem(g_task_states, task) < 0) PyErr_Clear();
+  Py_DECREF(st);
+  Py_RETURN_NONE;
+}
+
+static PyObject *f_current_task(PyObject *m, PyObject *unused) {
+  PyObject *t = current_task();
+  return Py_NewRef(t ? t : Py_None);
+}
+
+/* Called by the wrapper of asyncio.events._set_running_loop. */
+static PyObject *f_set_running_loop(PyObject *m, PyObject *loop) {
+  Py_XSETREF(t_loop, loop == Py_None ? NULL : Py_NewRef(loop));
+  Py_RETURN_NONE;
+}
+static PyObject *f_set_current_tasks(PyObject *m, PyObject *d) {
+  if (!PyDict_Check(d)) {
+    PyErr_SetString(PyExc_TypeError, "a dict is needed");
+    return NULL;
+  }
+  Py_XSETREF(g_current_tasks, Py_NewRef(d));
+  Py_RETURN_NONE;
+}
+
+/* For the Python paths (annotations, timestamps...): the track a begin,
+ * end or instant goes on. 0: not in a task (the thread's track); a handle:
+ * the task's track; -1: in a task, and nothing is to be written (an end
+ * whose begin was not recorded). A begin is pushed on the task's stack. */
+static PyObject *f_task_track(PyObject *m, PyObject *args) {
+  int type;
+  unsigned int cid;
+  if (!PyArg_ParseTuple(args, "iI", &type, &cid)) return NULL;
+  PyObject *task = current_task();
+  if (!task) return PyLong_FromLong(0);
+  TaskState *st = task_state(task, type != VP_EVENT_END);
+  if (!st) return PyLong_FromLong(type == VP_EVENT_END ? -1 : 0);
+  if (type == VP_EVENT_BEGIN) return PyLong_FromLong(task_push(st, cid) ? (long)st->track : -1);
+  if (type == VP_EVENT_END) return PyLong_FromLong(task_pop(st) ? (long)st->track : -1);
+  return PyLong_FromLong((long)st->track);
+}
 
 /* name (exact str) and category (None or str) -> ids; 0 if unknown. */
 static int lookup(PyObject *name, PyObject *category, uint32_t *nid, uint32_t *cid) {
@@ -39,7 +240,8 @@ static PyObject *fallback(PyObject *fn, PyObject *const *args, size_t nargsf, Py
 static PyObject *f_begin(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
   uint32_t nid, cid;
   if (!kw && (n == 1 || n == 2) && lookup(args[0], n == 2 ? args[1] : Py_None, &nid, &cid)) {
-    vp_begin(cid, nid);
+    NAMED();
+    do_begin(cid, nid, NULL, 0);
     Py_RETURN_NONE;
   }
   if (PyErr_Occurred()) return NULL;
@@ -48,14 +250,14 @@ static PyObject *f_begin(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObj
 
 static PyObject *f_end(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObject *kw) {
   if (n == 0 && !kw) {
-    vp_end();
+    do_end();
     Py_RETURN_NONE;
   }
   return fallback(g_end_slow, args, (size_t)n, kw);
 }
 
 static PyObject *f_end_noargs(PyObject *m, PyObject *unused) {
-  vp_end();
+  do_end();
   Py_RETURN_NONE;
 }
 
@@ -91,18 +293,20 @@ static void eb_dealloc(PyObject *op) {
 }
 static PyObject *eb_begin(PyObject *op, PyObject *unused) {
   EventBase *self = (EventBase *)op;
+  NAMED();
   if (self->raw)
-    vp_begin_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
+    do_begin(self->cat, 0, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
   else
-    vp_begin(self->cat, self->name);
+    do_begin(self->cat, self->name, NULL, 0);
   Py_RETURN_NONE;
 }
 static PyObject *eb_instant(PyObject *op, PyObject *unused) {
   EventBase *self = (EventBase *)op;
+  NAMED();
   if (self->raw)
-    vp_instant_str(self->cat, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
+    do_instant(self->cat, 0, PyBytes_AS_STRING(self->raw), (size_t)PyBytes_GET_SIZE(self->raw));
   else
-    vp_instant(self->cat, self->name);
+    do_instant(self->cat, self->name, NULL, 0);
   Py_RETURN_NONE;
 }
 static PyObject *eb_enter(PyObject *op, PyObject *unused) {
@@ -110,7 +314,7 @@ static PyObject *eb_enter(PyObject *op, PyObject *unused) {
   return Py_NewRef(op);
 }
 static PyObject *eb_exit(PyObject *op, PyObject *const *args, Py_ssize_t n) {
-  vp_end();
+  do_end();
   Py_RETURN_FALSE;
 }
 static PyObject *f_end_noargs(PyObject *m, PyObject *unused);
@@ -203,12 +407,13 @@ typedef struct {
 
 static PyObject *s_enter(PyObject *self, PyObject *unused) {
   FastSlice *s = (FastSlice *)self;
-  vp_begin(s->cat, s->name);
+  NAMED();
+  do_begin(s->cat, s->name, NULL, 0);
   Py_INCREF(self);
   return self;
 }
 static PyObject *s_exit(PyObject *self, PyObject *const *args, Py_ssize_t n) {
-  vp_end();
+  do_end();
   Py_RETURN_FALSE;
 }
 static PyMethodDef s_methods[] = {
@@ -237,11 +442,23 @@ static PyObject *f_slice(PyObject *m, PyObject *const *args, Py_ssize_t n, PyObj
 
 /* --- setup ------------------------------------------------------------------- */
 
+static PyObject *f_ensure_named(PyObject *m, PyObject *unused) {
+  NAMED();
+  Py_RETURN_NONE;
+}
+static PyObject *f_thread_named(PyObject *m, PyObject *unused) {
+  t_named = NAME_TRIES;
+  Py_RETURN_NONE;
+}
+
 static PyObject *f_init(PyObject *m, PyObject *args) {
-  if (!PyArg_ParseTuple(args, "O!O!O!OOOO", &PyDict_Type, &g_name_ids, &PyDict_Type,
+  if (!PyArg_ParseTuple(args, "O!O!O!OOOOO", &PyDict_Type, &g_name_ids, &PyDict_Type,
                         &g_category_ids, &PyDict_Type, &g_counter_handles, &g_begin_slow,
-                        &g_end_slow, &g_slice_slow, &g_counter_slow))
+                        &g_end_slow, &g_slice_slow, &g_counter_slow, &g_name_thread))
     return NULL;
+  Py_INCREF(g_name_thread);
+  if (!g_task_done) g_task_done = PyObject_GetAttrString(m, "task_done");
+  if (!g_task_done) return NULL;
   Py_INCREF(g_name_ids); Py_INCREF(g_category_ids); Py_INCREF(g_counter_handles);
   Py_INCREF(g_begin_slow); Py_INCREF(g_end_slow); Py_INCREF(g_slice_slow);
   Py_INCREF(g_counter_slow);
@@ -257,6 +474,13 @@ static PyMethodDef methods[] = {
     {"slice", FASTKW(f_slice), NULL},
     {"counter", FASTKW(f_counter), NULL},
     {"bind_counter", f_bind_counter, METH_VARARGS, NULL},
+    {"ensure_named", f_ensure_named, METH_NOARGS, NULL},
+    {"task_done", f_task_done, METH_O, NULL},
+    {"current_task", f_current_task, METH_NOARGS, NULL},
+    {"task_track", f_task_track, METH_VARARGS, NULL},
+    {"set_running_loop", f_set_running_loop, METH_O, NULL},
+    {"set_current_tasks", f_set_current_tasks, METH_O, NULL},
+    {"thread_named", f_thread_named, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_vperfetto_fast", NULL, -1, methods,
@@ -264,7 +488,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_vperfetto_fast", NU
 
 PyMODINIT_FUNC PyInit__vperfetto_fast(void) {
   PyObject *m;
-  if (PyType_Ready(&FastSliceType) < 0 || PyType_Ready(&EventBaseType) < 0) return NULL;
+  if (PyType_Ready(&FastSliceType) < 0 || PyType_Ready(&EventBaseType) < 0 ||
+      PyType_Ready(&TaskStateType) < 0)
+    return NULL;
+  if (!g_task_states && !(g_task_states = PyDict_New())) return NULL;
   m = PyModule_Create(&module);
   if (m && PyModule_AddObjectRef(m, "EventBase", (PyObject *)&EventBaseType) < 0) Py_CLEAR(m);
   return m;

@@ -157,6 +157,14 @@ int32_t vp_config_disable_category(vp_config* c, const char* name, vp_error* err
   return AddCategory(c, name, false, err);
 }
 
+int32_t vp_config_set_sequence_base(vp_config* c, uint32_t base, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (base > UINT32_MAX - (1u << 16))
+    return Fail(err, VP_E_INVALID_ARGUMENT, "sequence base leaves no room for sequences");
+  c->cfg.sequence_base = base;
+  return Report(err, vpsdk::Status::Ok());
+}
+
 int32_t vp_session_start(const vp_config* c, vp_session** out, vp_error* err) {
   if (!c || !out) return Fail(err, VP_E_INVALID_ARGUMENT, "config or out is NULL");
   *out = nullptr;
@@ -219,6 +227,19 @@ int32_t vp_counter_track(const char* name, const char* unit, uint32_t* out, vp_e
 
 uint64_t vp_track_uuid(uint32_t track) { return vpsdk::TrackUuid(track); }
 
+int32_t vp_track_new_for_thread(const char* name, uint32_t* out, vp_error* err) {
+  return Guard(err, [&] { return Report(err, vpsdk::NewThreadTrack(name, out)); });
+}
+void vp_track_free(uint32_t track) {
+  try {
+    vpsdk::FreeTrack(track);
+  } catch (...) {
+  }
+}
+int32_t vp_category_enabled(uint32_t category) {
+  return vpsdk::CategoryEnabled(category) ? 1 : 0;
+}
+
 void vp_set_process_name(const char* name) {
   try {
     vpsdk::SetProcessName(name);
@@ -232,6 +253,34 @@ void vp_set_thread_name(const char* name) {
   } catch (...) {
   }
 }
+
+void vp_set_default_process_name(const char* name) {
+  try {
+    vpsdk::SetProcessNameDefault(name);
+  } catch (...) {
+  }
+}
+
+uint32_t vp_func_register(const char* name, size_t name_len, const char* file, size_t file_len,
+                          uint32_t line) {
+  try {
+    return vpsdk::RegisterFunc(name, name_len, file, file_len, line);
+  } catch (...) {
+    return 0;
+  }
+}
+void vp_func_enter(uint32_t func) {
+  try {
+    vpsdk::FuncEnter(func);
+  } catch (...) {  // a frame that could not be kept (out of memory)
+  }
+}
+void vp_func_exit(void) { vpsdk::FuncExit(); }
+void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth) {
+  vpsdk::SetProfileOptions(min_duration_ns, max_depth);
+}
+uint32_t vp_func_depth(void) { return vpsdk::FuncDepth(); }
+void vp_func_close_all(void) { vpsdk::FuncCloseAll(); }
 
 void vp_begin(uint32_t category, uint32_t name) { vpsdk::SliceBegin(category, name); }
 void vp_end(void) { vpsdk::SliceEnd(); }

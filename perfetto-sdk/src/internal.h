@@ -77,6 +77,12 @@ struct TrackInfo {
   std::string name;
   uint32_t unit;        // CounterDescriptor.Unit
   std::string unit_name;
+  // Tracks of short-lived work (asyncio tasks) sit under a thread's track
+  // and their handles are reused once freed: a new serial each time, so
+  // that every sequence describes the new track again.
+  uint64_t parent_uuid = 0;  // nonzero: the parent's uuid (a thread's track)
+  uint32_t serial = 0;
+  bool recyclable = false;
 };
 const TrackInfo* LookupTrack(uint32_t handle);  // nullptr if unknown
 
@@ -101,7 +107,7 @@ class SessionCore {
   // All under mu.
   std::mutex mu;
   bool stopped = false;
-  uint32_t next_sequence_id = 2;  // 1 is the session's own sequence
+  uint32_t next_sequence_id = 2;  // cfg.sequence_base + 1 is the session's own
   std::vector<std::shared_ptr<ThreadWriter>> writers;
 
   const SessionConfig cfg;
@@ -174,7 +180,18 @@ class ThreadWriter {
   std::atomic<bool> packets_lost{false};
   uint32_t epoch = 1;
   std::vector<uint32_t> name_seen, arg_seen, track_seen;
+  std::vector<uint32_t> track_serial;  // TrackInfo::serial when described
   uint32_t category_seen[kMaxCategories] = {};
+
+  // Whole-program tracing (profile.cc): the calls entered on this thread,
+  // innermost last, and the functions described on this sequence.
+  struct Frame {
+    uint32_t func;
+    uint32_t state;  // kFrame* in profile.cc
+    uint64_t ts;     // entry time, for calls still deciding (min duration)
+  };
+  std::vector<Frame> frames;
+  std::vector<uint32_t> func_seen;
 
   // Slice nesting on the thread track: which begins were recorded.
   static constexpr uint32_t kMaxDepth = 4096;
@@ -212,6 +229,10 @@ ThreadWriter* ThreadState();
 // Makes room for `need` bytes in w's chunk, handing the full chunk to the
 // session (or discarding it when the session has stopped).
 void MakeRoom(ThreadWriter* w, size_t need);
+
+// Frames entered before this binding belong to another session (or to the
+// parent of a forked process): their ends are not written. (profile.cc)
+void ForgetFrames(ThreadWriter* w);
 
 // Process-name setter shared by the C++ API (stores only).
 void SetProcessNameStored(const char* name);

@@ -3,6 +3,7 @@
 // session's config.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -86,6 +87,49 @@ Status NewTrack(const char* name, uint32_t parent, uint32_t* out) {
     return Status::Error(kNoMemory, "too many tracks (limit 65536)");
   }
   return Status::Ok();
+}
+
+namespace {
+std::vector<uint32_t>* g_free_tracks;  // recyclable handles, under g_track_mu
+uint32_t g_track_serial = 0;           // under g_track_mu
+}  // namespace
+
+Status NewThreadTrack(const char* name, uint32_t* out) {
+  if (!name || !out) return Status::Error(kInvalidArgument, "track name is NULL");
+  uint64_t parent = ThreadState()->uuid;
+  std::lock_guard<std::mutex> lock(g_track_mu);
+  InitTracksLocked();
+  if (g_free_tracks && !g_free_tracks->empty()) {
+    uint32_t h = g_free_tracks->back();
+    g_free_tracks->pop_back();
+    // Only a track already freed is changed: nothing writes on it.
+    auto* t = const_cast<TrackInfo*>(g_tracks.Get(h));
+    t->uuid = UuidLsb();
+    t->name = name;
+    t->parent_uuid = parent;
+    t->serial = ++g_track_serial;
+    *out = h;
+    return Status::Ok();
+  }
+  auto* t = new TrackInfo{TrackKind::kNamed, UuidLsb(), kProcessTrack, name, 0, ""};
+  t->parent_uuid = parent;
+  t->serial = ++g_track_serial;
+  t->recyclable = true;
+  if (!g_tracks.Append(t, out)) {
+    delete t;
+    return Status::Error(kNoMemory, "too many tracks (limit 65536 live)");
+  }
+  return Status::Ok();
+}
+
+void FreeTrack(uint32_t handle) {
+  std::lock_guard<std::mutex> lock(g_track_mu);
+  if (handle <= kProcessTrack || handle >= g_tracks.size()) return;
+  const TrackInfo* t = g_tracks.Get(handle);
+  if (!t || !t->recyclable) return;
+  if (!g_free_tracks) g_free_tracks = new std::vector<uint32_t>();
+  if (std::find(g_free_tracks->begin(), g_free_tracks->end(), handle) == g_free_tracks->end())
+    g_free_tracks->push_back(handle);
 }
 
 Status CounterTrack(const char* name, const char* unit, uint32_t* out) {

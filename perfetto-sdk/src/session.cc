@@ -191,6 +191,7 @@ ThreadWriter* BindWriterSlow() {
   w->reset_requested.store(false, std::memory_order_relaxed);
   w->packets_lost.store(false, std::memory_order_relaxed);
   w->depth = 0;
+  ForgetFrames(w);
   s->writers.push_back(t_holder.writer);
   return w;
 }
@@ -217,6 +218,7 @@ void MakeRoom(ThreadWriter* w, size_t need) {
 
 SessionCore::SessionCore(const SessionConfig& c, int fd, uint32_t gen)
     : cfg(c), generation(gen), pid(ProcessPid()), fd_(fd) {
+  next_sequence_id = cfg.sequence_base + 2;
   buffer_bytes = static_cast<size_t>(cfg.buffer_kb) * 1024;
   if (cfg.mode == BufferMode::kStream) {
     chunk_size = 64 * 1024;
@@ -340,7 +342,7 @@ std::string SessionCore::ClockSnapshotPacket() {
       {pf::BuiltinClock::kTsc, ReadTsc()},
   };
   pw.Varint(pf::TracePacket::kTimestamp, boot);
-  pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, 1);
+  pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, cfg.sequence_base + 1);
   uint8_t* snap = pw.BeginNested(pf::TracePacket::kClockSnapshot);
   for (auto& c : clocks) {
     if (c.id == pf::BuiltinClock::kTsc && !VPSDK_HAS_TSC) continue;
@@ -361,7 +363,7 @@ std::string SessionCore::TraceStatsPacket() {
   PacketBuf b(256);
   ProtoWriter pw(b.data());
   pw.Varint(pf::TracePacket::kTimestamp, BootTimeNs());
-  pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, 1);
+  pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, cfg.sequence_base + 1);
   uint8_t* ts = pw.BeginNested(pf::TracePacket::kTraceStats);
   uint8_t* bs = pw.BeginNested(pf::TraceStats::kBufferStats);
   if (cfg.mode != BufferMode::kStream)

@@ -6,34 +6,13 @@
 #include "vpsdk/clock.h"
 #include "vpsdk/field_numbers.h"
 #include "vpsdk/proto_writer.h"
+#include "writer_inl.h"
 
 namespace vpsdk {
 namespace {
 
 namespace TP = pf::TracePacket;
 namespace TE = pf::TrackEvent;
-
-// Everything of a packet except names, strings and repeated fields.
-constexpr size_t kPacketBase = 96;
-constexpr size_t kTrackDescriptorBase = 96;
-
-// --- packets ---------------------------------------------------------------------
-
-struct PacketScope {
-  ProtoWriter pw;
-  uint8_t* packet;
-  ThreadWriter* w;
-  PacketScope(ThreadWriter* writer, uint64_t ts)
-      : pw(writer->buf + writer->pos), w(writer) {
-    packet = pw.BeginNested(pf::Trace::kPacket);
-    pw.Varint(TP::kTimestamp, ts);
-    pw.Varint(TP::kTrustedPacketSequenceId, w->sequence_id);
-  }
-  void Finish() {
-    pw.EndNested(packet);
-    w->Publish(pw.pos());
-  }
-};
 
 void WriteThreadDescriptor(ProtoWriter& pw, ThreadWriter* w) {
   uint8_t* td = pw.BeginNested(TP::kTrackDescriptor);
@@ -91,12 +70,13 @@ void WriteReset(ThreadWriter* w, const std::string& pname) {
     w->name_seen.assign(w->name_seen.size(), 0);
     w->arg_seen.assign(w->arg_seen.size(), 0);
     w->track_seen.assign(w->track_seen.size(), 0);
+    w->func_seen.assign(w->func_seen.size(), 0);
     std::memset(w->category_seen, 0, sizeof(w->category_seen));
     w->epoch = 1;
   }
 }
 
-void PrepareSlow(ThreadWriter* w, size_t bound) {
+void PrepareSlowImpl(ThreadWriter* w, size_t bound) {
   std::string pname = ProcessName();
   size_t reset_bound = 2 * kPacketBase + pname.size() + w->name.size();
   if (w->reset_requested.exchange(false, std::memory_order_relaxed)) w->need_reset = true;
@@ -105,25 +85,7 @@ void PrepareSlow(ThreadWriter* w, size_t bound) {
   if (w->need_reset) WriteReset(w, pname);
 }
 
-// Makes sure `bound` bytes fit in the chunk and that the incremental state
-// is valid. The common case is two compares.
-inline void Prepare(ThreadWriter* w, size_t bound) {
-  if (VPSDK_LIKELY(!w->need_reset &&
-                   !w->reset_requested.load(std::memory_order_relaxed) &&
-                   w->cap - w->pos >= bound))
-    return;
-  PrepareSlow(w, bound);
-}
-
 // --- interning --------------------------------------------------------------------
-
-inline bool Seen(const std::vector<uint32_t>& v, uint32_t id, uint32_t epoch) {
-  return id < v.size() && v[id] == epoch;
-}
-void MarkSeen(std::vector<uint32_t>* v, uint32_t id, uint32_t epoch) {
-  if (id >= v->size()) v->resize(id + 64 + id / 2, 0);
-  (*v)[id] = epoch;
-}
 
 void WriteInternedEntry(ProtoWriter& pw, uint32_t field, uint32_t iid,
                         const InternedString* s) {
@@ -189,12 +151,17 @@ void PushUnrecorded() {
 
 // --- tracks ---------------------------------------------------------------------------
 
+// Whether this sequence described `track` (this use of its handle) since
+// its last reset.
+inline bool TrackSeen(ThreadWriter* w, uint32_t track, const TrackInfo* t) {
+  return Seen(w->track_seen, track, w->epoch) && w->track_serial[track] == t->serial;
+}
+
 size_t TrackChainBound(ThreadWriter* w, uint32_t track) {
   size_t bound = 0;
   for (int hops = 0; track > kProcessTrack && hops < 64; hops++) {
-    if (Seen(w->track_seen, track, w->epoch)) break;
     const TrackInfo* t = LookupTrack(track);
-    if (!t) break;
+    if (!t || TrackSeen(w, track, t)) break;
     bound += kPacketBase + kTrackDescriptorBase + t->name.size() + t->unit_name.size();
     track = t->parent;
   }
@@ -213,15 +180,15 @@ void PrepareWithTrack(ThreadWriter* w, size_t bound, uint32_t track) {
 
 // Describes at most the 64 tracks that TrackChainBound() reserves room for.
 void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
-  if (track <= kProcessTrack || hops >= 64 || Seen(w->track_seen, track, w->epoch)) return;
+  if (track <= kProcessTrack || hops >= 64) return;
   const TrackInfo* t = LookupTrack(track);
-  if (!t) return;
-  DescribeTrack(w, t->parent, ts, hops + 1);
+  if (!t || TrackSeen(w, track, t)) return;
+  if (!t->parent_uuid) DescribeTrack(w, t->parent, ts, hops + 1);
   PacketScope p(w, ts);
   ProtoWriter& pw = p.pw;
   uint8_t* td = pw.BeginNested(TP::kTrackDescriptor);
   pw.Varint(pf::TrackDescriptor::kUuid, t->uuid);
-  pw.Varint(pf::TrackDescriptor::kParentUuid, TrackUuid(t->parent));
+  pw.Varint(pf::TrackDescriptor::kParentUuid, t->parent_uuid ? t->parent_uuid : TrackUuid(t->parent));
   pw.String(pf::TrackDescriptor::kName, t->name.data(), t->name.size());
   if (t->kind == TrackKind::kCounter) {
     uint8_t* cd = pw.BeginNested(pf::TrackDescriptor::kCounter);
@@ -233,6 +200,8 @@ void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
   pw.EndNested(td);
   p.Finish();
   MarkSeen(&w->track_seen, track, w->epoch);
+  if (w->track_serial.size() < w->track_seen.size()) w->track_serial.resize(w->track_seen.size(), 0);
+  w->track_serial[track] = t->serial;
 }
 
 // --- events -------------------------------------------------------------------------------
@@ -278,7 +247,87 @@ void WriteCounter(uint32_t track, bool is_double, int64_t iv, double dv, uint64_
   p.Finish();
 }
 
+// The index after the annotation at args[i] and its children (iterative:
+// the nesting given by a caller is not bounded).
+uint32_t SkipArg(const Arg* args, uint32_t i, uint32_t n) {
+  uint64_t pending = 1;
+  while (pending && i < n) {
+    if (args[i].type == kArgName) {
+      i++;
+      continue;
+    }
+    const Arg& a = args[i++];
+    pending--;
+    if (a.type == kArgDict || a.type == kArgArray)
+      pending = a.u > n ? n : pending + a.u;  // never more than what is left
+  }
+  return i;
+}
+
+// Writes the annotation at args[i] (a kArgName entry first names it; a dict
+// or array takes its children along) as `field` and returns the index after
+// it. Annotations outside arrays always carry a name: trace_processor drops
+// events with a nameless one.
+uint32_t WriteArg(ProtoWriter& pw, uint32_t field, const Arg* args, uint32_t i, uint32_t n,
+                  bool named, int depth) {
+  const Arg* inline_name = nullptr;
+  if (args[i].type == kArgName) {
+    inline_name = &args[i];
+    if (++i >= n) return n;
+  }
+  const Arg& a = args[i++];
+  // Too deep: the entry is written as "…" and its children are skipped.
+  bool too_deep = depth >= kMaxArgDepth;
+  uint8_t* da = pw.BeginNested(field);
+  if (named) {
+    if (inline_name) {
+      pw.String(pf::DebugAnnotation::kName, inline_name->s ? inline_name->s : "",
+                inline_name->s ? inline_name->len : 0);
+    } else if (LookupString(a.name)) {
+      pw.Varint(pf::DebugAnnotation::kNameIid, a.name);
+    } else {
+      pw.String(pf::DebugAnnotation::kName, "?", 1);
+    }
+  }
+  if (too_deep) {
+    pw.String(pf::DebugAnnotation::kStringValue, "\xe2\x80\xa6", 3);
+    pw.EndNested(da);
+    return SkipArg(args, i - 1, n);
+  }
+  // An empty container would be an annotation without a value (not shown).
+  if ((a.type == kArgDict || a.type == kArgArray) && (a.u == 0 || i >= n)) {
+    pw.String(pf::DebugAnnotation::kStringValue, a.type == kArgDict ? "{}" : "[]", 2);
+    pw.EndNested(da);
+    return i;
+  }
+  switch (a.type) {
+    case kArgInt: pw.Int64(pf::DebugAnnotation::kIntValue, a.i); break;
+    case kArgUint: pw.Varint(pf::DebugAnnotation::kUintValue, a.u); break;
+    case kArgDouble: pw.Double(pf::DebugAnnotation::kDoubleValue, a.d); break;
+    case kArgBool: pw.Bool(pf::DebugAnnotation::kBoolValue, a.i != 0); break;
+    case kArgPointer: pw.Varint(pf::DebugAnnotation::kPointerValue, a.u); break;
+    case kArgString:
+      pw.String(pf::DebugAnnotation::kStringValue, a.s ? a.s : "", a.s ? a.len : 0);
+      break;
+    case kArgDict:
+    case kArgArray: {
+      bool dict = a.type == kArgDict;
+      uint32_t child = dict ? pf::DebugAnnotation::kDictEntries : pf::DebugAnnotation::kArrayValues;
+      for (uint64_t k = 0; k < a.u && i < n; k++)
+        i = WriteArg(pw, child, args, i, n, dict, depth + 1);
+      break;
+    }
+    default:  // unknown type: its string was not counted in the bound
+      pw.String(pf::DebugAnnotation::kStringValue, "", 0);
+      break;
+  }
+  pw.EndNested(da);
+  return i;
+}
+
 }  // namespace
+
+void PrepareSlow(ThreadWriter* w, size_t bound) { PrepareSlowImpl(w, bound); }
 
 void SliceBegin(uint32_t category, uint32_t name) {
   if (VPSDK_UNLIKELY(!CategoryEnabled(category))) {
@@ -307,14 +356,7 @@ void SliceEnd() {
   if (VPSDK_UNLIKELY(!IsTracing())) return;
   ThreadWriter* w = CurrentWriter();
   if (VPSDK_UNLIKELY(!w) || !PopSlice(w)) return;
-  Prepare(w, kPacketBase);
-  PacketScope p(w, BootTimeNs());
-  ProtoWriter& pw = p.pw;
-  pw.Varint(TP::kSequenceFlags, TP::kSeqNeedsIncrementalState);
-  uint8_t* te = pw.BeginNested(TP::kTrackEvent);
-  pw.Varint(TE::kType, TE::kTypeSliceEnd);
-  pw.EndNested(te);
-  p.Finish();
+  WriteSliceEnd(w, BootTimeNs());
 }
 
 void Instant(uint32_t category, uint32_t name) {
@@ -372,8 +414,9 @@ void Emit(const Event& ev) {
                  20 * (size_t{ev.nflows} + ev.nterminating_flows);
   for (uint32_t i = 0; i < ev.nargs; i++) {
     const InternedString* an = LookupString(ev.args[i].name);
+    const Arg& a = ev.args[i];
     bound += 48 + (an ? an->len : 0) +
-             (ev.args[i].type == kArgString && ev.args[i].s ? ev.args[i].len : 0);
+             ((a.type == kArgString || a.type == kArgName) && a.s ? a.len : 0);
   }
   if (track) PrepareWithTrack(w, bound, ev.track);
   else Prepare(w, bound);
@@ -391,25 +434,8 @@ void Emit(const Event& ev) {
   if (cat) pw.Varint(TE::kCategoryIids, ev.category);
   if (nm) pw.Varint(TE::kNameIid, ev.name);
   else if (inline_name) pw.String(TE::kName, inline_name, inline_len);
-  for (uint32_t i = 0; i < ev.nargs; i++) {
-    const Arg& a = ev.args[i];
-    uint8_t* da = pw.BeginNested(TE::kDebugAnnotations);
-    if (LookupString(a.name)) pw.Varint(pf::DebugAnnotation::kNameIid, a.name);
-    switch (a.type) {
-      case kArgInt: pw.Int64(pf::DebugAnnotation::kIntValue, a.i); break;
-      case kArgUint: pw.Varint(pf::DebugAnnotation::kUintValue, a.u); break;
-      case kArgDouble: pw.Double(pf::DebugAnnotation::kDoubleValue, a.d); break;
-      case kArgBool: pw.Bool(pf::DebugAnnotation::kBoolValue, a.i != 0); break;
-      case kArgPointer: pw.Varint(pf::DebugAnnotation::kPointerValue, a.u); break;
-      case kArgString:
-        pw.String(pf::DebugAnnotation::kStringValue, a.s ? a.s : "", a.s ? a.len : 0);
-        break;
-      default:  // unknown type: its string was not counted in the bound
-        pw.String(pf::DebugAnnotation::kStringValue, "", 0);
-        break;
-    }
-    pw.EndNested(da);
-  }
+  for (uint32_t i = 0; i < ev.nargs;)
+    i = WriteArg(pw, TE::kDebugAnnotations, ev.args, i, ev.nargs, true, 0);
   for (uint32_t i = 0; i < ev.nflows; i++) pw.Fixed64(TE::kFlowIds, ev.flows[i]);
   for (uint32_t i = 0; i < ev.nterminating_flows; i++)
     pw.Fixed64(TE::kTerminatingFlowIds, ev.terminating_flows[i]);
@@ -428,6 +454,10 @@ void SetThreadName(const char* name) {
   PacketScope p(w, BootTimeNs());
   WriteThreadDescriptor(p.pw, w);
   p.Finish();
+}
+
+void SetProcessNameDefault(const char* name) {
+  if (ProcessName().empty() && name && *name) SetProcessName(name);
 }
 
 void SetProcessName(const char* name) {

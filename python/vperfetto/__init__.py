@@ -19,6 +19,8 @@ from .errors import (
     VperfettoError,
 )
 from . import vm  # noqa: E402  (vperfetto.vm.HostAgent, GuestLink, Workflow)
+from .profiler import Profiler, profile
+from .logging_handler import LogHandler
 from .tracing import (
     CounterTrack,
     Event,
@@ -43,7 +45,7 @@ from .tracing import (
 __all__ = [
     "__version__",
     "Session", "Event", "Track", "CounterTrack",
-    "begin", "end", "instant", "slice", "counter", "traced",
+    "begin", "end", "instant", "slice", "counter", "traced", "profile", "Profiler", "LogHandler",
     "set_process_name", "set_thread_name", "is_tracing",
     "new_flow_id", "uuid_lsb", "boot_time_ns", "sleep_us", "clock_sync_marker",
     "VperfettoError", "InvalidArgumentError", "TracingStateError", "TraceIOError",

@@ -1,6 +1,7 @@
-"""``python -m vperfetto``: the demo, and where the C/C++ API is installed.
+"""``python -m vperfetto``: the commands, and where the C/C++ API is installed.
 
     python -m vperfetto demo [--out-dir DIR] [--simulate]   # guest + host traced, merged, checked
+    python -m vperfetto run [-o trace.pftrace] ... (script.py | -m module) [args...]
     python -m vperfetto host --listen tcp:0.0.0.0:7777 --out-dir traces/
     python -m vperfetto guest --connect tcp:10.0.2.2:7777 --name vm1 -- python workload.py
     python -m vperfetto --includes | --libs                 # compiler flags, like pybind11's helpers
@@ -16,6 +17,16 @@ import sys
 
 from . import __version__
 
+COMMANDS = """commands (each has --help):
+  run         trace every Python call of a program: run [-o OUT] (script.py | -m module) [args...]
+  demo        trace a guest and a host on different clocks, merge them, check the result
+  host        serve guests: sync their clocks, trace the host, merge each guest's trace
+  guest       run a command traced, on the host's timeline: guest --connect ADDR -- CMD...
+modules:
+  python -m vperfetto.merge     merge guest and host traces onto one clock
+  python -m vperfetto.inspect   summarise or --check a trace; --svg/--html timelines
+  python -m vperfetto.open      serve a trace to ui.perfetto.dev and print the link"""
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
 LIB_DIR = PACKAGE_DIR
@@ -29,13 +40,18 @@ def main(argv=None) -> int:
         from .demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "run":
+        from .run import main as run_main
+
+        return run_main(argv[1:])
     if argv and argv[0] in ("host", "guest"):
         from . import vm
 
         return (vm.main_host if argv[0] == "host" else vm.main_guest)(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m vperfetto",
+                                 usage="python -m vperfetto COMMAND ... | [options]",
                                  description="Perfetto tracing across the VM boundary.",
-                                 epilog="commands: demo (record a guest and a host, merge, check)")
+                                 epilog=COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"vperfetto {__version__}")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--includes", action="store_true", help="print -I flags for the C/C++ headers")

@@ -8,25 +8,29 @@ returns at once.
 
 from __future__ import annotations
 
-import atexit
 import functools
-import os
 import threading
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Callable, Optional
 
-from . import errors
+from . import _args, _names, errors
+from ._names import (_category_id, _category_id_slow, _category_ids, _ensure_named, _fast,
+                     _intern_name, _lock, _name_id_slow, _name_ids, _thread_named,
+                     name_this_thread)
 from ._native import ffi, lib, new_error
+from .session import Session
 
-# The hot calls as plain CPython builtins (cpp/pyext/_vperfetto_fast.c): cffi
-# releases the GIL and saves errno around every call, which costs more than
-# the tracing call itself. Everything else, and these calls too where the
-# module is missing (PyPy) or VPERFETTO_PURE_CFFI=1 is set, goes through cffi.
-_fast = None
-if not os.environ.get("VPERFETTO_PURE_CFFI"):
-    try:
-        from . import _vperfetto_fast as _fast
-    except ImportError:
-        _fast = None
+from . import _tasks  # noqa: E402
+
+
+def _pure_end() -> None:
+    # The pure-cffi end(): a task's slices end on the task's track.
+    if _tasks.current_task() is not None:
+        _emit(lib.VP_EVENT_END, None, None, None, None, None, None, None)
+    else:
+        lib.vp_end()
+
+
+_vp_end = _fast.end_noargs if _fast else _pure_end
 
 __all__ = [
     "Session",
@@ -49,54 +53,6 @@ __all__ = [
     "clock_sync_marker",
 ]
 
-_MODES = {"ring": lib.VP_BUFFER_RING, "discard": lib.VP_BUFFER_DISCARD,
-          "stream": lib.VP_BUFFER_STREAM}
-
-FlowIds = Union[int, Iterable[int], None]
-
-# --- names and categories ---------------------------------------------------
-
-_name_ids: dict = {}      # str -> interned id (0: table full, write inline)
-_category_ids: dict = {None: 0}
-_lock = threading.Lock()
-_vp_end = _fast.end_noargs if _fast else lib.vp_end
-
-
-def _name_id_slow(name) -> int:
-    if isinstance(name, Event):
-        return name._name
-    if type(name) is not str:
-        if not isinstance(name, str):
-            raise TypeError(f"event name must be str, not {type(name).__name__}")
-        name = str(name)
-    raw = name.encode("utf-8", "surrogatepass")
-    nid = lib.vp_intern(raw, len(raw))
-    with _lock:
-        _name_ids[name] = nid
-    return nid
-
-
-def _category_id_slow(category) -> int:
-    if not isinstance(category, str):
-        raise TypeError(f"category must be str or None, not {type(category).__name__}")
-    if not category:
-        raise ValueError("category must not be empty")
-    cid = lib.vp_category(category.encode("utf-8"))
-    if cid == 0:
-        raise errors.OutOfMemoryError("too many categories (at most 255)")
-    with _lock:
-        _category_ids[category] = cid
-    return cid
-
-
-def _category_id(category) -> int:
-    try:
-        cid = _category_ids.get(category)
-    except TypeError:
-        cid = None
-    return cid if cid is not None else _category_id_slow(category)
-
-
 if _fast:
     _EventBase = _fast.EventBase
 else:
@@ -107,21 +63,30 @@ else:
 
         def __init__(self, category: int, name: int, raw: Optional[bytes] = None):
             if name:
-                self.begin = functools.partial(lib.vp_begin, category, name)
-                self.instant = functools.partial(lib.vp_instant, category, name)
+                b = functools.partial(lib.vp_begin, category, name)
+                i = functools.partial(lib.vp_instant, category, name)
             else:
-                self.begin = functools.partial(lib.vp_begin_str, category, raw, len(raw))
-                self.instant = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+                b = functools.partial(lib.vp_begin_str, category, raw, len(raw))
+                i = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+            self.begin = functools.partial(_pure_event, b, lib.VP_EVENT_BEGIN, self)
+            self.instant = functools.partial(_pure_event, i, lib.VP_EVENT_INSTANT, self)
 
-        end = staticmethod(lib.vp_end)
+        end = staticmethod(_pure_end)
 
         def __enter__(self):
             self.begin()
             return self
 
         def __exit__(self, *exc):
-            lib.vp_end()
+            _pure_end()
             return False
+
+    def _pure_event(call, etype, ev) -> None:
+        _ensure_named()
+        if _tasks.current_task() is None:
+            call()
+        else:
+            _emit(etype, ev.name, ev.category, None, None, None, None, None)
 
 
 class Event(_EventBase):
@@ -146,6 +111,9 @@ class Event(_EventBase):
         return f"Event({self.name!r}, category={self.category!r})"
 
 
+_names.event_type = (Event,)
+
+
 # --- the general path: annotations, timestamps, tracks, flows ---------------
 
 def _flow_list(flow) -> list:
@@ -156,43 +124,8 @@ def _flow_list(flow) -> list:
     return [int(f) for f in flow]
 
 
-def _fill_args(args: Mapping[str, Any], keep: list):
-    n = len(args)
-    arr = ffi.new("vp_arg[]", n)
-    for i, (key, value) in enumerate(args.items()):
-        if not isinstance(key, str):
-            raise TypeError(f"annotation names must be str, not {type(key).__name__}")
-        a = arr[i]
-        nid = _name_ids.get(key)
-        a.name = nid if nid is not None else _name_id_slow(key)
-        if a.name == 0:
-            raise errors.OutOfMemoryError("too many distinct names to intern annotation names")
-        if value is True or value is False:
-            a.type = lib.VP_ARG_BOOL
-            a.i = 1 if value else 0
-        elif isinstance(value, int):
-            if -(1 << 63) <= value < (1 << 63):
-                a.type = lib.VP_ARG_INT
-                a.i = value
-            elif 0 <= value < (1 << 64):
-                a.type = lib.VP_ARG_UINT
-                a.u = value
-            else:
-                raise ValueError(f"annotation {key!r}: {value} does not fit in 64 bits")
-        elif isinstance(value, float):
-            a.type = lib.VP_ARG_DOUBLE
-            a.d = value
-        else:
-            text = value if isinstance(value, str) else str(value)
-            raw = ffi.new("char[]", text.encode("utf-8", "surrogatepass"))
-            keep.append(raw)
-            a.type = lib.VP_ARG_STRING
-            a.s = raw
-            a.len = len(raw) - 1
-    return arr
-
-
 def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counter=None):
+    _ensure_named()
     ev = ffi.new("vp_event*")
     keep = [ev]
     ev.type = etype
@@ -216,15 +149,10 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
             raise ValueError("ts must be a positive int (CLOCK_BOOTTIME nanoseconds)")
         ev.timestamp_ns = ts
     if args:
-        if not isinstance(args, Mapping):
-            raise TypeError("args must be a mapping of str to values")
-        # Keep the owning array: ev.args read back is a borrowed pointer,
-        # and the array would be freed (and its memory reused by the core
-        # while it writes the event) as soon as the temporary died.
-        arr = _fill_args(args, keep)
-        keep.append(arr)
-        ev.args = arr
-        ev.nargs = len(args)
+        # `keep` owns the array: ev.args read back is a borrowed pointer, and
+        # the array would be freed (and its memory reused by the core while
+        # it writes the event) as soon as a temporary died.
+        ev.args, ev.nargs = _args.fill(args, _intern_name, keep)
     flows = _flow_list(flow)
     if flows:
         arr = ffi.new("uint64_t[]", flows)
@@ -237,6 +165,11 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
         keep.append(arr)
         ev.terminating_flows = arr
         ev.nterminating_flows = len(tflows)
+    if track is None and etype != lib.VP_EVENT_COUNTER:
+        on = _tasks.task_track(etype, ev.category)  # inside an asyncio task: its track
+        if on < 0:
+            return
+        ev.track = on
     if counter is not None:
         if isinstance(counter, bool) or isinstance(counter, int):
             ev.counter_int = int(counter)
@@ -271,9 +204,12 @@ def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) 
             nid = _name_id_slow(name)
         if cid is None:
             cid = _category_id_slow(category)
-        if nid:
+        if nid and _tasks.current_task() is None:  # in an asyncio task: its track, below
+            _ensure_named()
             cfn(cid, nid)
             return
+    if name is None:
+        raise TypeError("event name must be str, not None")
     _emit(etype, name, category, args, ts, track, flow, terminating_flow)
 
 
@@ -334,16 +270,82 @@ def slice(name, category=None, args=None, *, track=None, flow=None,  # noqa: A00
 
 def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
            category: Optional[str] = None):
-    """Decorator: one slice per call.
+    """Decorator: one slice per call, ended even when the call raises.
 
     The slice is named after the function: its qualified name without the
     enclosing function's ``<locals>`` (``read_block``, ``Loader.read``).
+    ``async def``: the slice spans the awaited execution, across its
+    suspensions (on the task's track inside an asyncio task). Generator and
+    async generator functions: one slice per resumption, from ``next()`` /
+    ``send()`` / ``throw()`` (``__anext__`` ...) to the value it yields or
+    its end, so the caller's own slices between two items never nest inside.
     """
 
     def wrap(f):
-        default = getattr(f, "__qualname__", f.__name__).rsplit("<locals>.", 1)[-1]
+        import inspect
+
+        default = getattr(f, "__qualname__", getattr(f, "__name__", "?")).rsplit("<locals>.", 1)[-1]
         ev = Event(name or default, category)
         b = ev.begin
+        if inspect.iscoroutinefunction(f):
+            @functools.wraps(f)
+            async def coroutine(*a, **kw):
+                b()
+                try:
+                    return await f(*a, **kw)
+                finally:
+                    _vp_end()
+            return coroutine
+        if inspect.isasyncgenfunction(f):
+            @functools.wraps(f)
+            async def async_generator(*a, **kw):
+                agen = f(*a, **kw)
+                value, error = None, None
+                while True:
+                    b()
+                    try:
+                        item = await (agen.asend(value) if error is None else agen.athrow(error))
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        _vp_end()
+                    try:
+                        value, error = (yield item), None
+                    except GeneratorExit:
+                        b()
+                        try:
+                            await agen.aclose()
+                        finally:
+                            _vp_end()
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - thrown in: passed on
+                        value, error = None, e
+            return async_generator
+        if inspect.isgeneratorfunction(f):
+            @functools.wraps(f)
+            def generator(*a, **kw):
+                gen = f(*a, **kw)
+                value, error = None, None
+                while True:
+                    b()
+                    try:
+                        item = gen.send(value) if error is None else gen.throw(error)
+                    except StopIteration as stop:
+                        return stop.value
+                    finally:
+                        _vp_end()
+                    try:
+                        value, error = (yield item), None
+                    except GeneratorExit:
+                        b()
+                        try:
+                            gen.close()
+                        finally:
+                            _vp_end()
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - thrown in: passed on
+                        value, error = None, e
+            return generator
 
         @functools.wraps(f)
         def wrapper(*a, **kw):
@@ -462,12 +464,19 @@ def set_process_name(name: str) -> None:
 
 
 def set_thread_name(name: Optional[str] = None) -> None:
-    """Names the calling thread's track (default: the Python thread's name)."""
+    """Names the calling thread's track (default: the Python thread's name,
+    read again now, e.g. after ``threading.current_thread().name = ...``)."""
     if name is None:
         name = threading.current_thread().name
     if not isinstance(name, str):
         raise TypeError("thread name must be str")
-    lib.vp_set_thread_name(name.encode("utf-8"))
+    lib.vp_set_thread_name(name.encode("utf-8", "replace"))
+    _thread_named.done = True
+    if _fast:
+        _fast.thread_named()
+    from . import profiler as _profile  # noqa: PLC0415 (profiler imports tracing)
+    if _profile._p is not None:
+        _profile._p.thread_named()
 
 
 def is_tracing() -> bool:
@@ -500,161 +509,12 @@ def sleep_us(us: int) -> None:
     lib.vp_sleep_us(us)
 
 
-# --- sessions ---------------------------------------------------------------
-
-_running: "set[Session]" = set()
-_last_stopped_path: Optional[str] = None   # what a GuestLink ships by default
-
-
-class Session:
-    """A tracing session of this process, written to ``path``.
-
-    ``mode`` is ``"ring"`` (in memory, oldest data overwritten when full),
-    ``"discard"`` (in memory, new data dropped when full) or ``"stream"``
-    (straight to the file). ``categories`` lists the categories to record
-    (default: all); ``disabled_categories`` the ones never to record.
-    Events without a category are always recorded.
-    """
-
-    def __init__(self, path: Union[str, os.PathLike], *, buffer_kb: int = 16384,
-                 mode: str = "ring", categories: Optional[Iterable[str]] = None,
-                 disabled_categories: Optional[Iterable[str]] = None):
-        self.path = os.fspath(path)
-        if not isinstance(self.path, str):
-            raise TypeError("path must be a str or os.PathLike of str")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {sorted(_MODES)}, not {mode!r}")
-        if not isinstance(buffer_kb, int) or isinstance(buffer_kb, bool):
-            raise TypeError("buffer_kb must be an int")
-        if not 4 <= buffer_kb <= (64 << 20):
-            raise ValueError("buffer_kb must be between 4 and 67108864")
-        self.buffer_kb = buffer_kb
-        self.mode = mode
-        self.categories = _str_list(categories, "categories")
-        self.disabled_categories = _str_list(disabled_categories, "disabled_categories")
-        self._session = None
-        self._stopped = False
-        self._pid = None
-
-    def start(self) -> "Session":
-        if self._session is not None or self._stopped:
-            raise errors.TracingStateError("a Session can be started only once")
-        cfg = ffi.gc(lib.vp_config_new(), lib.vp_config_free)
-        if cfg == ffi.NULL:
-            raise errors.OutOfMemoryError("out of memory")
-        err = new_error()
-        errors.check(lib.vp_config_set_output(cfg, self.path.encode(), err), err)
-        errors.check(lib.vp_config_set_buffer(cfg, self.buffer_kb, _MODES[self.mode], err), err)
-        for c in self.categories:
-            _category_id(c)  # registered now, so its id exists before the first event
-            errors.check(lib.vp_config_enable_category(cfg, c.encode(), err), err)
-        for c in self.disabled_categories:
-            errors.check(lib.vp_config_disable_category(cfg, c.encode(), err), err)
-        out = ffi.new("vp_session**")
-        errors.check(lib.vp_session_start(cfg, out, err), err)
-        self._session = ffi.gc(out[0], lib.vp_session_free)
-        self._pid = os.getpid()
-        _running.add(self)
-        return self
-
-    @property
-    def active(self) -> bool:
-        return self._session is not None and bool(lib.vp_session_is_active(self._session))
-
-    def flush(self) -> None:
-        self._require_started()
-        err = new_error()
-        errors.check(lib.vp_session_flush(self._session, err), err)
-
-    def stop(self) -> str:
-        """Stops recording, writes the trace and returns its path. Idempotent."""
-        self._require_started()
-        if not self._stopped:
-            err = new_error()
-            errors.check(lib.vp_session_stop(self._session, err), err)
-            self._stopped = True
-            _running.discard(self)
-            global _last_stopped_path
-            _last_stopped_path = self.path
-        return self.path
-
-    def _require_started(self) -> None:
-        if self._session is None:
-            raise errors.TracingStateError("the session has not been started")
-
-    @property
-    def stats(self) -> dict:
-        """Counters of the session: packets written and dropped, bytes, ..."""
-        self._require_started()
-        s = self._session
-        return {
-            "packets_written": lib.vp_session_stat(s, lib.VP_STAT_PACKETS_WRITTEN),
-            "bytes_written": lib.vp_session_stat(s, lib.VP_STAT_BYTES_WRITTEN),
-            "packets_dropped": lib.vp_session_stat(s, lib.VP_STAT_PACKETS_DROPPED),
-            "chunks_discarded": lib.vp_session_stat(s, lib.VP_STAT_CHUNKS_DISCARDED),
-            "chunks_overwritten": lib.vp_session_stat(s, lib.VP_STAT_CHUNKS_OVERWRITTEN),
-            "sequences": lib.vp_session_stat(s, lib.VP_STAT_SEQUENCES),
-        }
-
-    @property
-    def dropped(self) -> int:
-        """Packets lost to a full buffer (discarded or overwritten)."""
-        self._require_started()
-        return lib.vp_session_stat(self._session, lib.VP_STAT_PACKETS_DROPPED)
-
-    def __enter__(self) -> "Session":
-        if self._session is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        if self._pid != os.getpid():
-            return False  # a forked child: the parent owns the session
-        self.stop()
-        return False
-
-    def __repr__(self) -> str:
-        state = "active" if self.active else ("stopped" if self._stopped else "new")
-        return f"Session({self.path!r}, mode={self.mode!r}, {state})"
-
-
-def _str_list(values, what) -> list:
-    if values is None:
-        return []
-    if isinstance(values, str):
-        raise TypeError(f"{what} must be a list of str, not a str")
-    out = list(values)
-    for v in out:
-        if not isinstance(v, str) or not v:
-            raise TypeError(f"{what} must be non-empty strs")
-    return out
-
-
-@atexit.register
-def _stop_running_sessions() -> None:
-    # A session left running at exit still produces its trace.
-    for s in list(_running):
-        if s._pid == os.getpid():
-            try:
-                s.stop()
-            except errors.VperfettoError:
-                pass
-
-
 # The plain forms of begin/end/slice/counter as builtins; each falls back to
 # the Python function above for anything else (annotations, tracks, a name
 # not interned yet, keyword arguments...).
 if _fast:
-    _fast.init(_name_ids, _category_ids, _counter_handles, begin, end, slice, counter)
+    _fast.init(_name_ids, _category_ids, _counter_handles, begin, end, slice, counter,
+               name_this_thread)
     begin, end, slice, counter = _fast.begin, _fast.end, _fast.slice, _fast.counter  # noqa: A001
 
-
-def _autostart() -> None:
-    # Set by `python -m vperfetto guest ... -- CMD`: trace this process into the
-    # given file from its start (not inherited by its own children).
-    path = os.environ.pop("VPERFETTO_AUTOSTART", None)
-    if path:
-        Session(path, mode="stream").start()
-
-
-_autostart()
+_tasks.install()

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from . import errors, link
+from . import errors, link, session
 from ._native import ffi, lib, new_error
 from .tracing import Session, clock_sync_marker, instant, is_tracing
 
@@ -585,9 +585,7 @@ class GuestLink:
 
 
 def _last_stopped_trace() -> Optional[str]:
-    from . import tracing
-
-    return tracing._last_stopped_path
+    return session._last_stopped_path
 
 
 # --- the original online workflow ------------------------------------------------------

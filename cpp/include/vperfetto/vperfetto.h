@@ -116,6 +116,10 @@ VP_API int32_t vp_config_enable_category(vp_config* config, const char* name,
                                          vp_error* err);
 VP_API int32_t vp_config_disable_category(vp_config* config, const char* name,
                                           vp_error* err);
+/* Sequence ids: base + 1 for the session's own packets, base + 2, ... for
+ * the writing threads (default base 0). Processes whose traces will be
+ * concatenated into one take disjoint ranges. */
+VP_API int32_t vp_config_set_sequence_base(vp_config* config, uint32_t base, vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -179,6 +183,16 @@ VP_API int32_t vp_track_new(const char* name, uint32_t parent, uint32_t* out,
  * built-in units) or any other unit name. */
 VP_API int32_t vp_counter_track(const char* name, const char* unit,
                                 uint32_t* out, vp_error* err);
+/* A track under the calling thread's track for short-lived work, e.g. one
+ * asyncio task: named `name`, a new uuid. vp_track_free() gives the handle
+ * back when the work is gone; a later vp_track_new_for_thread() may reuse it
+ * for a new track (new uuid, described again). Nothing may be written on a
+ * freed handle. At most 65536 such tracks live at once. */
+VP_API int32_t vp_track_new_for_thread(const char* name, uint32_t* out, vp_error* err);
+/* Frees a track from vp_track_new_for_thread (others are ignored). */
+VP_API void vp_track_free(uint32_t track);
+/* 1 while a session records events of `category` (0: uncategorized). */
+VP_API int32_t vp_category_enabled(uint32_t category);
 /* The uuid written for a track handle (the calling thread's uuid for 0); 0
  * for an unknown handle. */
 VP_API uint64_t vp_track_uuid(uint32_t track);
@@ -186,6 +200,8 @@ VP_API uint64_t vp_track_uuid(uint32_t track);
 /* Names of this process's track and of the calling thread's track. */
 VP_API void vp_set_process_name(const char* name);
 VP_API void vp_set_thread_name(const char* name);
+/* Names the process only if no name was set (a default, e.g. the program's). */
+VP_API void vp_set_default_process_name(const char* name);
 
 /* ------------------------------------------------------------------------ */
 /* Events: the hot path                                                     */
@@ -221,10 +237,19 @@ enum vp_arg_type {
   VP_ARG_DOUBLE = 2,  /* uses d */
   VP_ARG_BOOL = 3,    /* uses i (0 or not) */
   VP_ARG_STRING = 4,  /* uses s and len */
-  VP_ARG_POINTER = 5  /* uses u */
+  VP_ARG_POINTER = 5, /* uses u */
+  VP_ARG_DICT = 6,    /* u: the next u entries (and theirs) are its named entries */
+  VP_ARG_ARRAY = 7,   /* u: the next u entries (and theirs) are its elements; their
+                         names are ignored */
+  VP_ARG_NAME = 8     /* s and len: the name of the entry that follows, written
+                         inline instead of its `name` id (for names not interned) */
 };
 
-/* A debug annotation. `name` is an id from vp_intern. */
+/* A debug annotation. `name` is an id from vp_intern. Nested values are
+ * flattened in pre-order: a VP_ARG_DICT or VP_ARG_ARRAY entry is followed by
+ * its u children, each of which may be a container in turn (at most 32
+ * levels deep); vp_event.nargs counts every entry. A container whose
+ * children run past nargs keeps those that exist. */
 typedef struct vp_arg {
   uint32_t name;
   int32_t type;
@@ -258,6 +283,33 @@ typedef struct vp_event {
  * same nesting as vp_begin/vp_end; on other tracks they are written as given
  * (async slices may begin and end on different threads). */
 VP_API void vp_emit(const vp_event* event);
+
+/* ------------------------------------------------------------------------ */
+/* Whole-program tracing: one slice per function call                       */
+/* ------------------------------------------------------------------------ */
+/* What `python -m vperfetto run` and vperfetto.profile() write: each call is
+ * a slice on the calling thread's track named after the function, with its
+ * source location (file, line), both interned once per sequence. */
+
+/* Registers a function (file NULL: no source location, e.g. a C function)
+ * and returns its id for vp_func_enter; 0 when the table (1M functions) is
+ * full or the strings are longer than 64 KiB. Thread-safe. */
+VP_API uint32_t vp_func_register(const char* name, size_t name_len, const char* file,
+                                 size_t file_len, uint32_t line);
+/* A call of `func` begins on this thread (func 0: kept for nesting, never
+ * written). Calls entered outside a session are never written. */
+VP_API void vp_func_enter(uint32_t func);
+/* The innermost call entered on this thread ends (ignored when none). */
+VP_API void vp_func_exit(void);
+/* Calls shorter than min_duration_ns are not written (their callers are,
+ * when something inside them is); calls deeper than max_depth are not
+ * written. 0: no minimum, no limit. Process-wide. */
+VP_API void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth);
+/* Calls entered and not yet ended on this thread. */
+VP_API uint32_t vp_func_depth(void);
+/* Ends now every call entered on this thread and not ended (before a session
+ * stops in the middle of them); their own ends later write nothing. */
+VP_API void vp_func_close_all(void);
 
 /* ------------------------------------------------------------------------ */
 /* Offline merge                                                            */

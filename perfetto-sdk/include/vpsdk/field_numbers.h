@@ -63,6 +63,8 @@ constexpr uint32_t kExtraCounterTrackUuids = 31;
 constexpr uint32_t kDoubleCounterValue = 44;
 constexpr uint32_t kFlowIds = 47;
 constexpr uint32_t kTerminatingFlowIds = 48;
+constexpr uint32_t kLogMessage = 21;
+constexpr uint32_t kSourceLocationIid = 34;
 
 constexpr uint32_t kTypeSliceBegin = 1;
 constexpr uint32_t kTypeSliceEnd = 2;
@@ -79,12 +81,27 @@ constexpr uint32_t kDoubleValue = 5;
 constexpr uint32_t kStringValue = 6;
 constexpr uint32_t kPointerValue = 7;
 constexpr uint32_t kName = 10;
+constexpr uint32_t kDictEntries = 11;
+constexpr uint32_t kArrayValues = 12;
 }  // namespace DebugAnnotation
 
 namespace InternedData {
 constexpr uint32_t kEventCategories = 1;
 constexpr uint32_t kEventNames = 2;
 constexpr uint32_t kDebugAnnotationNames = 3;
+constexpr uint32_t kSourceLocations = 4;
+constexpr uint32_t kLogMessageBody = 20;
+}
+namespace SourceLocation {
+constexpr uint32_t kIid = 1;
+constexpr uint32_t kFileName = 2;
+constexpr uint32_t kFunctionName = 3;
+constexpr uint32_t kLineNumber = 4;
+}
+namespace LogMessage {
+constexpr uint32_t kSourceLocationIid = 1;
+constexpr uint32_t kBodyIid = 2;
+constexpr uint32_t kPrio = 3;
 }
 // EventCategory, EventName and DebugAnnotationName share this layout.
 namespace InternedString {

@@ -46,6 +46,9 @@ struct SessionConfig {
   BufferMode mode = BufferMode::kRing;
   std::vector<std::string> enabled_categories;   // empty: all
   std::vector<std::string> disabled_categories;
+  // Sequence ids are sequence_base + 1 (the session's own packets), + 2, ...:
+  // processes whose traces are concatenated take disjoint ranges.
+  uint32_t sequence_base = 0;
 };
 
 enum SessionStat : int32_t {
@@ -96,9 +99,14 @@ constexpr uint32_t kThreadTrack = 0;
 constexpr uint32_t kProcessTrack = 1;
 Status NewTrack(const char* name, uint32_t parent, uint32_t* out);
 Status CounterTrack(const char* name, const char* unit, uint32_t* out);
+// A track under the calling thread's track for short-lived work (an asyncio
+// task); FreeTrack() hands its handle back for reuse (with a new uuid).
+Status NewThreadTrack(const char* name, uint32_t* out);
+void FreeTrack(uint32_t track);
 uint64_t TrackUuid(uint32_t track);
 
 void SetProcessName(const char* name);
+void SetProcessNameDefault(const char* name);  // only while no name is set
 std::string ProcessName();
 void SetThreadName(const char* name);
 
@@ -108,7 +116,12 @@ enum EventType : int32_t { kBegin = 1, kEnd = 2, kInstant = 3, kCounter = 4 };
 enum ArgType : int32_t {
   kArgInt = 0, kArgUint = 1, kArgDouble = 2, kArgBool = 3, kArgString = 4,
   kArgPointer = 5,
+  kArgDict = 6,   // u: the number of entries that follow and belong to it
+  kArgArray = 7,  // u: the number of elements that follow and belong to it
+  kArgName = 8,   // s/len: an inline name for the entry that follows
 };
+// Deepest nesting of dict/array args written; deeper entries are skipped.
+constexpr int kMaxArgDepth = 32;
 
 // Same layout as vp_arg / vp_event in the C ABI (checked there).
 struct Arg {
@@ -148,6 +161,23 @@ void InstantStr(uint32_t category, const char* name, size_t len);
 void CounterInt(uint32_t track, int64_t value);
 void CounterDouble(uint32_t track, double value);
 void Emit(const Event& event);
+
+// --- whole-program tracing (profile.cc) ------------------------------------
+
+// A function (name, and a source location unless file is nullptr); 0 when
+// the table is full. Thread-safe; ids live for the process.
+uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_t file_len,
+                      uint32_t line);
+// A call of `func` begins / the innermost call entered on this thread ends.
+// Calls of function 0 are kept for nesting but not written.
+void FuncEnter(uint32_t func);
+void FuncExit();
+// 0: no minimum / no limit.
+void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth);
+uint32_t FuncDepth();  // calls entered and not ended on this thread
+// Ends now every call this thread entered and has not ended (their real
+// ends later write nothing).
+void FuncCloseAll();
 
 }  // namespace vpsdk
 

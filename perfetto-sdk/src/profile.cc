@@ -1,0 +1,217 @@
+// Whole-program tracing: one slice per function call on the calling thread's
+// track, with the function's name and source location interned once per
+// sequence (InternedData.event_names + source_locations, TrackEvent
+// name_iid + source_location_iid).
+//
+// Each thread keeps the calls it entered (ThreadWriter::frames). A call is
+// written when it begins, unless a minimum duration is set: then its entry
+// time is kept and the call is written, begin and end together with their
+// own timestamps, only once it ends long enough after it began. A call that
+// is written first writes its callers that were still deciding (they last
+// at least as long), so no half slice is ever left and every sequence's
+// timestamps only go forward.
+#include <cstring>
+#include <mutex>
+
+#include "internal.h"
+#include "vpsdk/clock.h"
+#include "writer_inl.h"
+
+namespace vpsdk {
+namespace {
+
+namespace TP = pf::TracePacket;
+namespace TE = pf::TrackEvent;
+
+struct FuncInfo {
+  const InternedString* name;
+  const InternedString* file;  // nullptr: no source location (C functions)
+  uint32_t line;
+  uint32_t name_iid;
+};
+
+// A function's event-name iid is its name's InternString() id (small: a
+// short varint, shared by functions of the same name); when that table is
+// full, an iid of its own above every id InternString() hands out.
+constexpr uint32_t kFuncNameBase = 1u << 20;
+
+std::mutex g_func_mu;
+StableTable<const FuncInfo*, 12, 256> g_funcs;  // 1M functions; 0 is unused
+
+std::atomic<uint64_t> g_min_duration_ns{0};
+std::atomic<uint32_t> g_max_depth{0};  // 0: unlimited
+
+enum FrameState : uint32_t {
+  kFrameSkipped = 0,  // not recorded: its end writes nothing
+  kFrameWritten = 1,  // its begin is in the trace
+  kFramePending = 2,  // deciding: written at its end if it lasted long enough
+};
+
+InternedString* CopyString(const char* s, size_t len) {
+  auto* e = static_cast<InternedString*>(std::malloc(sizeof(InternedString) + len));
+  if (!e) return nullptr;
+  e->len = static_cast<uint32_t>(len);
+  if (len) std::memcpy(e->data, s, len);
+  e->data[len] = 0;
+  return e;
+}
+
+inline const FuncInfo* LookupFunc(uint32_t id) {
+  if (id == 0 || id >= g_funcs.size()) return nullptr;
+  return g_funcs.Get(id);
+}
+
+size_t InternedBound(const FuncInfo* f) {
+  return 64 + 2 * f->name->len + (f->file ? f->file->len : 0);
+}
+
+void WriteBegin(ThreadWriter* w, uint32_t id, const FuncInfo* f, uint64_t ts) {
+  bool seen = Seen(w->func_seen, id, w->epoch);
+  uint32_t epoch = w->epoch;
+  Prepare(w, kPacketBase + (seen ? 0 : InternedBound(f)));
+  if (seen && w->epoch != epoch) {  // a reset forgot it: room for its description too
+    seen = false;
+    Prepare(w, kPacketBase + InternedBound(f));
+  }
+  PacketScope p(w, ts);
+  ProtoWriter& pw = p.pw;
+  if (!seen) {
+    uint8_t* idata = pw.BeginNested(TP::kInternedData);
+    uint8_t* e = pw.BeginNested(pf::InternedData::kEventNames);
+    pw.Varint(pf::InternedString::kIid, f->name_iid);
+    pw.String(pf::InternedString::kName, f->name->data, f->name->len);
+    pw.EndNested(e);
+    if (f->file) {
+      uint8_t* loc = pw.BeginNested(pf::InternedData::kSourceLocations);
+      pw.Varint(pf::SourceLocation::kIid, id);
+      pw.String(pf::SourceLocation::kFileName, f->file->data, f->file->len);
+      pw.String(pf::SourceLocation::kFunctionName, f->name->data, f->name->len);
+      pw.Varint(pf::SourceLocation::kLineNumber, f->line);
+      pw.EndNested(loc);
+    }
+    pw.EndNested(idata);
+    MarkSeen(&w->func_seen, id, w->epoch);
+  }
+  pw.Varint(TP::kSequenceFlags, TP::kSeqNeedsIncrementalState);
+  uint8_t* te = pw.BeginNested(TP::kTrackEvent);
+  pw.Varint(TE::kType, TE::kTypeSliceBegin);
+  pw.Varint(TE::kNameIid, f->name_iid);
+  if (f->file) pw.Varint(TE::kSourceLocationIid, id);
+  pw.EndNested(te);
+  p.Finish();
+}
+
+// Writes the begins of the pending calls below frames[top] (the callers
+// still deciding), outermost first.
+void WritePendingCallers(ThreadWriter* w, size_t top) {
+  size_t first = top;
+  while (first > 0 && w->frames[first - 1].state == kFramePending) first--;
+  for (size_t i = first; i < top; i++) {
+    ThreadWriter::Frame& fr = w->frames[i];
+    if (const FuncInfo* f = LookupFunc(fr.func)) WriteBegin(w, fr.func, f, fr.ts);
+    fr.state = kFrameWritten;
+  }
+}
+
+}  // namespace
+
+uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_t file_len,
+                      uint32_t line) {
+  if (!name || name_len > (1u << 16) || (file && file_len > (1u << 16))) return 0;
+  InternedString* n = CopyString(name, name_len);
+  InternedString* fl = file ? CopyString(file, file_len) : nullptr;
+  auto* f = new (std::nothrow) FuncInfo{n, fl, line, InternString(name, name_len)};
+  if (!n || (file && !fl) || !f) {
+    std::free(n);
+    std::free(fl);
+    delete f;
+    return 0;
+  }
+  std::lock_guard<std::mutex> lock(g_func_mu);
+  uint32_t id;
+  if (g_funcs.size() == 0) g_funcs.Append(nullptr, &id);  // 0 is "none"
+  if (!g_funcs.Append(f, &id)) {
+    std::free(n);
+    std::free(fl);
+    delete f;
+    return 0;
+  }
+  if (!f->name_iid) f->name_iid = kFuncNameBase + id;
+  return id;
+}
+
+void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth) {
+  g_min_duration_ns.store(min_duration_ns, std::memory_order_relaxed);
+  g_max_depth.store(max_depth, std::memory_order_relaxed);
+}
+
+void FuncEnter(uint32_t func) {
+  ThreadWriter* w;
+  uint32_t state = kFrameSkipped;
+  uint64_t ts = 0;
+  if (VPSDK_LIKELY(IsTracing()) && (w = CurrentWriter()) != nullptr) {
+    const FuncInfo* f = LookupFunc(func);
+    uint32_t max_depth = g_max_depth.load(std::memory_order_relaxed);
+    if (f && (max_depth == 0 || w->frames.size() < max_depth)) {
+      ts = BootTimeNs();
+      if (g_min_duration_ns.load(std::memory_order_relaxed) == 0) {
+        WriteBegin(w, func, f, ts);
+        state = kFrameWritten;
+      } else {
+        state = kFramePending;
+      }
+    }
+  } else {
+    w = ThreadState();
+  }
+  w->frames.push_back(ThreadWriter::Frame{func, state, ts});
+}
+
+void FuncExit() {
+  ThreadWriter* w = t_writer;
+  if (VPSDK_UNLIKELY(!w) || w->frames.empty()) return;
+  if (w->frames.back().state == kFrameSkipped || !IsTracing() || CurrentWriter() != w) {
+    w->frames.pop_back();
+    return;
+  }
+  // Read after CurrentWriter(): binding to a new session forgets the frames.
+  ThreadWriter::Frame fr = w->frames.back();
+  if (fr.state == kFrameSkipped) {
+    w->frames.pop_back();
+    return;
+  }
+  uint64_t now = BootTimeNs();
+  if (fr.state == kFramePending) {
+    if (now - fr.ts < g_min_duration_ns.load(std::memory_order_relaxed)) {
+      w->frames.pop_back();
+      return;
+    }
+    size_t top = w->frames.size() - 1;
+    WritePendingCallers(w, top);
+    if (const FuncInfo* f = LookupFunc(fr.func)) WriteBegin(w, fr.func, f, fr.ts);
+  }
+  w->frames.pop_back();
+  WriteSliceEnd(w, now);
+}
+
+void FuncCloseAll() {
+  ThreadWriter* w = t_writer;
+  if (!w) return;
+  if (IsTracing() && CurrentWriter() == w) {
+    uint64_t now = BootTimeNs();
+    for (size_t i = w->frames.size(); i-- > 0;)
+      if (w->frames[i].state == kFrameWritten) WriteSliceEnd(w, now);
+  }
+  ForgetFrames(w);
+}
+
+uint32_t FuncDepth() {
+  ThreadWriter* w = t_writer;
+  return w ? static_cast<uint32_t>(w->frames.size()) : 0;
+}
+
+void ForgetFrames(ThreadWriter* w) {
+  for (auto& fr : w->frames) fr.state = kFrameSkipped;
+}
+
+}  // namespace vpsdk

@@ -1,0 +1,70 @@
+// Inline pieces of the track-event writer shared by the encoders of
+// track_event.cc and profile.cc: room in the chunk, packet framing and
+// per-sequence "seen since the last reset" bookkeeping.
+#ifndef VPSDK_SRC_WRITER_INL_H_
+#define VPSDK_SRC_WRITER_INL_H_
+
+#include "internal.h"
+#include "vpsdk/field_numbers.h"
+#include "vpsdk/proto_writer.h"
+
+namespace vpsdk {
+
+// Everything of a packet except names, strings and repeated fields.
+constexpr size_t kPacketBase = 96;
+constexpr size_t kTrackDescriptorBase = 96;
+
+// --- packets ---------------------------------------------------------------------
+
+struct PacketScope {
+  ProtoWriter pw;
+  uint8_t* packet;
+  ThreadWriter* w;
+  PacketScope(ThreadWriter* writer, uint64_t ts)
+      : pw(writer->buf + writer->pos), w(writer) {
+    packet = pw.BeginNested(pf::Trace::kPacket);
+    pw.Varint(pf::TracePacket::kTimestamp, ts);
+    pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, w->sequence_id);
+  }
+  void Finish() {
+    pw.EndNested(packet);
+    w->Publish(pw.pos());
+  }
+};
+
+// Makes room for `bound` bytes and (re)starts the incremental state when due.
+void PrepareSlow(ThreadWriter* w, size_t bound);
+
+// Makes sure `bound` bytes fit in the chunk and that the incremental state
+// is valid. The common case is two compares.
+inline void Prepare(ThreadWriter* w, size_t bound) {
+  if (VPSDK_LIKELY(!w->need_reset &&
+                   !w->reset_requested.load(std::memory_order_relaxed) &&
+                   w->cap - w->pos >= bound))
+    return;
+  PrepareSlow(w, bound);
+}
+
+// A slice end on the thread's track at `ts`.
+inline void WriteSliceEnd(ThreadWriter* w, uint64_t ts) {
+  Prepare(w, kPacketBase);
+  PacketScope p(w, ts);
+  ProtoWriter& pw = p.pw;
+  pw.Varint(pf::TracePacket::kSequenceFlags, pf::TracePacket::kSeqNeedsIncrementalState);
+  uint8_t* te = pw.BeginNested(pf::TracePacket::kTrackEvent);
+  pw.Varint(pf::TrackEvent::kType, pf::TrackEvent::kTypeSliceEnd);
+  pw.EndNested(te);
+  p.Finish();
+}
+
+inline bool Seen(const std::vector<uint32_t>& v, uint32_t id, uint32_t epoch) {
+  return id < v.size() && v[id] == epoch;
+}
+inline void MarkSeen(std::vector<uint32_t>* v, uint32_t id, uint32_t epoch) {
+  if (id >= v->size()) v->resize(id + 64 + id / 2, 0);
+  (*v)[id] = epoch;
+}
+
+}  // namespace vpsdk
+
+#endif  // VPSDK_SRC_WRITER_INL_H_

@@ -1,0 +1,9 @@
+def inner():
+    raise ValueError("boom from the program")
+
+
+def outer():
+    inner()
+
+
+outer()
