@@ -244,12 +244,19 @@ def test_machine_id_form(tmp_path):
     guest = load_trace(SDK / "guest.pftrace")
     want = [{c.clock_id: c.timestamp for c in p.clock_snapshot.clocks}
             for p in guest.packet if p.HasField("clock_snapshot")]
-    got = [{c.clock_id: c.timestamp for c in p.clock_snapshot.clocks}
-           for p in comb.packet if p.machine_id == 1 and p.HasField("clock_snapshot")]
+    # its snapshots become remote clock syncs of its machine (a ClockSnapshot
+    # of a remote machine would take over the trace clock in trace_processor)
+    assert not [p for p in comb.packet if p.machine_id == 1 and p.HasField("clock_snapshot")]
+    syncs = [p.remote_clock_sync.synced_clocks[0] for p in comb.packet
+             if p.machine_id == 1 and p.HasField("remote_clock_sync")]
+    got = [{c.clock_id: c.timestamp for c in s.client_clocks.clocks} for s in syncs]
     assert len(got) == len(want) == 2
-    for w, g in zip(want, got):  # BOOTTIME moved onto the host's, the other clocks as they were
-        assert g.pop(pb2.BUILTIN_CLOCK_BOOTTIME) == w.pop(pb2.BUILTIN_CLOCK_BOOTTIME) - TRUTH_NS
+    for w, g, s in zip(want, got, syncs):  # BOOTTIME moved onto the host's, the rest as it was
+        boot = g.pop(pb2.BUILTIN_CLOCK_BOOTTIME)
+        assert boot == w.pop(pb2.BUILTIN_CLOCK_BOOTTIME) - TRUTH_NS
         assert g == w
+        assert [(c.clock_id, c.timestamp) for c in s.host_clocks.clocks] == \
+            [(pb2.BUILTIN_CLOCK_BOOTTIME, boot)]
     kinds = collections.Counter(k for p in comb.packet if p.machine_id == 1
                                 for k in ("trace_stats", "trace_config", "service_event")
                                 if p.HasField(k))

@@ -313,3 +313,69 @@ def test_guest_buffer_losses_stay_visible(tmp_path, machine_ids):
     assert r.inputs[1]["trace_stats_buffers"] == [1, 1] and r.inputs[0]["trace_stats_buffers"] == [0, 1]
     rec = [p.track_event for p in comb.packet if p.track_event.name == "vperfetto_merge_alignment"]
     assert {a.name: a.string_value for a in rec[0].debug_annotations}["trace_stats_buffers"] == "1..1"
+
+
+# --- android log times are CLOCK_REALTIME --------------------------------------------------
+
+def _log_trace(boot, real, log_real, pid, with_realtime=True):
+    from conftest import pb2
+    t = pb2.Trace()
+    for k in (0, 10):
+        p = t.packet.add(trusted_packet_sequence_id=1, timestamp=boot + k * 10**9)
+        p.clock_snapshot.clocks.add(clock_id=pb2.BUILTIN_CLOCK_BOOTTIME, timestamp=boot + k * 10**9)
+        if with_realtime:
+            p.clock_snapshot.clocks.add(clock_id=pb2.BUILTIN_CLOCK_REALTIME, timestamp=real + k * 10**9)
+    p = t.packet.add(trusted_packet_sequence_id=2, timestamp=boot + 5 * 10**9)
+    p.android_log.events.add(pid=pid, tid=pid, timestamp=log_real, tag="t", message="m")
+    return t
+
+
+@pytest.mark.parametrize("machine_ids", [False, True], ids=["pids", "machines"])
+def test_android_log_times_land_where_they_happened(tmp_path, machine_ids):
+    # The guest's wall clock is 2e18 ns behind the host's; the viewer converts
+    # every log time through the host's REALTIME, so a moved log time is
+    # re-expressed there: guest BOOTTIME 1e12 + 1 s is host BOOTTIME 2e12 + 1 s
+    # (time diff -1e12) is host REALTIME 7e18 + 1 s.
+    g, h, out = tmp_path / "g.pftrace", tmp_path / "h.pftrace", tmp_path / "o.pftrace"
+    g.write_bytes(_log_trace(10**12, 5 * 10**18, 5 * 10**18 + 10**9, 100).SerializeToString())
+    h.write_bytes(_log_trace(2 * 10**12, 7 * 10**18, 7 * 10**18 + 3 * 10**9, 200).SerializeToString())
+    r = merge(host=h, guests={"vm": g}, output=out, time_diff_ns=-10**12, machine_ids=machine_ids)
+    logs = sorted(e.timestamp for p in load_trace(out).packet for e in p.android_log.events)
+    assert logs == [7 * 10**18 + 10**9, 7 * 10**18 + 3 * 10**9]
+    assert r.inputs[1]["unplaced_log_events"] == 0 and not r.warnings
+
+
+def test_main_without_a_wall_clock_borrows_the_guests(tmp_path):
+    # The host's snapshots have no REALTIME: the viewer could place no log
+    # time at all on its machine. It gets the guest's wall clock (moved onto
+    # the host's BOOTTIME), and the guest's log lands where it happened.
+    from conftest import pb2
+    g, h, out = tmp_path / "g.pftrace", tmp_path / "h.pftrace", tmp_path / "o.pftrace"
+    g.write_bytes(_log_trace(10**12, 5 * 10**18, 5 * 10**18 + 10**9, 100).SerializeToString())
+    # (the host's own log time means nothing without a wall clock of its own:
+    # on the borrowed one it reads as 3 s after the guest's)
+    h.write_bytes(_log_trace(2 * 10**12, 0, 5 * 10**18 + 3 * 10**9, 200,
+                             with_realtime=False).SerializeToString())
+    r = merge(host=h, guests={"vm": g}, output=out, time_diff_ns=-10**12)
+    assert r.inputs[1]["unplaced_log_events"] == 0 and not r.warnings
+    comb = load_trace(out)
+    borrowed = [{c.clock_id: c.timestamp for c in p.clock_snapshot.clocks} for p in comb.packet
+                if p.HasField("clock_snapshot") and
+                pb2.BUILTIN_CLOCK_REALTIME in {c.clock_id for c in p.clock_snapshot.clocks}]
+    assert borrowed == [{pb2.BUILTIN_CLOCK_BOOTTIME: 2 * 10**12, pb2.BUILTIN_CLOCK_REALTIME: 5 * 10**18},
+                        {pb2.BUILTIN_CLOCK_BOOTTIME: 2 * 10**12 + 10**10,
+                         pb2.BUILTIN_CLOCK_REALTIME: 5 * 10**18 + 10**10}]
+    logs = [e.timestamp for p in comb.packet for e in p.android_log.events if e.pid > 1000]
+    assert logs == [5 * 10**18 + 10**9]  # on the borrowed clock: host BOOTTIME 2e12 + 1 s
+    assert not _losses(out)
+
+
+def test_android_logs_that_cannot_be_placed_are_said(tmp_path):
+    # Neither trace relates REALTIME to BOOTTIME: the guest's log times cannot
+    # be placed, and the report says so.
+    g, h, out = tmp_path / "g.pftrace", tmp_path / "h.pftrace", tmp_path / "o.pftrace"
+    g.write_bytes(_log_trace(10**12, 0, 10**9, 100, with_realtime=False).SerializeToString())
+    h.write_bytes(_log_trace(2 * 10**12, 0, 0, 200, with_realtime=False).SerializeToString())
+    r = merge(host=h, guests={"vm": g}, output=out, time_diff_ns=-10**12)
+    assert r.inputs[1]["unplaced_log_events"] == 1
+    assert any("android log event(s) cannot be placed" in w for w in r.warnings)

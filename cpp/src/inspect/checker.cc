@@ -64,6 +64,8 @@ const Rule kCorrupt{"vperfetto_trace_corrupt", kError, kDropped,
                     "a packet that does not decode: the viewer stops loading the trace"};
 
 constexpr size_t kMaxFindingsPerRule = 100;
+constexpr uint32_t kRemoteClockSync = 107;  // TracePacket.remote_clock_sync
+constexpr uint32_t kAndroidLog = 39;
 constexpr int kMaxAnnotationDepth = 32;
 
 const char* SeverityName(Severity s) {
@@ -145,6 +147,7 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
   bool started = false;
   const uint8_t* snap = nullptr;
   size_t snap_size = 0;
+  std::vector<std::pair<const uint8_t*, size_t>> remote;
   while (d.Next(&g)) {
     switch (g.id) {
       case pf::TracePacket::kMachineId: machine = static_cast<uint32_t>(g.int_value); break;
@@ -152,6 +155,9 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
       case pf::TracePacket::kTimestampClockId: clock = static_cast<uint32_t>(g.int_value); break;
       case pf::TracePacket::kClockSnapshot:
         if (g.type == proto::kLengthDelimited) snap = g.data, snap_size = g.size;
+        break;
+      case kRemoteClockSync:  // its client clocks are its machine's
+        if (g.type == proto::kLengthDelimited) remote.emplace_back(g.data, g.size);
         break;
       case pf::TracePacket::kServiceEvent:
         if (g.type == proto::kLengthDelimited) started = IsTracingStarted(g.data, g.size);
@@ -176,6 +182,19 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
     std::vector<ClockValue> c = ReadSnapshot(snap, snap_size, &primary);
     if (primary) clocks_.SetTraceClock(primary);
     clocks_.AddSnapshot(machine, c);
+  }
+  for (auto& r : remote) {
+    ProtoDecoder e(r.first, r.second);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.id != 1 || h.type != proto::kLengthDelimited) continue;  // synced_clocks
+      ProtoDecoder c(h.data, h.size);
+      Field k;
+      uint32_t unused = 0;
+      while (c.Next(&k))
+        if (k.id == 2 && k.type == proto::kLengthDelimited)  // client_clocks
+          clocks_.AddSnapshot(machine, ReadSnapshot(k.data, k.size, &unused));
+    }
   }
   if (started) {
     MachineState& m = Machine(machine);
@@ -433,6 +452,8 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
   Field te{}, interned{}, desc{}, defaults{}, snap{}, ftrace{};
   bool has_te = false, has_interned = false, has_desc = false, has_defaults = false;
   bool has_snap = false, has_ftrace = false, has_ts = false, has_clock = false;
+  bool has_log = false, remote_sync = false;
+  Field log{};
   bool cleared = false, needs = false, dropped = false, other_payload = false;
   uint64_t ts = 0;
   uint32_t seq_id = 0, machine = 0, clock = 0;
@@ -455,6 +476,8 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
       case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = len; break;
       case pf::TracePacket::kClockSnapshot: snap = g, has_snap = len; break;
       case pf::TracePacket::kFtraceEvents: ftrace = g, has_ftrace = len; break;
+      case kAndroidLog: log = g, has_log = len; break;
+      case kRemoteClockSync: remote_sync = true; break;
       case pf::TracePacket::kTrustedUid: case pf::TracePacket::kTrustedPid:
       case pf::TracePacket::kFirstPacketOnSequence:
         break;
@@ -544,6 +567,39 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
   if (has_desc) Descriptor(desc.data, desc.size, machine);
   if (has_te) TrackEvent(te.data, te.size, machine, seq, trace_ts, ts_ok);
   if (has_ftrace) Ftrace(ftrace.data, ftrace.size, machine);
+  if (has_log) AndroidLog(log.data, log.size, machine);
+  (void)remote_sync;  // read in Learn(); nothing else to check
+}
+
+// Android log times are CLOCK_REALTIME; trace_processor converts them through
+// the host machine's REALTIME when it has one (even for a remote machine's
+// log), else through the log's own machine's.
+void Checker::AndroidLog(const uint8_t* data, size_t size, uint32_t machine) {
+  ProtoDecoder d(data, size);
+  Field g;
+  uint64_t failed = 0, negative = 0;
+  int64_t probe;
+  uint32_t via = machine && clocks_.ToTraceTime(0, pf::BuiltinClock::kRealtime, 0, &probe) !=
+                                Conversion::kUnknownClock
+                     ? 0
+                     : machine;
+  while (d.Next(&g)) {
+    if (g.id != 1 || g.type != proto::kLengthDelimited) continue;  // events
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.id != 5 || h.type != proto::kVarint) continue;  // timestamp
+      int64_t t;
+      Conversion c = clocks_.ToTraceTime(via, pf::BuiltinClock::kRealtime, h.int_value, &t);
+      if (c != Conversion::kOk) failed++;
+      else if (t < 0) negative++;
+    }
+  }
+  if (failed)
+    Find(kUnknownClock, std::to_string(failed) + " android log event(s) on REALTIME, which no "
+                                                 "snapshot relates to the trace clock");
+  if (negative)
+    Find(kSorterNegative, std::to_string(negative) + " android log event(s) before the trace clock's zero");
 }
 
 void Checker::Finish() {

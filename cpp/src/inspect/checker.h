@@ -67,6 +67,7 @@ class Checker {
   bool Annotations(const uint8_t* data, size_t size, Seq& seq, int depth, std::string* why);
   void Descriptor(const uint8_t* data, size_t size, uint32_t machine);
   void Ftrace(const uint8_t* data, size_t size, uint32_t machine);
+  void AndroidLog(const uint8_t* data, size_t size, uint32_t machine);
   void Interned(const uint8_t* data, size_t size, Seq& seq);
 
   ClockGraph clocks_;

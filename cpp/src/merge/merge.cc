@@ -234,6 +234,7 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
           t.shift_points.emplace_back(pt.first - static_cast<uint64_t>(pt.second), pt.second);
       }
       t.clocks = &s.summary.clocks;
+      t.main_clocks = &main.summary.clocks;
       t.remap_uuids = true;
       t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
       t.reserved_uuids = used_uuids;
@@ -262,12 +263,48 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
   return order;
 }
 
+// Android log times are CLOCK_REALTIME and trace_processor converts them
+// through the main machine's REALTIME. A main without one (its snapshots do
+// not relate REALTIME to BOOTTIME) gets the first moved side's that has one,
+// moved onto the main's BOOTTIME: `wall` receives those snapshots (to write)
+// and `view` the main's clocks with them (to re-express log times in). On a
+// machine of its own a side's logs go through its own REALTIME instead.
+void WallClock(const MergeOptions& opt, const std::vector<Side*>& order, ClockConverter* view,
+               std::vector<Snapshot>* wall) {
+  wall->clear();
+  const InputSummary& main = order[0]->summary;
+  *view = main.clocks;
+  if (main.clocks.Relates(clk::kRealtime, clk::kBoottime)) return;
+  for (size_t k = 1; k < order.size(); k++) {
+    Side& s = *order[k];
+    if (opt.machine_ids) {
+      s.transform.logs_own_realtime = true;
+      continue;
+    }
+    if (!wall->empty() || !s.summary.clocks.Relates(clk::kRealtime, clk::kBoottime)) continue;
+    for (const Snapshot& snap : s.summary.clocks.snapshots()) {
+      uint64_t b = 0, r = 0;
+      bool hb = false, hr = false;
+      for (auto& c : snap) {
+        if (c.first == clk::kBoottime) b = c.second, hb = true;
+        if (c.first == clk::kRealtime) r = c.second, hr = true;
+      }
+      if (!hb || !hr) continue;
+      Snapshot moved{{clk::kBoottime, b + static_cast<uint64_t>(s.transform.shift_ns)},
+                     {clk::kRealtime, r}};
+      wall->push_back(moved);
+      view->Add(moved);
+    }
+  }
+  for (size_t k = 1; k < order.size(); k++) order[k]->transform.main_clocks = view;
+}
+
 // The moved sides' timestamps are on BOOTTIME, which the alignment read as
 // the main side's clock. When the main's trace clock is another one (a
 // MONOTONIC-only trace such as Flutter's) that no snapshot of it relates to
 // BOOTTIME, a snapshot saying the two are the same, as the alignment took
 // them, lets trace_processor place the moved sides; false when not needed.
-bool BootTimeBridge(const InputSummary& main, uint32_t seq, ByteBuffer* out) {
+bool BootTimeBridge(const InputSummary& main, uint32_t seq, ByteBuffer* out) {  // appends
   uint32_t trace_clock = main.primary_trace_clock ? main.primary_trace_clock : clk::kBoottime;
   if (trace_clock == clk::kBoottime || main.clocks.Relates(clk::kBoottime, trace_clock))
     return false;
@@ -320,7 +357,7 @@ void MergedTraceStats(const std::vector<Side*>& order, uint32_t seq, ByteBuffer*
 // Pass 2: every side in order, then the alignment record; into `out`, or
 // only counted when `out` is null.
 Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
-                  const std::vector<Side>& guests, uint32_t seq_max,
+                  const std::vector<Side>& guests, uint32_t seq_max, const std::vector<Snapshot>& wall,
                   std::unordered_set<uint64_t>* used_uuids, OutputFile* out, Progress* progress) {
   Status st;
   if (out) {
@@ -334,7 +371,21 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
     if (!st.ok()) return st;
     if (s == order[0] && out && order.size() > 1 && order[1]->transform.shift_time) {
       ByteBuffer snap;
-      if (BootTimeBridge(s->summary, seq_max + 2, &snap)) st = out->Write(snap.data(), snap.size());
+      BootTimeBridge(s->summary, seq_max + 2, &snap);
+      for (const Snapshot& w : wall) {  // a moved side's wall clock, for the main machine
+        ByteBuffer b;
+        b.VarintField(pf::TracePacket::kTrustedPacketSequenceId, seq_max + 2);
+        size_t cs = b.BeginNested(pf::TracePacket::kClockSnapshot);
+        for (auto& c : w) {
+          size_t e = b.BeginNested(pf::ClockSnapshot::kClocks);
+          b.VarintField(pf::ClockSnapshot::Clock::kClockId, c.first);
+          b.VarintField(pf::ClockSnapshot::Clock::kTimestamp, c.second);
+          b.EndNested(e);
+        }
+        b.EndNested(cs);
+        snap.BytesField(1, b.data(), b.size());
+      }
+      st = out->Write(snap.data(), snap.size());
       if (!st.ok()) return st;
     }
   }
@@ -455,11 +506,14 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
   uint32_t seq_max = 0;
   std::unique_ptr<OutputFile> out;
   std::string switched;
+  ClockConverter main_view;  // the main's clocks, with a borrowed wall clock (WallClock)
+  std::vector<Snapshot> wall;
   for (int attempt = 0;; attempt++) {
     order = Configure(opt, layout, guest_main, &host, &guests, &used_uuids, &seq_max);
+    WallClock(opt, order, &main_view, &wall);
     out.reset();
     if (!opt.dry_run) out.reset(new OutputFile());
-    st = WriteSides(opt, order, guests, seq_max, &used_uuids, out.get(), &progress);
+    st = WriteSides(opt, order, guests, seq_max, wall, &used_uuids, out.get(), &progress);
     if (!st.ok()) return st;
     std::string how;
     std::string lost = BelowZeroMessage(order, &how);
@@ -477,6 +531,14 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     return Status::Error(vpsdk::kInvalidArgument,
                          lost + "; nothing written: check its alignment (" + how +
                              ") or merge it alone");
+  }
+  for (size_t k = 1; k < order.size(); k++) {
+    const Side& s = *order[k];
+    if (s.stats.unplaced_log_events)
+      warnings.push_back((s.is_guest ? "guest '" + s.name + "'" : std::string("the host")) + ": " +
+                         std::to_string(s.stats.unplaced_log_events) +
+                         " android log event(s) cannot be placed on the main timeline (their "
+                         "REALTIME is not related to BOOTTIME in both traces' clock snapshots)");
   }
   if (out) {
     st = out->Commit();
@@ -543,6 +605,7 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Close(']');
     j.Key("tracing_start_events_dropped"); j.UInt(s->stats.tracing_start_events_dropped);
     j.Key("stale_ftrace_events_dropped"); j.UInt(s->stats.stale_ftrace_events_dropped);
+    j.Key("unplaced_log_events"); j.UInt(s->stats.unplaced_log_events);
     j.Key("packets_below_zero_avoided"); j.UInt(s->below_zero_packets);
     j.Key("uuids_remapped"); j.UInt(s->uuids_remapped);
     j.Key("clock_sync_markers"); j.UInt(s->summary.markers.size());

@@ -21,6 +21,8 @@ uint64_t Mix(uint64_t z) {  // splitmix64 finaliser: a bijection on 64 bits
 
 bool IsLen(const Field& f) { return f.type == proto::kLengthDelimited; }
 
+constexpr uint32_t kRemoteClockSync = 107;  // TracePacket.remote_clock_sync
+
 // A decoder that reports, when it goes out of scope, whether the message it
 // read was malformed: a nested message that does not decode is an input
 // error, not something to truncate silently.
@@ -313,14 +315,20 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
     }
   }
   if (!scoped && t_.shift_global_snapshots) {
-    // Its own machine's clocks: every entry stays, the reference clock's moves.
-    size_t n = o->BeginNested(f.id);
+    // Its own machine's clocks, as a RemoteClockSync (TracePacket field 107):
+    // trace_processor adds its client clocks to that machine's clock graph
+    // (a ClockSnapshot from a remote machine would make that machine's
+    // BOOTTIME the trace clock). Every entry stays, the reference clock's
+    // moves, and the host side of the pair holds the same value.
+    uint64_t ref_value = 0;
+    bool have_ref = false;
+    ByteBuffer client;
     Decoder d(f.data, f.size, &bad_);
     Field g;
     while (d.Next(&g)) {
       if (g.id == pf::ClockSnapshot::kPrimaryTraceClock) continue;  // the main's decides
       if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) {
-        o->AppendRaw(g);
+        client.AppendRaw(g);
         continue;
       }
       Decoder e(g.data, g.size, &bad_);
@@ -329,18 +337,38 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
       while (e.Next(&h))
         if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
       if (id != t_.ref_clock) {
-        o->AppendRaw(g);
+        client.AppendRaw(g);
         continue;
       }
-      size_t m = o->BeginNested(g.id, g.size);
+      size_t m = client.BeginNested(g.id, g.size);
       Decoder e2(g.data, g.size, &bad_);
       while (e2.Next(&h)) {
-        if (h.id == pf::ClockSnapshot::Clock::kTimestamp && !IsLen(h)) o->ScalarField(h, RefTime(h.int_value));
-        else o->AppendRaw(h);
+        if (h.id == pf::ClockSnapshot::Clock::kTimestamp && !IsLen(h)) {
+          ref_value = RefTime(h.int_value);
+          have_ref = true;
+          client.ScalarField(h, ref_value);
+        } else {
+          client.AppendRaw(h);
+        }
       }
-      o->EndNested(m, g.size);
+      client.EndNested(m, g.size);
     }
-    o->EndNested(n);
+    if (!have_ref) {  // nothing ties it to the main clock
+      *dropped = true;
+      stats_.snapshots_dropped++;
+      return;
+    }
+    size_t rcs = o->BeginNested(kRemoteClockSync);
+    size_t sc = o->BeginNested(1);  // synced_clocks
+    o->BytesField(2, client.data(), client.size());  // client_clocks
+    size_t host = o->BeginNested(3);                 // host_clocks
+    size_t c = o->BeginNested(pf::ClockSnapshot::kClocks);
+    o->VarintField(pf::ClockSnapshot::Clock::kClockId, t_.ref_clock);
+    o->VarintField(pf::ClockSnapshot::Clock::kTimestamp, ref_value);
+    o->EndNested(c);
+    o->EndNested(host);
+    o->EndNested(sc);
+    o->EndNested(rcs);
     return;
   }
   if (!scoped && !t_.drop_global_snapshots) {
@@ -651,15 +679,30 @@ void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
   });
 }
 
+// Android log times are CLOCK_REALTIME, which trace_processor converts through
+// the main machine's snapshots (also for a side on a machine of its own): a
+// moved side's are re-expressed in the main's REALTIME (its own REALTIME ->
+// its BOOTTIME -> shifted -> the main's REALTIME).
+uint64_t Rewriter::LogTime(uint64_t realtime) {
+  if (t_.logs_own_realtime) return realtime;
+  uint64_t boot, main_real;
+  if (!t_.clocks || !t_.main_clocks ||
+      !t_.clocks->Convert(clk::kRealtime, clk::kBoottime, realtime, &boot) ||
+      !t_.main_clocks->Convert(clk::kBoottime, clk::kRealtime, RefTime(boot), &main_real)) {
+    stats_.unplaced_log_events++;
+    return realtime;
+  }
+  return main_real;
+}
+
 void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
-  bool to_ref;
   Nested(f, o, &bad_, [&](const Field& g) {
     if (g.id != fld::AndroidLog::kEvents || !IsLen(g)) return o->AppendRaw(g);
     Nested(g, o, &bad_, [&](const Field& h) {
       if ((h.id == fld::AndroidLog::Event::kPid || h.id == fld::AndroidLog::Event::kTid) && !IsLen(h))
         o->ScalarField(h, Pid(h.int_value));
       else if (h.id == fld::AndroidLog::Event::kTimestamp && !IsLen(h) && t_.shift_time)
-        o->ScalarField(h, Time(clk::kBoottime, h.int_value, &to_ref));
+        o->ScalarField(h, LogTime(h.int_value));
       else
         o->AppendRaw(h);
     });

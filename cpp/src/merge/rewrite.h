@@ -27,6 +27,8 @@ struct Transform {
   std::vector<std::pair<uint64_t, int64_t>> shift_points;
   uint32_t ref_clock = clk::kBoottime;  // the clock alignment is expressed in
   const ClockConverter* clocks = nullptr;
+  const ClockConverter* main_clocks = nullptr;  // the main side's (for REALTIME)
+  bool logs_own_realtime = false;  // log times stay: its machine's REALTIME converts them
   uint32_t seq_offset = 0;
   uint64_t uid_offset = 0;
   int64_t pid_offset = 0;
@@ -80,6 +82,10 @@ struct RewriteStats {
   uint64_t zero_timestamps_kept = 0;   // 0 means "no time": left at 0
   uint64_t tracing_start_events_dropped = 0;
   uint64_t stale_ftrace_events_dropped = 0;
+  // Android log events whose REALTIME cannot be re-expressed in the main's
+  // (a side without REALTIME in its snapshots, or a main without): the
+  // viewer cannot place them right.
+  uint64_t unplaced_log_events = 0;
   uint64_t packets_below_zero = 0;  // packets with at least one of them
   int64_t earliest_below_zero = 0;  // the most negative, as trace_processor reads it
 };
@@ -151,6 +157,7 @@ class Rewriter {
   void ProcessTree(const Field& f, ByteBuffer* o);
   void ProcessStats(const Field& f, ByteBuffer* o);
   void AndroidLog(const Field& f, ByteBuffer* o);
+  uint64_t LogTime(uint64_t realtime);
   void PerfSample(const Field& f, ByteBuffer* o);
   void Print(const Field& f, ByteBuffer* o);
   void Uuids(const Field& f, ByteBuffer* o);
