@@ -155,7 +155,7 @@ def test_ftrace_pids_cpus_print_and_timestamps(tmp_path):
 
 def test_process_tree_stats_logs_perf_and_legacy_descriptors(tmp_path):
     g = pb2.Trace()
-    g.packet.append(snapshot_packet(10_000_000_000))
+    g.packet.append(snapshot_packet(10_000_000_000, real=2 * 10**18))
     p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001)
     pr = p.process_tree.processes.add(pid=100, ppid=1)
     pr.cmdline.extend(["/bin/app", "--flag"])
@@ -164,7 +164,7 @@ def test_process_tree_stats_logs_perf_and_legacy_descriptors(tmp_path):
     sp = p.process_stats.processes.add(pid=100)
     sp.threads.add(tid=101)
     p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_003)
-    p.android_log.events.add(pid=100, tid=101, timestamp=10_000_000_004, message="hi")
+    p.android_log.events.add(pid=100, tid=101, timestamp=2 * 10**18 + 4, message="hi")  # REALTIME
     p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_005)
     p.perf_sample.pid, p.perf_sample.tid, p.perf_sample.cpu = 100, 101, 2
     p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_006, trusted_pid=100)
@@ -177,7 +177,10 @@ def test_process_tree_stats_logs_perf_and_legacy_descriptors(tmp_path):
     assert stats.process_stats.processes[0].pid == 1000100
     assert stats.process_stats.processes[0].threads[0].tid == 1000101
     ev = log.android_log.events[0]
-    assert (ev.pid, ev.tid, ev.timestamp) == (1000100, 1000101, 10_000_000_004 - OFFSET)
+    # guest REALTIME 2e18 + 4 = guest BOOTTIME 1e10 + 4 = host BOOTTIME 1e10 + 4 - OFFSET,
+    # in the host's REALTIME (1e18 at host BOOTTIME 1e9)
+    assert (ev.pid, ev.tid, ev.timestamp) == (1000100, 1000101,
+                                              10**18 + 10_000_000_004 - OFFSET - 1_000_000_000)
     assert (perf.perf_sample.pid, perf.perf_sample.tid, perf.perf_sample.cpu) == (1000100, 1000101, 102)
     assert (legacy.thread_descriptor.pid, legacy.thread_descriptor.tid) == (1000100, 1000101)
     assert legacy.trusted_pid == 1000100
