@@ -1,0 +1,58 @@
+"""The timeline model from the C++ reader (vp_timeline): one streaming pass."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import errors
+from ._native import ffi, lib, new_error
+
+
+def read(path: Any, max_slices: int = 50000, max_counter_points: int = 20000,
+         summary: bool = False, check: bool = False) -> Tuple[str, str, Optional[str]]:
+    """(tracks JSON, rows JSON, summary JSON or None) of the trace at `path`."""
+    p = os.fsencode(os.fspath(path))
+    tracks, rows = ffi.new("char**"), ffi.new("char**")
+    report = ffi.new("char**") if summary else ffi.NULL
+    err = new_error()
+    errors.check(lib.vp_timeline(p, lib.VP_INSPECT_CHECK if check else 0, max(1, int(max_slices)),
+                                 max(1, int(max_counter_points)), tracks, rows, report, err), err)
+    try:
+        return (ffi.string(tracks[0]).decode("utf-8"), ffi.string(rows[0]).decode("utf-8"),
+                ffi.string(report[0]).decode("utf-8", "replace") if summary else None)
+    finally:
+        lib.vp_string_free(tracks[0])
+        lib.vp_string_free(rows[0])
+        if summary:
+            lib.vp_string_free(report[0])
+
+
+def model(path: Any, tracks_json: str, rows_json: str) -> Dict[str, Any]:
+    """The model dict (see vperfetto.timeline.model_from_trace) of read()'s JSON."""
+    head = json.loads(tracks_json)
+    rows = json.loads(rows_json)
+    start = head["start_ns"]
+    names = head["names"]
+    tracks: List[Dict[str, Any]] = head["tracks"]
+    for t, (slices, points) in zip(tracks, rows):
+        t["slices"] = [[start + s[0], s[1], names[s[2]], s[3]] for s in slices]
+        t["counter"] = [[start + p[0], p[1]] for p in points]
+    return {
+        "path": os.fspath(path),
+        "start_ns": start,
+        "end_ns": head["end_ns"],
+        "timeline": head["timeline"],
+        "tracks": tracks,
+        "slices_total": head["slices_total"],
+        "slices_kept": head["slices_kept"],
+        "packets": head["packets"],
+        "truncated": head["truncated"],
+    }
+
+
+def model_from_trace(path: Any, max_slices: int = 50000,
+                     max_counter_points: int = 20000) -> Dict[str, Any]:
+    t, r, _ = read(path, max_slices, max_counter_points)
+    return model(path, t, r)
