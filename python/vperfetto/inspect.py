@@ -127,17 +127,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--html", metavar="OUT.html", help="draw a zoomable timeline as HTML")
     a = ap.parse_args(argv)
     try:
-        s = inspect(a.trace, check=a.check)
         if a.svg or a.html:
-            from . import timeline
+            # The summary and the timeline from one pass of the reader.
+            from .timeline import cli, html, model, svg
 
-            model = timeline.model_from_trace(a.trace)
-            for out, render in ((a.svg, timeline.render_svg), (a.html, timeline.render_html)):
-                if out:
-                    tmp = out + ".tmp"
-                    with open(tmp, "w", encoding="utf-8") as f:
-                        f.write(render(model))
-                    os.replace(tmp, out)
+            tracks, rows, report = model.read(a.trace, summary=True, check=a.check)
+            s = json.loads(report or "{}")
+            if a.svg:
+                cli.write(a.svg, svg.render_svg(model.model(a.trace, tracks, rows)))
+            if a.html:
+                cli.write(a.html, html.render_html_from_json(os.fspath(a.trace), tracks, rows))
+        else:
+            s = inspect(a.trace, check=a.check)
     except (errors.VperfettoError, OSError, ValueError) as e:
         print(f"python -m vperfetto.inspect: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

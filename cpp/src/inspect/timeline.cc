@@ -35,8 +35,8 @@ bool IsScoped(uint32_t c) { return c >= 64 && c < 128; }
 }  // namespace
 
 Timeline::Impl::Impl(const TimelineOptions& o)
-    : max_slices(std::max<uint64_t>(1, o.max_slices)),
-      max_points(std::max<uint64_t>(16, o.max_counter_points)) {}
+    : max_slices(std::min<uint64_t>(std::max<uint64_t>(1, o.max_slices), uint64_t{1} << 60)),
+      max_points(std::min<uint64_t>(std::max<uint64_t>(16, o.max_counter_points), uint64_t{1} << 60)) {}
 
 Timeline::Timeline(const TimelineOptions& options) : impl_(new Impl(options)) {}
 Timeline::~Timeline() = default;

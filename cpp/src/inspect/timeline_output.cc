@@ -209,7 +209,7 @@ void Timeline::Impl::Finish(bool truncated, std::string* tracks_json, std::strin
     if (t.synthetic) {
       *machine = t.machine;
       *pid = t.pid;
-      return t.has_pid && (t.owns || t.kind == tl::kThread);
+      return t.has_pid && (t.owns || t.kind == tl::kThread || t.kind == tl::kProcess);
     }
     std::unordered_set<uint64_t> seen;
     const tl::Track* cur = &t;
@@ -297,6 +297,18 @@ void Timeline::Impl::Finish(bool truncated, std::string* tracks_json, std::strin
     return false;
   };
 
+  // The guest of each range of a million pids the merge moved a guest to
+  // (from its processes that say which guest they are): a thread whose
+  // process is not known goes with the others of its range.
+  std::map<std::pair<uint32_t, int64_t>, std::string> ranges;
+  for (const auto* names_by_pid : {&process_names, &tree_names})
+    for (const auto& kv : *names_by_pid) {
+      std::string n = Utf8(kv.second), g, prefix;
+      if (!GuestPrefix(n, &prefix) || !guest_of(true, kv.first.second, kv.first.first, &n, &g)) continue;
+      auto key = std::make_pair(kv.first.first, kv.first.second / tl::kPidStep);
+      auto it = ranges.emplace(key, g).first;
+      if (it->second != g) it->second.clear();  // two guests in one range: neither
+    }
   // A CPU is on the side whose threads it ran most.
   std::map<std::pair<uint32_t, int64_t>, std::pair<bool, std::string>> cpu_side;
   for (const tl::Track& t : tracks) {
@@ -306,9 +318,13 @@ void Timeline::Impl::Finish(bool truncated, std::string* tracks_json, std::strin
       auto tp = thread_pid.find({t.machine, kv.first});
       int64_t pid = tp != thread_pid.end() ? tp->second : kv.first;
       std::string pname, g;
-      if (!pname_of(t.machine, pid, &pname, true)) continue;
-      bool guest = guest_of(true, pid, t.machine, &pname, &g);
-      votes[{guest, g}] += kv.second;
+      if (pname_of(t.machine, pid, &pname, true)) {
+        bool guest = guest_of(true, pid, t.machine, &pname, &g);
+        votes[{guest, g}] += kv.second;
+      } else {
+        auto r = ranges.find({t.machine, pid / tl::kPidStep});
+        if (r != ranges.end() && !r->second.empty()) votes[{true, r->second}] += kv.second;
+      }
     }
     std::pair<bool, std::string> side;
     uint64_t best = 0;

@@ -1,4 +1,5 @@
-"""The timeline model from the C++ reader (vp_timeline): one streaming pass."""
+"""The timeline model, from the C++ reader (vp_timeline in vperfetto.h): one
+streaming pass over the trace, the same decoder as the merge and inspect."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import errors
-from ._native import ffi, lib, new_error
+from .. import errors
+from .._native import ffi, lib, new_error
 
 
 def read(path: Any, max_slices: int = 50000, max_counter_points: int = 20000,
@@ -54,5 +55,18 @@ def model(path: Any, tracks_json: str, rows_json: str) -> Dict[str, Any]:
 
 def model_from_trace(path: Any, max_slices: int = 50000,
                      max_counter_points: int = 20000) -> Dict[str, Any]:
+    """Reads a trace (one streaming pass) into the timeline model.
+
+    Returns ``{"start_ns", "end_ns", "timeline", "tracks": [{"uuid", "name",
+    "process", "pid", "tid", "kind", "guest", "guest_name", "parent_uuid",
+    "machine", "cpu", "slices": [[ts, dur, name, depth], ...], "counter":
+    [[ts, value], ...]}, ...], "slices_total", "slices_kept", "packets",
+    "truncated"}`` with timestamps in ns on the trace's clock (the BOOTTIME of
+    the main timeline of a merge), as trace_processor converts them. ``kind``
+    is "process", "thread", "custom", "counter" or "cpu" (a CPU's
+    scheduling: a slice per thread that ran). Raises OSError when the file
+    cannot be read and TraceFormatError (a ValueError) when it is not a
+    Perfetto trace.
+    """
     t, r, _ = read(path, max_slices, max_counter_points)
     return model(path, t, r)
