@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import errors
-from .merge import Alignment, merge
+from ._merge_api import Alignment, merge
 
 __all__ = ["write_archive", "ArchiveReport", "ArchiveMember", "manifest_offset_ns",
            "MANIFEST_NAME"]
@@ -426,7 +426,7 @@ def cli(ap, a, prog: str) -> int:
     are merge's parser and parsed arguments. With a combined output too
     (``-o`` or the third positional), that is written first and its
     alignments go into the manifest."""
-    from .merge import _print_report, _report_dict
+    from ._merge_api import _print_report, _report_dict
     if a.add_traces:
         ap.error("--archive cannot be combined with --add-traces")
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset)

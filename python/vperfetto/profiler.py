@@ -20,7 +20,9 @@ import threading
 from typing import Iterable, Optional, Union
 
 from . import errors
+from ._names import name_this_thread
 from ._native import ffi, lib
+from .session import Session
 
 __all__ = ["profile", "Profiler"]
 
@@ -136,7 +138,6 @@ class Profiler:
             if _active is not None:
                 raise errors.TracingStateError("a profiler is already running in this process")
             _active = self
-        from .tracing import name_this_thread
         _p.init(self._decide, self._decide_c, name_this_thread,
                 sys.monitoring.DISABLE if _MONITORING else None)
         patterns = (tuple(self.include), tuple(self.exclude))
@@ -236,10 +237,9 @@ class profile:
         self.profiler = Profiler(**options)
 
     def __enter__(self) -> "profile":
-        from .tracing import Session, is_tracing
         if self.path is not None:
             self.session = Session(self.path, **self._session_args).start()
-        elif not is_tracing():
+        elif not lib.vp_is_tracing():
             raise errors.TracingStateError("profile() needs a path or a running Session")
         try:
             self.profiler.start()

@@ -16,6 +16,7 @@ from . import _args, _names, errors
 from ._names import (_category_id, _category_id_slow, _category_ids, _ensure_named, _fast,
                      _intern_name, _lock, _name_id_slow, _name_ids, _thread_named,
                      name_this_thread)
+from . import profiler as _profiler
 from ._native import ffi, lib, new_error
 from .session import Session
 
@@ -474,9 +475,8 @@ def set_thread_name(name: Optional[str] = None) -> None:
     _thread_named.done = True
     if _fast:
         _fast.thread_named()
-    from . import profiler as _profile  # noqa: PLC0415 (profiler imports tracing)
-    if _profile._p is not None:
-        _profile._p.thread_named()
+    if _profiler._p is not None:
+        _profiler._p.thread_named()
 
 
 def is_tracing() -> bool:
