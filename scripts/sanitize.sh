@@ -10,8 +10,8 @@
 #   --keep     keep the build directory (default: a temp dir, removed)
 #   --python   instead: install the package built with ASan + UBSan into a
 #              venv in the build directory and run the Python tests that
-#              reach native code (tracing, merge, inspect, link, archive,
-#              the kept fuzz regressions) against it
+#              reach native code (tracing, merge, inspect, timeline, link,
+#              archive, the kept fuzz regressions) against it
 #   BUILD_DIR  build there instead of a temp dir (kept, reused)
 set -euo pipefail
 
@@ -63,7 +63,8 @@ if [[ $python_mode == 1 ]]; then
     tests/test_run.py \
     tests/test_merge.py tests/test_merge_features.py tests/test_merge_timeline.py \
     tests/test_merge_real.py tests/test_inspect.py tests/test_outputs.py tests/test_archive.py \
-    tests/test_vm_link.py tests/test_fuzz_regressions.py tests/test_demo.py
+    tests/test_vm_link.py tests/test_fuzz_regressions.py tests/test_demo.py \
+    tests/test_timeline.py tests/test_timeline_model.py
   exit $?
 fi
 

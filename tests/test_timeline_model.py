@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import collections
 import gzip
+import json
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -17,6 +21,7 @@ from vperfetto import timeline
 from vperfetto.merge import merge as timeline_merge
 from conftest import SHARED, TYPE_BEGIN, TYPE_COUNTER, TYPE_END, TYPE_INSTANT, pb2, resolve
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 SDK = SHARED / "sdk-v7"
 REAL = SHARED / "real"
 needs_testdata = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/testdata is not beside the project")
@@ -252,3 +257,47 @@ def test_cpu_rows_of_merged_guests(tmp_path, machine_ids):
                                                      f"[{int(slices[0][2].rsplit('[', 1)[1][:-1]) + pid_shift}]")
         group = [t["cpu"] is not None for t in m["tracks"] if t["guest_name"] == guest]
         assert group == sorted(group, reverse=True) and sum(group) >= len(rows)   # CPUs first
+
+
+# --- hostile input ---------------------------------------------------------------
+
+HOSTILE_RUNNER = r"""
+import json, sys
+import vperfetto
+from vperfetto import timeline
+out = []
+for path in sys.argv[1:]:
+    try:
+        m = timeline.model_from_trace(path, max_slices=5)
+        assert m["slices_kept"] == sum(len(t["slices"]) for t in m["tracks"]) <= 5
+        assert m["start_ns"] <= m["end_ns"] and all(t["kind"] for t in m["tracks"])
+        html = timeline.render_html(m)
+        assert "<img" not in html and timeline.render_svg(m).startswith("<?xml")
+        out.append("truncated" if m["truncated"] else "ok")
+    except vperfetto.VperfettoError as e:
+        assert str(e).strip(), "an error without a message"
+        out.append(type(e).__name__)
+print("RESULTS " + json.dumps(out))
+"""
+
+
+def test_hostile_inputs_give_a_model_or_a_clean_error(tmp_path):
+    # fuzz/hostile_inputs.py's cases and the fuzzers' kept regressions, in a
+    # child interpreter (a crash must not take pytest down; under
+    # scripts/sanitize.sh --python a memory error aborts it).
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    import hostile_inputs as hi
+
+    paths = []
+    for name, data in hi.seeds():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data)
+    paths += sorted(p for p in (ROOT / "fuzz" / "regressions").rglob("*") if p.is_file() and p.suffix != ".md")
+    p = subprocess.run([sys.executable, "-c", HOSTILE_RUNNER, *map(str, paths)], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
+    results = json.loads(p.stdout.split("RESULTS ", 1)[1])
+    assert len(results) == len(paths)
+    by = dict(zip((q.name for q in paths), results))
+    assert by["valid"] == "ok" and by["truncated_tail_0"] == "truncated"   # the good part
+    assert by["huge_packet_claim_0"] == "truncated"
