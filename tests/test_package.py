@@ -4,8 +4,10 @@ the viewer's assets shipped beside the code that inlines them."""
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.resources
 import pathlib
+import re
 
 import pytest
 
@@ -138,3 +140,44 @@ def test_the_viewer_ships_as_files():
     assert "use strict" in js and "#vp-tooltip" in css
     page = timeline.render_html({"path": "t", "start_ns": 0, "end_ns": 1, "tracks": []})
     assert js in page and css in page
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_modules_have_stubs(name):
+    stub = (PACKAGE / f"{name}.pyi").read_text(encoding="utf-8")
+    assert (PACKAGE / "py.typed").is_file()
+    mod = importlib.import_module(f"vperfetto.{name}")
+    # every function the stub declares is in the module (and the other way round
+    # for the hand-written extensions; cffi's lib is the C header's)
+    declared = set(re.findall(r"^def (\w+)", stub, re.M)) | set(re.findall(r"^class (\w+)", stub, re.M))
+    public = {n for n in dir(mod) if not n.startswith("__")}
+    if name == "_vperfetto_cffi":
+        assert declared == set() and {"ffi", "lib"} <= public
+    else:
+        assert declared == public
+
+
+def _mypy(*args: str) -> tuple:
+    api = pytest.importorskip("mypy.api", reason="mypy is not installed (pip install mypy)")
+    out, err, status = api.run(["--strict", "--config-file", str(ROOT / "pyproject.toml"),
+                                "--cache-dir", "/dev/null", *args])
+    return out + err, status
+
+
+def test_mypy_strict_on_the_package_and_on_user_code():
+    # the package from its sources; a user's program against the installed package
+    for args in ([str(PACKAGE)], [str(ROOT / "tests" / "typing" / "user_code.py")]):
+        out, status = _mypy(*args)
+        assert status == 0, out
+
+
+def test_mypy_strict_rejects_wrong_calls_of_the_public_api():
+    # each line marked `# error: CODE` is reported with that code, and nothing else is
+    path = ROOT / "tests" / "typing" / "misuse.py"
+    want = {(i, m.group(1)) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if (m := re.search(r"# error: ([\w-]+)$", line))}
+    assert len(want) >= 8
+    out, status = _mypy(str(path))
+    got = {(int(m.group(1)), m.group(2))
+           for m in re.finditer(r"misuse\.py:(\d+): error: .*\[([\w-]+)\]$", out, re.M)}
+    assert status == 1 and got == want, out

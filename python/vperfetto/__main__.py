@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 from . import __version__
 
@@ -34,7 +35,7 @@ CMAKE_DIR = os.path.join(PACKAGE_DIR, "lib", "cmake", "vperfetto")
 PKGCONFIG_DIR = os.path.join(PACKAGE_DIR, "lib", "pkgconfig")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "demo":
         from .demo import main as demo_main

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import errors
 from ._native import ffi, lib, new_error
@@ -42,9 +42,9 @@ class MergeReport:
     mode: str
     bytes_written: int
     packets_written: int
-    inputs: list = field(default_factory=list)       # one dict per input, main first
-    alignments: list = field(default_factory=list)   # one Alignment per guest
-    warnings: list = field(default_factory=list)
+    inputs: List[Dict[str, Any]] = field(default_factory=list)   # one dict per input, main first
+    alignments: List[Alignment] = field(default_factory=list)    # one Alignment per guest
+    warnings: List[str] = field(default_factory=list)
     # The mode asked for, and why the other side became the main timeline
     # when the asked-for one would have put events before its clock's zero.
     requested_mode: str = ""
@@ -69,7 +69,7 @@ class MergeReport:
                    main_switched=d["main_switched"])
 
 
-def _path(p, what: str) -> bytes:
+def _path(p: object, what: str) -> bytes:
     if not isinstance(p, (str, os.PathLike)):
         raise TypeError(f"{what} must be a path, not {type(p).__name__}")
     s = os.fspath(p)
@@ -145,13 +145,13 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     return MergeReport.from_json(text)
 
 
-def _int64(v, what: str) -> int:
+def _int64(v: object, what: str) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not -(1 << 63) <= v < (1 << 63):
         raise ValueError(f"{what} must be a 64-bit int")
     return v
 
 
-def _report_dict(r: MergeReport) -> dict:
+def _report_dict(r: MergeReport) -> Dict[str, Any]:
     return {"output": r.output, "mode": r.mode, "requested_mode": r.requested_mode,
             "main_switched": r.main_switched, "bytes_written": r.bytes_written,
             "packets_written": r.packets_written, "inputs": r.inputs,

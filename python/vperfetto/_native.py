@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ._vperfetto_cffi import ffi, lib  # noqa: F401  (re-exported)
+from typing import Any
+
+from ._vperfetto_cffi import ffi, lib
+
+__all__ = ["ffi", "lib", "ABI_VERSION", "VERSION", "new_error"]
 
 # The ABI this Python code was written against (VPERFETTO_ABI_VERSION).
 ABI_VERSION = 1
@@ -16,6 +20,6 @@ if lib.vp_abi_version() != ABI_VERSION:  # a stale or foreign libvperfetto
 VERSION = ffi.string(lib.vp_version()).decode()
 
 
-def new_error():
+def new_error() -> Any:
     """A fresh ``vp_error`` for one call that may fail."""
     return ffi.new("vp_error*")

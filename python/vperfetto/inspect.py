@@ -29,11 +29,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 from . import errors
 from ._cli import Parser as _Parser
 from ._native import ffi, lib, new_error
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["inspect", "main"]
 
@@ -41,14 +43,15 @@ CLOCK_NAMES = {1: "REALTIME", 2: "REALTIME_COARSE", 3: "MONOTONIC", 4: "MONOTONI
                5: "MONOTONIC_RAW", 6: "BOOTTIME", 9: "TSC"}
 
 
-def inspect(path, check: bool = False) -> dict:
+def inspect(path: PathLike, check: bool = False) -> Dict[str, Any]:
     """The summary of a trace (and, with check=True, its findings) as a dict."""
     p = os.fsencode(os.fspath(path))
     out = ffi.new("char**")
     err = new_error()
     errors.check(lib.vp_inspect(p, lib.VP_INSPECT_CHECK if check else 0, out, err), err)
     try:
-        return json.loads(ffi.string(out[0]).decode("utf-8", "replace"))
+        summary: Dict[str, Any] = json.loads(ffi.string(out[0]).decode("utf-8", "replace"))
+        return summary
     finally:
         lib.vp_string_free(out[0])
 
@@ -57,7 +60,7 @@ def _span(a: int, b: int) -> str:
     return f"{(b - a) / 1e9:.3f} s" if a and b >= a else "-"
 
 
-def format_summary(s: dict) -> str:
+def format_summary(s: Dict[str, Any]) -> str:
     lines = []
     gz = ", gzip" if s["gzip"] else ""
     lines.append(f"{s['path']}: {s['packets']:,} packets, {s['bytes']:,} bytes{gz}, "
@@ -102,7 +105,7 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def format_findings(s: dict) -> str:
+def format_findings(s: Dict[str, Any]) -> str:
     if not s["findings"]:
         return "check: nothing trace_processor would lose or misread"
     stats = s["stats"]

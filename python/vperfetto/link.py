@@ -33,7 +33,7 @@ import statistics
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .tracing import boot_time_ns
 
@@ -68,7 +68,7 @@ def monotonic_ns() -> int:
 
 # --- addresses ---------------------------------------------------------------
 
-def parse_address(addr: str, listen: bool = False):
+def parse_address(addr: str, listen: bool = False) -> Tuple[int, Any]:
     """'tcp:HOST:PORT', 'unix:/path', 'vsock:CID:PORT' ('vsock:PORT' to listen).
 
     Returns (family, sockaddr)."""
@@ -130,7 +130,7 @@ class Channel:
     def send(self, mtype: int, payload: bytes = b"") -> None:
         self.sock.sendall(HEADER.pack(len(payload), mtype) + payload)
 
-    def send_json(self, mtype: int, obj: dict) -> None:
+    def send_json(self, mtype: int, obj: Dict[str, Any]) -> None:
         self.send(mtype, json.dumps(obj, separators=(",", ":")).encode())
 
     def _recv_exact(self, n: int, deadline: float) -> bytes:
@@ -162,7 +162,7 @@ class Channel:
         payload = self._recv_exact(length, time.monotonic() + self.frame_timeout) if length else b""
         return mtype, payload
 
-    def recv_json(self, expect: int, timeout: Optional[float] = None) -> dict:
+    def recv_json(self, expect: int, timeout: Optional[float] = None) -> Dict[str, Any]:
         mtype, payload = self.recv(timeout)
         if mtype == ERROR:
             raise ProtocolError("peer: " + _json(payload).get("reason", "error"))
@@ -171,7 +171,7 @@ class Channel:
         return _json(payload)
 
 
-def _json(payload: bytes) -> dict:
+def _json(payload: bytes) -> Dict[str, Any]:
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -210,7 +210,7 @@ class Round:
         return (self.t1 + self.t4) // 2
 
 
-def _offset4(q) -> float:
+def _offset4(q: Tuple[int, int, int, int]) -> float:
     a, b, c, d = q
     return ((a - b) + (d - c)) / 2
 
@@ -225,7 +225,7 @@ class SyncEstimate:
     mono_offset_ns: Optional[int] = None   # guest MONOTONIC - host MONOTONIC
     tsc_offset: Optional[int] = None       # guest TSC - host TSC, in ticks
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {"offset_ns": self.offset_ns, "delay_ns": self.delay_ns,
                 "error_bound_ns": self.error_bound_ns, "at_guest_ns": self.at_guest_ns,
                 "mono_offset_ns": self.mono_offset_ns, "tsc_offset": self.tsc_offset,
@@ -244,7 +244,7 @@ def estimate(rounds: List[Round], keep_fraction: float = 0.25, min_keep: int = 3
     tsc = [_offset4(r.tsc) for r in keep if r.tsc and all(r.tsc)]
     return SyncEstimate(offset_ns=round(off), delay_ns=keep[0].delay,
                         error_bound_ns=(keep[0].delay + 1) // 2, rounds=keep,
-                        at_guest_ns=statistics.median(r.guest_mid for r in keep),
+                        at_guest_ns=round(statistics.median(r.guest_mid for r in keep)),
                         mono_offset_ns=round(statistics.median(mono)) if mono else None,
                         tsc_offset=round(statistics.median(tsc)) if tsc else None)
 
@@ -280,4 +280,4 @@ def answer_sync(ch: Channel, payload: bytes, t2: int, m2: int, c2: int) -> None:
 def _tsc() -> int:
     from ._native import lib
 
-    return lib.vp_tsc()
+    return int(lib.vp_tsc())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Literal, Optional, Union
 
 from . import errors
 from ._names import _category_id, _program_name
@@ -33,9 +33,9 @@ class Session:
     Events without a category are always recorded.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, buffer_kb: int = 16384,
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
-                 disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0):
+                 disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError("path must be a str or os.PathLike of str")
@@ -53,9 +53,9 @@ class Session:
                 or not 0 <= sequence_base < (1 << 32) - (1 << 16):
             raise ValueError("sequence_base must be an int in [0, 2**32 - 65536)")
         self.sequence_base = sequence_base
-        self._session = None
+        self._session: Any = None
         self._stopped = False
-        self._pid = None
+        self._pid: Optional[int] = None
 
     def start(self) -> "Session":
         if self._session is not None or self._stopped:
@@ -106,7 +106,7 @@ class Session:
             raise errors.TracingStateError("the session has not been started")
 
     @property
-    def stats(self) -> dict:
+    def stats(self) -> Dict[str, int]:
         """Counters of the session: packets written and dropped, bytes, ..."""
         self._require_started()
         s = self._session
@@ -123,14 +123,14 @@ class Session:
     def dropped(self) -> int:
         """Packets lost to a full buffer (discarded or overwritten)."""
         self._require_started()
-        return lib.vp_session_stat(self._session, lib.VP_STAT_PACKETS_DROPPED)
+        return int(lib.vp_session_stat(self._session, lib.VP_STAT_PACKETS_DROPPED))
 
     def __enter__(self) -> "Session":
         if self._session is None:
             self.start()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self._pid != os.getpid():
             return False  # a forked child: the parent owns the session
         self.stop()
@@ -149,7 +149,7 @@ def running_session() -> Optional[Session]:
     return None
 
 
-def _str_list(values, what) -> list:
+def _str_list(values: Optional[Iterable[str]], what: str) -> List[str]:
     if values is None:
         return []
     if isinstance(values, str):

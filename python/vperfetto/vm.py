@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from . import errors, link, session
 from ._native import ffi, lib, new_error
@@ -54,7 +54,7 @@ def sanitize_name(name: object) -> str:
     return s or "guest"
 
 
-def record_sync_rounds(peer: str, rounds) -> None:
+def record_sync_rounds(peer: str, rounds: List[link.Round]) -> None:
     """Writes sync rounds into the current trace (if one records)."""
     if not is_tracing():
         return
@@ -79,8 +79,8 @@ class GuestResult:
     complete: bool = False              # the whole trace arrived, checksum verified
     error: Optional[str] = None
     closed: bool = False                # the guest's connection has ended
-    estimates: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
+    estimates: List[link.SyncEstimate] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
 
 
 @dataclass
@@ -113,8 +113,8 @@ class HostAgent:
         self._sock: Optional[socket.socket] = None
         self._thread: Optional[threading.Thread] = None
         self._closing = False
-        self._conns: set = set()
-        self._names: set = set()
+        self._conns: Set[socket.socket] = set()
+        self._names: Set[str] = set()
         self._active = 0            # guests between START and STOP
         self._session: Optional[Session] = None
         self._host_trace: Optional[str] = None   # the finished host trace of the last run
@@ -142,6 +142,8 @@ class HostAgent:
     @property
     def address(self) -> str:
         """The address guests connect to (with the real port for tcp:...:0)."""
+        if self._sock is None:
+            raise errors.TracingStateError("the HostAgent has not been started (start() or `with`)")
         family = self._sock.family
         sa = self._sock.getsockname()
         if family == socket.AF_UNIX:
@@ -189,7 +191,7 @@ class HostAgent:
     def __enter__(self) -> "HostAgent":
         return self.start() if self._sock is None else self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def wait_for(self, n: int, timeout: float = 60.0) -> List[GuestResult]:
@@ -211,7 +213,7 @@ class HostAgent:
     def _accept_loop(self) -> None:
         while True:
             try:
-                conn, _ = self._sock.accept()
+                conn, _ = self._sock.accept()  # type: ignore[union-attr]  # (None: closed)
             except OSError:
                 return
             with self._lock:
@@ -329,7 +331,7 @@ class HostAgent:
             else:
                 raise link.ProtocolError(f"unexpected {link.TYPE_NAMES[mtype]}")
 
-    def _sync_result(self, result: GuestResult, obj: dict) -> link.SyncEstimate:
+    def _sync_result(self, result: GuestResult, obj: Dict[str, Any]) -> link.SyncEstimate:
         raw = obj.get("rounds")
         if not isinstance(raw, list) or not raw or len(raw) > 4096:
             raise link.ProtocolError("bad SYNC_RESULT")
@@ -350,7 +352,7 @@ class HostAgent:
         log.info("%s: clock offset %d ns (+-%d ns)", result.name, est.offset_ns, est.error_bound_ns)
         return est
 
-    def _receive_upload(self, ch: link.Channel, result: GuestResult, hdr: dict) -> int:
+    def _receive_upload(self, ch: link.Channel, result: GuestResult, hdr: Dict[str, Any]) -> int:
         size, digest = hdr.get("size"), hdr.get("sha256")
         if not isinstance(size, int) or size < 0 or not isinstance(digest, str):
             raise link.ProtocolError("bad UPLOAD header")
@@ -448,6 +450,7 @@ class HostAgent:
         for r in pending:
             out = os.path.join(self.out_dir, f"{r.name}.combined.pftrace")
             try:
+                assert r.guest_trace is not None
                 rep = merge(host=self._host_trace, guests={r.name: r.guest_trace}, output=out)
                 r.combined = out
                 r.merge_method = rep.alignments[0].method
@@ -489,7 +492,7 @@ class GuestLink:
         self.connected = False
         self.error: Optional[str] = None
         self.estimates: List[link.SyncEstimate] = []
-        self.result: Optional[dict] = None
+        self.result: Optional[Dict[str, Any]] = None
         self._ch: Optional[link.Channel] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -526,6 +529,8 @@ class GuestLink:
         """One burst of request/response rounds; the estimate goes to the host
         and, if this process is tracing, into its trace too."""
         with self._lock:
+            if self._ch is None:
+                raise errors.TracingStateError("the GuestLink is not connected (use it in a `with` block)")
             rounds = link.sync_rounds(self._ch, self.sync_rounds, self._seq, self.timeout)
             self._seq += len(rounds)
             est = link.estimate(rounds)
@@ -547,7 +552,7 @@ class GuestLink:
         self.connected = False
         log.warning("%s (tracing goes on locally)", why)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._resync:
             self._resync.join(timeout=self.timeout)
@@ -571,6 +576,7 @@ class GuestLink:
             self._ch.close()
 
     def _upload(self, path: str) -> None:
+        assert self._ch is not None, "not connected"
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -589,6 +595,19 @@ def _last_stopped_trace() -> Optional[str]:
 
 
 # --- the original online workflow ------------------------------------------------------
+
+def _file_property(which: int) -> Any:
+    """A Workflow property: one of the library's VM file names (vp_vm_file)."""
+    def get(self: object) -> Optional[str]:
+        p = lib.vp_vm_file(which)
+        return None if p == ffi.NULL else str(ffi.string(p).decode())
+
+    def set_(self: object, path: Optional[str]) -> None:
+        err = new_error()
+        errors.check(lib.vp_vm_set_file(which, os.fsencode(path) if path else ffi.NULL, err), err)
+
+    return property(get, set_)
+
 
 class Workflow:
     """The original vperfetto host-side workflow, shared with the C/C++ API.
@@ -612,21 +631,9 @@ class Workflow:
         lib.vp_vm_set_verbose(1 if verbose else 0)
         lib.vp_vm_set_guest_wait(poll_ms, timeout_ms)
 
-    def _get(which: int):
-        def get(self) -> Optional[str]:
-            p = lib.vp_vm_file(which)
-            return None if p == ffi.NULL else ffi.string(p).decode()
-
-        def set_(self, path: Optional[str]) -> None:
-            err = new_error()
-            errors.check(lib.vp_vm_set_file(which, os.fsencode(path) if path else ffi.NULL, err), err)
-
-        return property(get, set_)
-
-    host_file = _get(0)
-    guest_file = _get(1)
-    combined_file = _get(2)
-    del _get
+    host_file = _file_property(0)
+    guest_file = _file_property(1)
+    combined_file = _file_property(2)
 
     def set_guest_time(self, guest_boot_ns: int) -> None:
         lib.vp_vm_set_guest_time(guest_boot_ns)
@@ -662,7 +669,7 @@ class Workflow:
 
 # --- command line ------------------------------------------------------------------
 
-def main_host(argv=None) -> int:
+def main_host(argv: Optional[Sequence[str]] = None) -> int:
     """python -m vperfetto host --listen ADDR --out-dir DIR [--token T] [--once]"""
     from ._cli import Parser
     import signal
@@ -705,7 +712,7 @@ def main_host(argv=None) -> int:
     return 0
 
 
-def main_guest(argv=None) -> int:
+def main_guest(argv: Optional[Sequence[str]] = None) -> int:
     """python -m vperfetto guest --connect ADDR --name NAME [--token T] [--out F] -- CMD..."""
     import argparse
 

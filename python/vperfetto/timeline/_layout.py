@@ -6,7 +6,7 @@ import html
 import math
 import os
 import re
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 HOST_HUE = 212
 GUEST_HUES = [28, 140, 285, 0, 55, 175]
@@ -35,7 +35,7 @@ def side_label(guest_name: Optional[str]) -> str:
     return guest_name if guest_name.lower().startswith("guest") else f"guest {guest_name}"
 
 
-def legend(model: Model, hues: Dict[Optional[str], int]) -> list:
+def legend(model: Model, hues: Dict[Optional[str], int]) -> List[List[Any]]:
     """[text, hue, side] per side shown (the host only when it has rows)."""
     has_host = any(not t["guest"] for t in model["tracks"])
     return [[side_label(g), h, "host" if g is None else "guest"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 from . import _layout as L
 
 __all__ = ["render_svg"]
 
 
-def _counter(t: L.Track, y: int, h: int, x1: int, hue: int, X) -> List[str]:
+def _counter(t: L.Track, y: int, h: int, x1: int, hue: int, X: Callable[[int], float]) -> List[str]:
     pts = t["counter"]
     vals = [p[1] for p in pts]
     lo, hi = min(vals), max(vals)
@@ -33,7 +33,8 @@ def _counter(t: L.Track, y: int, h: int, x1: int, hue: int, X) -> List[str]:
             f'fill="#333">{L.esc(L.fmt_num(lo))}</text>']
 
 
-def _slices(t: L.Track, y: int, hue: int, plot_w: int, span: int, X) -> List[str]:
+def _slices(t: L.Track, y: int, hue: int, plot_w: int, span: int,
+            X: Callable[[int], float]) -> List[str]:
     # coalesce sub-pixel slices per lane so that a big trace stays small
     out: List[str] = []
     last_end: Dict[int, float] = {}
@@ -71,7 +72,7 @@ def render_svg(model: L.Model, width: int = 1200, max_rows: int = 2000) -> str:
     tracks = model["tracks"][:max_rows]
 
     def X(ts: int) -> float:
-        return x0 + (ts - start) * plot_w / span
+        return float(x0 + (ts - start) * plot_w / span)
 
     head_h = 78
     y = head_h
