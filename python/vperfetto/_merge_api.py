@@ -83,7 +83,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           guests: Union[Mapping[str, PathLike], Iterable[Tuple[str, PathLike]], None] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
-          machine_ids: bool = False, dry_run: bool = False,
+          machine_ids: bool = False, link_flows: bool = False, dry_run: bool = False,
           progress: bool = False) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
@@ -94,6 +94,8 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     ``guest_boot_time_ns`` (the guest's BOOTTIME when host tracing started)
     override the alignment found in the traces. ``dry_run=True`` only scans
     and aligns (no output is written; ``output`` may be None).
+    ``link_flows=True`` keeps flow ids that both sides use (ids passed across
+    the VM boundary link their events); by default they are kept apart.
     """
     if host is None or (output is None and not dry_run):
         raise TypeError("merge() needs host and output")
@@ -136,6 +138,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
         lib.vp_merge_set_guest_boot_time(opts, guest_boot_time_ns)
     lib.vp_merge_set_guest_tsc_offset(opts, _int64(guest_tsc_offset, "guest_tsc_offset"))
     lib.vp_merge_set_machine_ids(opts, 1 if machine_ids else 0)
+    lib.vp_merge_set_link_flows(opts, 1 if link_flows else 0)
     out = ffi.new("char**")
     errors.check(lib.vp_merge_run(opts, out, err), err)
     try:

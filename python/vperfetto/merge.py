@@ -58,6 +58,9 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--machine-id", action="store_true",
                     help="tag each guest's packets with TracePacket.machine_id instead of "
                          "offsetting its pids, sequences and cpus")
+    ap.add_argument("--link-flows", action="store_true",
+                    help="keep flow ids both traces use, so they link events across the VM "
+                         "boundary (by default they are kept apart)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--archive", metavar="OUT.tar",
@@ -73,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
         from .archive import cli as _archive_cli
         return _archive_cli(ap, a, prog)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
-                  machine_ids=a.machine_id, progress=not a.quiet and sys.stderr.isatty())
+                  machine_ids=a.machine_id, link_flows=a.link_flows,
+                  progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
         ap.error("--merge-guest-into-host and --add-traces exclude each other")
     mode = "add-traces" if a.add_traces else ("guest-into-host" if a.merge_guest_into_host else None)
