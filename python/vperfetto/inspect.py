@@ -25,7 +25,6 @@ info are printed and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

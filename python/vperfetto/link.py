@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .tracing import boot_time_ns
+from .tracing import boot_time_ns, instant, is_tracing
 
 PROTOCOL_VERSION = 1
 
@@ -281,3 +281,19 @@ def _tsc() -> int:
     from ._native import lib
 
     return int(lib.vp_tsc())
+
+
+# --- sync rounds in the trace ----------------------------------------------------
+
+# The trace event that carries one clock-sync round (the merge prefers these).
+SYNC_EVENT = "vperfetto_clock_sync_round"
+
+
+def record_sync_rounds(peer: str, rounds: List[Round]) -> None:
+    """Writes sync rounds into the current trace (if one records)."""
+    if not is_tracing():
+        return
+    for r in rounds:
+        instant(SYNC_EVENT, category="vperfetto",
+                args={"sync_peer": peer, "sync_t1": r.t1, "sync_t2": r.t2,
+                      "sync_t3": r.t3, "sync_t4": r.t4})
