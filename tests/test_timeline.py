@@ -219,6 +219,24 @@ def test_svg_one_row_per_track_guest_and_host_coloured_apart(traces, tmp_path):
     assert html_path.stat().st_size > 1000
 
 
+def test_a_guest_named_guest_is_said_once(traces, tmp_path):
+    # the positional merge names its guest "guest": the legend and the page say
+    # "guest", not "guest guest"; a named guest is "guest vm2"
+    for name, guests, want in (("positional", None, "guest"), ("named", {"vm2": traces["guest"]}, "guest vm2")):
+        out = tmp_path / f"{name}.pftrace"
+        if guests is None:
+            merge(traces["guest"], traces["host"], out, mode="guest-into-host", time_diff_ns=5_000 * MS)
+        else:
+            merge(host=traces["host"], guests=guests, output=out, time_diff_ns=5_000 * MS)
+        model = timeline.model_from_trace(out)
+        assert {t["guest_name"] for t in model["tracks"] if t["guest"]} == {want.split()[-1]}
+        root = ET.fromstring(timeline.render_svg(model))
+        texts = ["".join(e.itertext()) for e in root.iter(SVG_NS + "text")]
+        assert want in texts and "guest guest" not in " ".join(texts)
+        page = timeline.render_html(model)
+        assert f'"{want}"' in page and "guest guest" not in page
+
+
 def test_svg_and_html_escape_names(tmp_path):
     path = tmp_path / "x.pftrace"
     path.write_bytes(_handmade())
