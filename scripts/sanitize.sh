@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the C++ tracing core and its tests (perfetto-sdk/tests/vpsdk_tests.cc)
+# Builds the C++ tracing core and its tests (perfetto-sdk/tests/)
 # with sanitizers and runs them through ctest. Exits non-zero when the build
 # or any test fails, or when a sanitizer reports an error.
 #
