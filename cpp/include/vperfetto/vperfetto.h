@@ -343,6 +343,9 @@ VP_API void vp_merge_set_machine_ids(vp_merge_options* opts, int32_t enable);
  * events (ids passed across the VM boundary). By default such ids are
  * renumbered apart, as ids that meet by chance would join unrelated flows. */
 VP_API void vp_merge_set_link_flows(vp_merge_options* opts, int32_t enable);
+/* Threads that rewrite (0, the default: as many as pay, up to 4). The
+ * output is the same bytes whatever the number. */
+VP_API void vp_merge_set_threads(vp_merge_options* opts, uint32_t threads);
 /* Scan and align only: the report is produced, no output is written (and
  * none need be set). */
 VP_API void vp_merge_set_dry_run(vp_merge_options* opts, int32_t enable);
