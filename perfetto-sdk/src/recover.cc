@@ -48,6 +48,115 @@ void PutMessage(std::string* out, uint32_t field, const std::string& body) {
   PutBytesField(out, field, body.data(), body.size());
 }
 
+// --- what a writer puts in a packet -------------------------------------------------
+//
+// A recovered packet must be one our writer could have written: every field
+// (recursively) one the writer uses, with its wire type. A corrupt image
+// otherwise turns a byte into another field of the official schema (often a
+// message) and the trace no longer decodes. Keep this in step with
+// track_event.cc, profile.cc and session.cc: a field missing here makes
+// recovery skip every packet holding it (tests/test_crash.py asserts that a
+// clean recovery skips nothing).
+
+enum Msg : uint8_t {
+  kMsgNone, kMsgPacket, kMsgTrackEvent, kMsgDebugAnnotation, kMsgInternedData, kMsgInterned,
+  kMsgSourceLocation, kMsgLogMessage, kMsgDefaults, kMsgTrackEventDefaults, kMsgTrackDescriptor,
+  kMsgProcess, kMsgThread, kMsgCounter, kMsgClockSnapshot, kMsgClock, kMsgTraceStats,
+  kMsgBufferStats,
+};
+enum Kind : uint8_t { kNo, kVar, kF64, kBytes, kSub };
+struct FieldRule {
+  Kind kind;
+  Msg sub;
+};
+
+FieldRule Rule(Msg m, uint32_t id) {
+  auto v = FieldRule{kVar, kMsgNone};
+  auto f64 = FieldRule{kF64, kMsgNone};
+  auto by = FieldRule{kBytes, kMsgNone};
+  auto sub = [](Msg t) { return FieldRule{kSub, t}; };
+  auto no = FieldRule{kNo, kMsgNone};
+  switch (m) {
+    case kMsgPacket:
+      switch (id) {
+        case 8: case 10: case 13: case 41: case 42: case 58: case 87: return v;
+        case 6: return sub(kMsgClockSnapshot);
+        case 11: return sub(kMsgTrackEvent);
+        case 12: return sub(kMsgInternedData);
+        case 35: return sub(kMsgTraceStats);
+        case 59: return sub(kMsgDefaults);
+        case 60: return sub(kMsgTrackDescriptor);
+      }
+      return no;
+    case kMsgTrackEvent:
+      switch (id) {
+        case 1: case 3: case 9: case 10: case 11: case 16: case 30: case 31: case 34: return v;
+        case 44: case 47: case 48: return f64;
+        case 22: case 23: return by;
+        case 4: return sub(kMsgDebugAnnotation);
+        case 21: return sub(kMsgLogMessage);
+      }
+      return no;
+    case kMsgDebugAnnotation:
+      switch (id) {
+        case 1: case 2: case 3: case 4: case 7: return v;
+        case 5: return f64;
+        case 6: case 10: return by;
+        case 11: case 12: return sub(kMsgDebugAnnotation);
+      }
+      return no;
+    case kMsgInternedData:
+      switch (id) {
+        case 1: case 2: case 3: case 20: return sub(kMsgInterned);
+        case 4: return sub(kMsgSourceLocation);
+      }
+      return no;
+    case kMsgInterned: return id == 1 ? v : id == 2 ? by : no;
+    case kMsgSourceLocation: return id == 1 || id == 4 ? v : id == 2 || id == 3 ? by : no;
+    case kMsgLogMessage: return id >= 1 && id <= 3 ? v : no;
+    case kMsgDefaults: return id == 58 ? v : id == 11 ? sub(kMsgTrackEventDefaults) : no;
+    case kMsgTrackEventDefaults: return id == 11 || id == 31 ? v : no;
+    case kMsgTrackDescriptor:
+      switch (id) {
+        case 1: case 5: return v;
+        case 2: return by;
+        case 3: return sub(kMsgProcess);
+        case 4: return sub(kMsgThread);
+        case 8: return sub(kMsgCounter);
+      }
+      return no;
+    case kMsgProcess: return id == 1 ? v : id == 2 || id == 6 ? by : no;
+    case kMsgThread: return id == 1 || id == 2 ? v : id == 5 ? by : no;
+    case kMsgCounter: return id == 6 ? by : id >= 1 && id <= 5 ? v : no;
+    case kMsgClockSnapshot: return id == 2 ? v : id == 1 ? sub(kMsgClock) : no;
+    case kMsgClock: return id >= 1 && id <= 4 ? v : no;
+    case kMsgTraceStats: return id == 8 ? v : id == 1 ? sub(kMsgBufferStats) : no;
+    case kMsgBufferStats: return id >= 1 && id <= 30 ? v : no;
+    case kMsgNone: return no;
+  }
+  return no;
+}
+
+bool Writable(const uint8_t* p, size_t n, Msg m, int depth) {
+  if (depth > 64) return false;
+  ProtoDecoder d(p, n);
+  Field f;
+  while (d.Next(&f)) {
+    FieldRule r = Rule(m, f.id);
+    switch (r.kind) {
+      case kNo: return false;
+      case kVar: if (f.type != proto::kVarint) return false; break;
+      case kF64: if (f.type != proto::kFixed64) return false; break;
+      case kBytes: if (f.type != proto::kLengthDelimited) return false; break;
+      case kSub:
+        if (f.type != proto::kLengthDelimited || !Writable(f.data, f.size, r.sub, depth + 1))
+          return false;
+        break;
+    }
+  }
+  return !d.error();
+}
+
 // One framed packet of a chunk.
 struct Packet {
   const uint8_t* begin;  // the Trace.packet tag
@@ -86,7 +195,7 @@ bool ReadPacket(const uint8_t* p, const uint8_t* end, uint32_t seq, Packet* out)
     if (f.id == TP::kTrustedPacketSequenceId) seq_ok = seq == 0 || f.int_value == seq;
     if (f.id == TP::kPreviousPacketDropped) out->dropped_flag = f.int_value != 0;
   }
-  return !d.error() && seq_ok;
+  return !d.error() && seq_ok && (seq == 0 || Writable(q, static_cast<size_t>(len), kMsgPacket, 0));
 }
 
 // Bytes [0, n) of `data` that hold whole packets.
@@ -218,7 +327,9 @@ class Recovery {
     // The chunks.
     std::vector<ChunkRef> chunks;
     for (uint32_t i = 0; i < h_.num_chunks; i++) {
-      const uint8_t* ch = im_ + h_.header_size + uint64_t{i} * h_.chunk_header_size;
+      uint64_t at = h_.header_size + uint64_t{i} * h_.chunk_header_size;
+      if (at + image::kChunkHeaderSize > n_) break;  // truncated in the chunk table
+      const uint8_t* ch = im_ + at;
       uint32_t state = Load<uint32_t>(ch);
       if (state != image::kChunkWriting && state != image::kChunkComplete) continue;
       ChunkRef c;
@@ -268,9 +379,12 @@ class Recovery {
   std::string Header() const {
     if (h_.mode == image::kModeStream || h_.clock_snapshot_len == 0) return std::string();
     // The start ClockSnapshot, when it is one whole packet.
-    uint64_t packets = 0;
-    size_t whole = WholePackets(h_.clock_snapshot, h_.clock_snapshot_len, &packets);
-    return std::string(reinterpret_cast<const char*>(h_.clock_snapshot), whole);
+    Packet pk;
+    const uint8_t* end = h_.clock_snapshot + h_.clock_snapshot_len;
+    if (!ReadPacket(h_.clock_snapshot, end, 0, &pk) ||
+        !Writable(pk.body, pk.body_size, kMsgPacket, 0))
+      return std::string();
+    return std::string(reinterpret_cast<const char*>(pk.begin), pk.size);
   }
   std::string Trailer() const;
 
@@ -404,6 +518,7 @@ std::string Recovery::Trailer() const {
     std::string pkt;
     if (ts) PutVarintField(&pkt, TP::kTimestamp, ts);
     PutVarintField(&pkt, TP::kTrustedPacketSequenceId, seq);
+    PutVarintField(&pkt, TP::kSequenceFlags, TP::kSeqIncrementalStateCleared);
     PutMessage(&pkt, TP::kTrackDescriptor, td);
     PutMessage(&out, pf::Trace::kPacket, pkt);
   }

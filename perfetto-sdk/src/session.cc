@@ -496,6 +496,12 @@ void SessionCore::ForkChild() {
   image_fd_ = -1;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+  // The shared mapping holds the open file (and so the lock) too: it is
+  // replaced in place by private anonymous memory, so pointers into it
+  // stay valid in the child and nothing it does reaches the image.
+  if (map_ && !image_path_.empty())
+    mmap(map_, map_size_, PROT_READ | PROT_WRITE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 }
 
 void SessionCore::StartFlusher() {
@@ -721,7 +727,11 @@ Status RecoverLeftImage(const std::string& path, const std::string& image_path,
                         std::string* recovered) {
   int fd = open(image_path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return Status::Ok();  // none (or unreadable: replaced below)
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // A child forked by a process that just died holds the lock until it
+  // runs its fork handler (microseconds): a short wait before refusing.
+  bool locked = false;
+  for (int i = 0; i < 50 && !(locked = flock(fd, LOCK_EX | LOCK_NB) == 0); i++) usleep(10000);
+  if (!locked) {
     close(fd);
     return Status::Error(kStateError, "'" + path + "' is being traced by another process (its "
                                       "crash-safe buffer '" + image_path + "' is locked)");
