@@ -830,4 +830,4 @@ def main_guest(argv=None) -> int:
         if r.get("combined"):
             print(f"guest trace {out}; host wrote {r['combined']}; offset {gl.offset_ns} ns",
                   flush=True)
-    return rc
+    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says
