@@ -177,6 +177,7 @@ class SessionCore {
   std::string image_path_;
   std::vector<uint32_t> free_;       // free pool chunks
   std::vector<uint64_t> sealed_;     // committed word of each complete chunk
+  std::vector<uint8_t> populated_;   // chunks whose pages were faulted in
   std::deque<uint32_t> complete_;    // complete pool chunks, oldest first
   std::deque<Big> big_;
   size_t big_bytes_ = 0;
