@@ -43,6 +43,16 @@ void TestVarint() {
     const uint8_t* q = proto::ReadVarint(exact.data(), exact.data() + n, &out);
     CHECK(q == exact.data() + n);
     CHECK(out == v);
+    // And with bytes after it (the word-at-a-time path: continuation bits
+    // set in what follows must not leak in).
+    uint8_t wide[proto::kMaxVarintSize + 16];
+    for (uint8_t fill : {uint8_t{0xff}, uint8_t{0x00}, uint8_t{0x80}}) {
+      std::memset(wide, fill, sizeof(wide));
+      proto::WriteVarint(v, wide);
+      out = 0;
+      CHECK(proto::ReadVarint(wide, wide + sizeof(wide), &out) == wide + n);
+      CHECK_MSG(out == v, "v=%llu fill=%u", static_cast<unsigned long long>(v), fill);
+    }
     // Every truncation fails.
     for (size_t cut = 0; cut < n; cut++) {
       std::vector<uint8_t> trunc(tmp, tmp + cut);

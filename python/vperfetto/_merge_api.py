@@ -84,7 +84,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
           machine_ids: bool = False, link_flows: bool = False, dry_run: bool = False,
-          progress: bool = False) -> MergeReport:
+          progress: bool = False, threads: int = 0) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
     ``merge(guest, host, output)`` is the original tool's form (``mode``
@@ -96,6 +96,8 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     and aligns (no output is written; ``output`` may be None).
     ``link_flows=True`` keeps flow ids that both sides use (ids passed across
     the VM boundary link their events); by default they are kept apart.
+    ``threads`` rewrites on that many threads (0: as many as pay, up to 4;
+    the output is the same bytes whatever the number).
     """
     if host is None or (output is None and not dry_run):
         raise TypeError("merge() needs host and output")
@@ -139,6 +141,9 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     lib.vp_merge_set_guest_tsc_offset(opts, _int64(guest_tsc_offset, "guest_tsc_offset"))
     lib.vp_merge_set_machine_ids(opts, 1 if machine_ids else 0)
     lib.vp_merge_set_link_flows(opts, 1 if link_flows else 0)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 0 <= threads <= 256:
+        raise ValueError("threads must be an int in [0, 256] (0: automatic)")
+    lib.vp_merge_set_threads(opts, threads)
     out = ffi.new("char**")
     errors.check(lib.vp_merge_run(opts, out, err), err)
     try:

@@ -36,6 +36,9 @@ class GuestLink:
         self.name = name
         self.token = token
         self.trace_path = trace_path
+        # Set when the traced workload died and its trace was recovered
+        # (recover_guest_trace): sent with the upload, the host says so.
+        self.crashed: Optional[Dict[str, Any]] = None
         self.sync_rounds = sync_rounds
         self.resync_interval = resync_interval
         self.timeout = timeout
@@ -116,6 +119,8 @@ class GuestLink:
                 self._ch.send_json(link.STOP, {})
                 self._ch.recv_json(link.STOPPED)
                 path = self.trace_path or _last_stopped_trace()
+                if path and self.crashed is None and os.path.isfile(path + ".vpbuf"):
+                    self.crashed = recover_guest_trace(path, 0)  # died unseen by us
                 if path and os.path.isfile(path):
                     self._upload(path)
                 self._ch.send_json(link.DONE, {})
@@ -132,7 +137,10 @@ class GuestLink:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         size = os.path.getsize(path)
-        self._ch.send_json(link.UPLOAD, {"size": size, "sha256": h.hexdigest()})
+        hdr: Dict[str, Any] = {"size": size, "sha256": h.hexdigest()}
+        if self.crashed is not None:
+            hdr["crashed"] = self.crashed
+        self._ch.send_json(link.UPLOAD, hdr)
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(link.CHUNK_SIZE), b""):
                 self._ch.send(link.CHUNK, block)
@@ -142,3 +150,34 @@ class GuestLink:
 
 def _last_stopped_trace() -> Optional[str]:
     return session._last_stopped_path
+
+
+def _how_it_ended(rc: int) -> str:
+    import signal
+
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def recover_guest_trace(out: str, rc: int) -> Optional[Dict[str, Any]]:
+    """After the workload ended: when it died tracing into ``out`` (its
+    crash image is there), the trace is recovered into ``out`` and the crash
+    report for the host returned; None otherwise."""
+    from . import recover as _recover
+
+    image = _recover.image_path_for(out)
+    if not os.path.isfile(image) or _recover._locked(image):  # none, or its process lives
+        return None
+    try:
+        r = _recover.recover(image, out, remove=True)
+    except errors.VperfettoError as e:
+        log.error("the workload died and its trace could not be recovered from %s: %s", image, e)
+        return {"how": _how_it_ended(rc)}
+    info: Dict[str, Any] = {"how": _how_it_ended(rc), "packets": r.packets,
+                            "packets_lost": r.packets_lost + r.packets_skipped}
+    log.warning("the workload died (%s); %s", info["how"], r.summary())
+    return info

@@ -52,6 +52,10 @@ class GuestResult:
     closed: bool = False                # the guest's connection has ended
     estimates: List[link.SyncEstimate] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
+    # The guest's workload died; its trace was recovered from the crash-safe
+    # buffer: {"how": "killed by SIGKILL" | "exit status 1", "packets": n,
+    # "packets_lost": n} (as the guest said).
+    crashed: Optional[Dict[str, Any]] = None
 
 
 @dataclass
@@ -297,7 +301,7 @@ class HostAgent:
                                         "offset_ns": result.offset_ns,
                                         "error_bound_ns": result.error_bound_ns,
                                         "pending": result.combined is None and result.error is None,
-                                        "error": result.error})
+                                        "error": result.error, "crashed": result.crashed})
                 return
             else:
                 raise link.ProtocolError(f"unexpected {link.TYPE_NAMES[mtype]}")
@@ -329,6 +333,10 @@ class HostAgent:
             raise link.ProtocolError("bad UPLOAD header")
         if size > self.max_upload:
             raise link.ProtocolError(f"upload of {size} bytes exceeds the limit of {self.max_upload}")
+        crashed = hdr.get("crashed")
+        if crashed is not None:
+            result.crashed = _crash_info(crashed)
+            log.warning("%s: %s", result.name, crash_message(result.crashed))
         path = os.path.join(self.out_dir, f"{result.name}.guest.pftrace")
         tmp = path + ".part"
         h = hashlib.sha256()
@@ -428,6 +436,8 @@ class HostAgent:
                 r.warnings = list(rep.warnings)
                 for w in r.warnings:
                     log.warning("%s: %s", r.name, w)
+                if r.crashed:
+                    r.warnings.insert(0, crash_message(r.crashed))
                 if not r.complete:
                     r.error = "the guest trace arrived incomplete; merged what arrived"
                 log.info("%s: wrote %s (%s)", r.name, out, r.merge_method)
@@ -437,3 +447,25 @@ class HostAgent:
             if r not in self.results:
                 self.results.append(r)
         self._cv.notify_all()
+
+
+def _crash_info(obj: object) -> Dict[str, Any]:
+    """A guest's crash report, untrusted: known keys with bounded values only."""
+    if not isinstance(obj, dict):
+        raise link.ProtocolError("bad crash report")
+    out: Dict[str, Any] = {}
+    how = obj.get("how")
+    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
+    for key in ("packets", "packets_lost"):
+        v = obj.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
+            out[key] = v
+    return out
+
+
+def crash_message(c: Dict[str, Any]) -> str:
+    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
+        f"crash-safe buffer"
+    if "packets" in c:
+        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
+    return s

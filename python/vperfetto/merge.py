@@ -3,11 +3,16 @@
     python -m vperfetto.merge guest.trace host.trace combined.trace [guestClockBootTimeNs]
            [--guest-tsc-offset N] [--merge-guest-into-host] [--add-traces] [--time-diff NS] [-q]
     python -m vperfetto.merge --host host.trace --guest vm1=a.trace --guest vm2=b.trace -o combined.trace
+    python -m vperfetto.merge --jobs jobs.jsonl [-j N]
 
 The positional form means what it meant for the original C++ vperfetto_merge:
 the guest is the main timeline and the host is moved into guest time, unless
 ``--merge-guest-into-host``; ``--add-traces`` puts both in one file unchanged.
-The second form merges any number of guests into the host's timeline.
+The second form merges any number of guests into the host's timeline. The
+third runs many merges at once: one JSON object of merge()'s keyword
+arguments per line of jobs.jsonl (``{"host": ..., "guests": {...}, "output":
+...}``), one JSON result line per job on stdout as each ends, exit status 1
+when any failed (see merge_many()).
 
 The work is done by the C++ rewriter in libvperfetto (two streaming passes,
 output written atomically); this module only drives it.
@@ -17,14 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence, Tuple
 
 from . import errors
 from ._cli import Parser as _Parser
+from ._fleet import JobResult, merge_many  # the fleet's API lives here too
 from ._merge_api import Alignment, MergeReport, _print_report, _report_dict, merge
 
-__all__ = ["merge", "MergeReport", "Alignment", "main"]
+__all__ = ["merge", "merge_many", "JobResult", "MergeReport", "Alignment", "main"]
 
 
 # --- command line -------------------------------------------------------------
@@ -61,8 +68,16 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--link-flows", action="store_true",
                     help="keep flow ids both traces use, so they link events across the VM "
                          "boundary (by default they are kept apart)")
+    ap.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="rewrite on N threads (default 0: as many as pay, up to 4; "
+                         "the output is the same whatever N)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--jobs", metavar="JOBS.jsonl",
+                    help="run many merges: one JSON object of merge() keyword arguments per "
+                         "line; one JSON result line per job on stdout; exit 1 if any failed")
+    ap.add_argument("-j", "--workers", type=int, default=0, metavar="N",
+                    help="with --jobs: merges at once (default: the CPUs)")
     ap.add_argument("--archive", metavar="OUT.tar",
                     help="also (or only) write the inputs and a perfetto_manifest to a TAR "
                          "that trace_processor v58+ merges itself (see vperfetto.archive)")
@@ -72,11 +87,18 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.merge") -> int:
     ap = _build_parser(prog)
     a = ap.parse_args(argv)
+    if a.jobs is not None:
+        if a.traces or a.host or a.guest or a.output or a.archive is not None:
+            ap.error("--jobs takes the merges from its file: no traces or -o beside it")
+        if a.workers < 0:
+            ap.error("-j must be at least 1 (0: the CPUs)")
+        from ._fleet import run_jobs_cli
+        return run_jobs_cli(a.jobs, a.workers, a.quiet)
     if a.archive is not None:
         from .archive import cli as _archive_cli
         return _archive_cli(ap, a, prog)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
-                  machine_ids=a.machine_id, link_flows=a.link_flows,
+                  machine_ids=a.machine_id, link_flows=a.link_flows, threads=a.threads,
                   progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
         ap.error("--merge-guest-into-host and --add-traces exclude each other")
@@ -111,10 +133,14 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
         return 2
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if a.json:
-        print(json.dumps(_report_dict(report), indent=2))
-    elif not a.quiet:
-        _print_report(report)
+    try:
+        if a.json:
+            print(json.dumps(_report_dict(report), indent=2))
+        elif not a.quiet:
+            _print_report(report)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: the merge is done, the rest is unread
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

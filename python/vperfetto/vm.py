@@ -31,12 +31,12 @@ from typing import Any, Optional, Sequence
 
 from . import errors, link
 from ._native import ffi, lib, new_error
-from ._vm_guest import GuestLink
-from ._vm_host import GuestResult, HostAgent, sanitize_name
+from ._vm_guest import GuestLink, recover_guest_trace
+from ._vm_host import GuestResult, HostAgent, crash_message, sanitize_name
 from .link import SYNC_EVENT, record_sync_rounds
 
 __all__ = ["HostAgent", "GuestLink", "GuestResult", "Workflow", "SYNC_EVENT", "sanitize_name",
-           "record_sync_rounds", "main_host", "main_guest"]
+           "record_sync_rounds", "crash_message", "recover_guest_trace", "main_host", "main_guest"]
 
 
 # --- the original online workflow ------------------------------------------------------
@@ -192,6 +192,9 @@ def main_guest(argv: Optional[Sequence[str]] = None) -> int:
             print(f"python -m vperfetto guest: error: cannot run {cmd[0]!r}: "
                   f"{e.strerror or e}", file=sys.stderr)
             rc = 2
+        # A workload that died tracing left its crash-safe buffer: its trace
+        # is recovered into `out` and shipped, and the host is told.
+        gl.crashed = recover_guest_trace(out, rc)
     wrote = os.path.isfile(out) and os.path.getsize(out) > 0
     if not wrote:
         print(f"python -m vperfetto guest: the command wrote no trace (did it import vperfetto, "
@@ -201,9 +204,11 @@ def main_guest(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
     elif gl.result:
         r = gl.result
+        if r.get("crashed"):
+            print(f"host: {crash_message(r['crashed'])}", file=sys.stderr)
         if r.get("error"):
             print(f"host: {r['error']}", file=sys.stderr)
         if r.get("combined"):
             print(f"guest trace {out}; host wrote {r['combined']}; offset {gl.offset_ns} ns",
                   flush=True)
-    return rc
+    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says

@@ -12,7 +12,8 @@ import vperfetto
 from vperfetto import timeline
 from vperfetto.archive import write_archive
 from vperfetto.inspect import format_findings, inspect
-from vperfetto.merge import Alignment, MergeReport, merge
+from vperfetto.merge import Alignment, JobResult, MergeReport, merge, merge_many
+from vperfetto.recover import Recovery, recover
 from vperfetto.vm import GuestLink, GuestResult, HostAgent, Workflow
 
 
@@ -74,6 +75,10 @@ def combine(guest: str, host: str, out: str) -> int:
     archive = write_archive(out + ".tar", host, {"vm1": guest}, alignments=[a])
     summary = inspect(out, check=True)
     print(format_findings(summary), archive.bytes_written, report.offset_ns + a.offset_ns)
+    results: List[JobResult] = merge_many([{"host": host, "guests": {"vm1": guest}, "output": out}])
+    print([r.ok for r in results])
+    rec: Recovery = recover(out + ".vpbuf", out, remove=True)
+    print(rec.summary(), rec.packets)
     model = timeline.model_from_trace(out, max_slices=1000)
     html: str = timeline.render_html(model)
     svg: str = timeline.render_svg(model, width=800)
