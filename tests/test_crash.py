@@ -218,6 +218,30 @@ def test_crash_safe_off_keeps_nothing_on_disk(tmp_path):
     assert not os.path.exists(vrecover.image_path_for(trace))
 
 
+def test_no_image_where_none_can_be(tmp_path, capfd):
+    # A buffer file that cannot be made (here its path is a directory) does
+    # not stop tracing: the buffer stays in memory and that is said.
+    trace = tmp_path / "m.pftrace"
+    os.mkdir(vrecover.image_path_for(trace))
+    with vperfetto.Session(trace):
+        vperfetto.instant("x")
+    assert sum(e.name == "x" for e in resolve(load_trace(trace))) == 1
+    err = capfd.readouterr().err
+    assert "not crash-safe" in err and str(trace) in err
+    # An output that is no regular file (a FIFO, /dev/stdout) has no image beside it.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    with vperfetto.Session(fifo, mode="stream"):
+        assert not os.path.exists(vrecover.image_path_for(fifo))
+        vperfetto.instant("y")
+    data = reader.communicate(timeout=60)[0]
+    t = pb2.Trace()
+    t.ParseFromString(data)
+    assert sum(e.name == "y" for e in resolve(t)) == 1
+    assert "not crash-safe" not in capfd.readouterr().err
+
+
 def test_stream_flushes_in_the_background(tmp_path):
     # Without a flush call or a full chunk, a stream session's packets reach
     # the file within the flush period; with period 0 they do not.

@@ -268,8 +268,7 @@ Status SessionCore::MapPool(const std::string& image_path) {
     auto fail = [&](const std::string& what, int e) {
       close(fd);
       unlink(tmp.c_str());
-      return Status::Error(kIoError, what + ErrnoText(e) +
-                                         " (crash_safe=False keeps the buffer in memory)");
+      return Status::Error(kIoError, what + ErrnoText(e));
     };
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) return fail("cannot lock '" + tmp + "': ", errno);
     // Reserved now: a full disk must fail here, not as SIGBUS when a page
@@ -799,10 +798,17 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
     return Status::Error(kStateError, "a tracing session is already active in this process");
   // A crashed session's image is recovered before its output (a stream
   // session's first part) is truncated.
+  // Only a regular file (or a new one) has a crash-safe buffer beside it: a
+  // device, FIFO or socket output (/dev/stdout, a pipe) keeps it in memory.
+  struct stat out_st;
+  bool regular = stat(cfg.output_path.c_str(), &out_st) != 0 || S_ISREG(out_st.st_mode);
+  bool crash_safe = cfg.crash_safe && regular;
   std::string image_path = cfg.output_path + image::kSuffix;
   std::string recovered;
-  Status rs = RecoverLeftImage(cfg.output_path, image_path, &recovered);
-  if (!rs.ok()) return rs;
+  if (regular) {
+    Status rs = RecoverLeftImage(cfg.output_path, image_path, &recovered);
+    if (!rs.ok()) return rs;
+  }
   int fd = open(cfg.output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return Status::Error(kIoError, "cannot open '" + cfg.output_path + "' for writing: " +
@@ -810,7 +816,14 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
   uint32_t gen = g_generation.fetch_add(1) + 1;
   auto core = std::make_shared<SessionCore>(cfg, fd, gen);
   core->recovered_path = recovered;
-  Status ms = core->MapPool(cfg.crash_safe ? image_path : std::string());
+  Status ms = core->MapPool(crash_safe ? image_path : std::string());
+  if (!ms.ok() && crash_safe) {
+    // Tracing goes on without the crash-safe buffer (a tracer must not stop
+    // the program for it), and says so.
+    std::fprintf(stderr, "vperfetto: %s; tracing into %s with the buffer in memory (not crash-safe)\n",
+                 ms.message.c_str(), cfg.output_path.c_str());
+    ms = core->MapPool(std::string());
+  }
   if (!ms.ok()) return ms;
   std::string header = core->ClockSnapshotPacket();
   {
