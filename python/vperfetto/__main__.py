@@ -4,6 +4,7 @@
     python -m vperfetto run [-o trace.pftrace] ... (script.py | -m module) [args...]
     python -m vperfetto host --listen tcp:0.0.0.0:7777 --out-dir traces/
     python -m vperfetto guest --connect tcp:10.0.2.2:7777 --name vm1 -- python workload.py
+    python -m vperfetto guest --connect serial:/dev/virtio-ports/vperfetto -- ./workload
     python -m vperfetto --includes | --libs                 # compiler flags, like pybind11's helpers
     python -m vperfetto --cmake-dir | --pkgconfig-dir       # for find_package / pkg-config
     python -m vperfetto --version
@@ -45,9 +46,9 @@ def main(argv=None) -> int:
 
         return run_main(argv[1:])
     if argv and argv[0] in ("host", "guest"):
-        from . import vm
+        from . import _vmcli
 
-        return (vm.main_host if argv[0] == "host" else vm.main_guest)(argv[1:])
+        return (_vmcli.main_host if argv[0] == "host" else _vmcli.main_guest)(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m vperfetto",
                                  usage="python -m vperfetto COMMAND ... | [options]",
                                  description="Perfetto tracing across the VM boundary.",
