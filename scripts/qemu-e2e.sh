@@ -146,7 +146,7 @@ fi
 # --- the wheel, built from this checkout (cached by its content) -----------------
 src_key=$(cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
           -- CMakeLists.txt pyproject.toml cpp perfetto-sdk python \
-          | xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-16)
+          | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-16)
 WHEELDIR="$CACHE/wheel-$src_key"
 if ! ls "$WHEELDIR"/vperfetto-*.whl >/dev/null 2>&1; then
   say "wheel: building from $REPO"
