@@ -44,6 +44,8 @@ for tool in qemu-system-x86_64 mmdebstrap busybox cpio depmod mkfs.ext4 apt-get 
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: apt-get install -y --no-install-recommends qemu-system-x86 mmdebstrap busybox-static cpio kmod"
+! ldd "$(command -v busybox)" >/dev/null 2>&1 \
+  || die "$(command -v busybox) is linked dynamically; the initramfs needs busybox-static"
 "$PY" -c 'import sys, vperfetto; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null \
   || die "$PY must be Python 3.11 (the guest's, Debian 12) with vperfetto installed"
 mkdir -p "$CACHE"

@@ -32,8 +32,11 @@ def _why_not() -> str:
         return "VPERFETTO_QEMU_E2E=0"
     if sys.version_info[:2] != (3, 11):
         return "the guest's wheel is built with this Python, which must be 3.11 (Debian 12's)"
-    if not shutil.which("qemu-system-x86_64"):
-        return "no qemu-system-x86_64 (apt-get install qemu-system-x86)"
+    missing = [t for t in ("qemu-system-x86_64", "mmdebstrap", "busybox", "cpio", "depmod", "mkfs.ext4")
+               if not shutil.which(t)]
+    if missing:
+        return (f"no {', '.join(missing)} (apt-get install --no-install-recommends "
+                "qemu-system-x86 mmdebstrap busybox-static cpio kmod)")
     if WANT != "1" and not ((CACHE / "kernel" / ".done").is_file() and (CACHE / "rootfs.done").is_file()):
         return f"no built image in {CACHE} (scripts/qemu-e2e.sh DIR builds one; VPERFETTO_QEMU_E2E=1 here)"
     return ""
