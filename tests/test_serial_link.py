@@ -381,3 +381,48 @@ def test_end_to_end_with_kicks_and_pings(tmp_path, mode):
     assert sum(e.name == "guest_work" for e in ev) == n
     names = {d.process.process_name for d in descriptors(comb).values() if d.HasField("process")}
     assert "vm1: guest_app" in names
+
+
+def test_host_and_guest_command_lines_over_a_port(tmp_path):
+    sock = tmp_path / "vm.sock"
+    vmm = FakeVMM(sock, server=True)
+    try:
+        host = subprocess.Popen([sys.executable, "-m", "vperfetto", "host", "--connect-vmm", f"unix:{sock}",
+                                 "--out-dir", str(tmp_path / "traces"), "--once"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert host.stdout.readline().startswith("serving the VMM's serial port at ")
+        workload = "import vperfetto\nfor i in range(3):\n    vperfetto.instant('workload_event')\n"
+        g = subprocess.run([sys.executable, "-m", "vperfetto", "guest", "--connect", f"serial:{vmm.port}",
+                            "--name", "vm9", "--out", str(tmp_path / "vm9.pftrace"), "--",
+                            sys.executable, "-c", workload], capture_output=True, text=True, timeout=60)
+        assert g.returncode == 0, g.stderr
+        out, err = host.communicate(timeout=60)
+    finally:
+        vmm.close()
+    assert host.returncode == 0, err
+    assert "host wrote" in g.stdout and "vm9.combined.pftrace" in out
+    comb = load_trace(tmp_path / "traces" / "vm9.combined.pftrace")
+    assert sum(e.name == "workload_event" for e in resolve(comb)) == 3
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["host", "--connect-vmm", "serial:/dev/hvc0"], "guest's end"),
+    (["host", "--listen", "serial:/dev/hvc0"], "guest's end"),
+    (["host", "--connect-vmm", "unix:/x", "--serial"], "--serial goes with --listen"),
+    (["host", "--listen", "unix:/x", "--connect-vmm", "unix:/y"], "not allowed with"),
+    (["host"], "one of the arguments"),
+    (["guest", "--connect", "serial:", "--", "true"], "want serial:/dev/virtio-ports/NAME"),
+])
+def test_bad_command_lines_exit_2_in_one_line(args, msg):
+    p = subprocess.run([sys.executable, "-m", "vperfetto", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert msg in p.stderr
+
+
+def test_guest_cli_without_the_port_still_runs_its_command(tmp_path):
+    out = tmp_path / "g.pftrace"
+    g = subprocess.run([sys.executable, "-m", "vperfetto", "guest", "--connect", f"serial:{tmp_path}/none",
+                        "--out", str(out), "--", sys.executable, "-c", "import vperfetto; vperfetto.instant('e')"],
+                       capture_output=True, text=True, timeout=60)
+    assert g.returncode == 0 and "host link: host unreachable" in g.stderr and str(out) in g.stderr
+    assert [e.name for e in resolve(load_trace(out))] == ["e"]
