@@ -22,7 +22,9 @@
 # Settings: VPERFETTO_E2E_SECONDS (workload length, default 60),
 # VPERFETTO_E2E_PROBES (kicks, and pings, default 60), VPERFETTO_E2E_RESYNC
 # (seconds between sync bursts, default 5), VPERFETTO_E2E_TIMEOUT (QEMU's
-# limit in seconds, default 900).
+# limit in seconds, default 900), VPERFETTO_E2E_VMM (connect: QEMU's chardev is
+# the server and the agent runs --connect-vmm, the default; listen: the agent
+# listens, --serial, and QEMU connects with reconnect=1).
 set -euo pipefail
 
 die() { echo "qemu-e2e: $*" >&2; exit 2; }
@@ -37,6 +39,8 @@ SECONDS_RUN="${VPERFETTO_E2E_SECONDS:-60}"
 PROBES="${VPERFETTO_E2E_PROBES:-60}"
 RESYNC="${VPERFETTO_E2E_RESYNC:-5}"
 QEMU_TIMEOUT="${VPERFETTO_E2E_TIMEOUT:-900}"
+VMM_MODE="${VPERFETTO_E2E_VMM:-connect}"
+case "$VMM_MODE" in connect|listen) ;; *) die "VPERFETTO_E2E_VMM must be connect or listen";; esac
 case "$CACHE" in "$REPO"|"$REPO"/*) die "the cache $CACHE must be outside the repository";; esac
 
 missing=()
@@ -139,7 +143,7 @@ ROOT="$CACHE/rootfs"
 if [ ! -f "$ROOT.done" ]; then
   say "rootfs: mmdebstrap bookworm (about a minute)"
   t0=$(date +%s)
-  rm -rf "$ROOT"
+  rm -rf --one-file-system "$ROOT"   # never into what an interrupted mmdebstrap left mounted
   mmdebstrap --quiet --variant=minbase --include=python3,python3-cffi-backend bookworm "$ROOT" \
     || die "mmdebstrap failed"
   echo "$(( $(date +%s) - t0 )) s" > "$ROOT.done"
@@ -189,18 +193,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$PY" -m vperfetto host --connect-vmm "unix:$SOCK" --out-dir "$AGENT_DIR" --once \
-  >"$OUT/host-agent.log" 2>&1 &
+if [ "$VMM_MODE" = connect ]; then
+  agent_args=(--connect-vmm "unix:$SOCK")
+  chardev="socket,id=vp,path=$SOCK,server=on,wait=off"
+else
+  agent_args=(--listen "unix:$SOCK" --serial)
+  chardev="socket,id=vp,path=$SOCK,reconnect=1"
+fi
+"$PY" -m vperfetto host "${agent_args[@]}" --out-dir "$AGENT_DIR" --once >"$OUT/host-agent.log" 2>&1 &
 agent_pid=$!
 
-say "booting the guest (${SECONDS_RUN} s workload, ${PROBES} kicks and pings)"
+say "booting the guest (${SECONDS_RUN} s workload, ${PROBES} kicks and pings; the agent: $VMM_MODE)"
 timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
   -machine pc -accel tcg -m 512 -smp 1 -display none -no-reboot -nic none \
   -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
   -append "console=ttyS0 quiet panic=-1 --seconds=$SECONDS_RUN --probes=$PROBES --resync=$RESYNC" \
   -drive "file=$IMG,if=virtio,format=raw,readonly=on" \
   -device virtio-serial-pci \
-  -chardev "socket,id=vp,path=$SOCK,server=on,wait=off" \
+  -chardev "$chardev" \
   -device virtserialport,chardev=vp,name=vperfetto \
   -serial "file:$OUT/console.log" &
 qemu_pid=$!
