@@ -202,6 +202,9 @@ else
 fi
 "$PY" -m vperfetto host "${agent_args[@]}" --out-dir "$AGENT_DIR" --once >"$OUT/host-agent.log" 2>&1 &
 agent_pid=$!
+if [ "$VMM_MODE" = listen ]; then   # QEMU would connect before the agent listens (and retry)
+  for _ in $(seq 300); do [ -S "$SOCK" ] && break; sleep 0.1; done
+fi
 
 say "booting the guest (${SECONDS_RUN} s workload, ${PROBES} kicks and pings; the agent: $VMM_MODE)"
 timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
