@@ -426,3 +426,21 @@ def test_guest_cli_without_the_port_still_runs_its_command(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert g.returncode == 0 and "host link: host unreachable" in g.stderr and str(out) in g.stderr
     assert [e.name for e in resolve(load_trace(out))] == ["e"]
+
+
+def test_an_internal_error_in_a_session_does_not_stop_the_port(vmm_and_agent, tmp_path, monkeypatch):
+    vmm, agent = vmm_and_agent()
+    real = HostAgent._session_with
+    calls = []
+
+    def buggy(self, ch, st):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(self, ch, st)
+
+    monkeypatch.setattr(HostAgent, "_session_with", buggy)
+    first = _good_session(vmm, _trace_file(tmp_path), name="first", timeout=2)
+    assert not first.connected       # its session died with the bug
+    assert _good_session(vmm, _trace_file(tmp_path), name="second").error is None
+    assert [r.name for r in agent.wait_for(1, 30)] == ["second"]

@@ -326,7 +326,10 @@ class HostAgent:
                     self._idle_streams.discard(ch.sock)
             if skipped:
                 log.warning("skipped %d bytes that were no session on the serial stream", skipped)
-            self._run_session(ch, _ConnState(serial=True))
+            try:
+                self._run_session(ch, _ConnState(serial=True))
+            except Exception:   # a bug here must not stop the port being served
+                log.exception("internal error in a session on the serial stream; serving on")
 
     def _run_session(self, ch: link.Channel, st: "_ConnState") -> None:
         """One guest's session; errors end it (said to the guest and logged)."""
