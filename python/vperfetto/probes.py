@@ -12,7 +12,11 @@ alignment error without any oracle: if the merge placed the guest's events
 ``e`` ns later than the truth, every kick margin is more than ``e`` and
 every ping margin more than ``-e``, so ``-min(ping) < e < min(kick)``. The
 merge's own claim (its alignment record's ``spread_ns``: the true offset is
-within that of its estimate) must agree with that window.
+within that of its estimate) must agree with that window. With every probe in
+order the window holds 0 and the two agree by construction; the check bites
+when a probe is out of order: a kick seen ``v`` ns before it was sent proves
+the guest was placed more than ``v`` ns too early, and a claim of less is
+contradicted.
 
 Exit status: 0 when every probe is in order (and at least --min of each
 kind, each paired), 1 otherwise, 2 for an unreadable trace.
@@ -29,7 +33,7 @@ from . import errors
 from ._cli import Parser
 from ._tracereader import track_event_instants
 
-__all__ = ["check", "main"]
+__all__ = ["check", "ok", "problems", "main"]
 
 PAIRS = (("kick", "host_kick", "guest_saw_kick"), ("ping", "guest_ping", "host_saw_ping"))
 
@@ -46,6 +50,8 @@ def _margins(sent: Dict[int, List[int]], seen: Dict[int, List[int]]) -> dict:
             margins[seq] = b[0] - a[0]
     vals = list(margins.values())
     return {
+        "sent": sum(map(len, sent.values())),
+        "seen": sum(map(len, seen.values())),
         "pairs": len(vals),
         "unpaired": unpaired,
         "ambiguous": ambiguous,
@@ -88,10 +94,26 @@ def check(path, alignment: Optional[dict] = None) -> dict:
     return out
 
 
+def problems(report: dict, min_pairs: int = 1) -> List[str]:
+    """What makes the report fail, one phrase each (none: it passes)."""
+    out = []
+    for kind, first, second in PAIRS:
+        k = report[kind]
+        if k["violations"]:
+            out.append(f"{len(k['violations'])} {kind}(s) out of order")
+        if k["unpaired"]:
+            out.append(f"{len(k['unpaired'])} {kind}(s) without their other half")
+        if k["ambiguous"]:
+            out.append(f"{len(k['ambiguous'])} {kind} seq(s) used more than once")
+        if k["pairs"] < min_pairs:
+            out.append(f"{k['pairs']} {kind}(s) paired, fewer than {min_pairs}")
+    if report["bound_consistent"] is False:
+        out.append("the merge's claimed error bound is contradicted by causality")
+    return out
+
+
 def ok(report: dict, min_pairs: int = 1) -> bool:
-    return all(report[k]["pairs"] >= min_pairs and not report[k]["violations"]
-               and not report[k]["unpaired"] and not report[k]["ambiguous"] for k, _, _ in PAIRS) \
-        and report["bound_consistent"] is not False
+    return not problems(report, min_pairs)
 
 
 def format_report(r: dict) -> str:
@@ -99,7 +121,9 @@ def format_report(r: dict) -> str:
     for kind, first, second in PAIRS:
         k = r[kind]
         if not k["pairs"]:
-            lines.append(f"{kind}s: none paired ({first} -> {second})")
+            lines.append(f"{kind}s: none paired ({k['sent']} {first}, {k['seen']} {second})"
+                         + ("; both halves are needed: is this the merged trace?"
+                            if bool(k["sent"]) != bool(k["seen"]) else ""))
             continue
         lines.append(f"{kind}s: {k['pairs']} {first} -> {second}, margin min {k['min_ns'] / 1e3:.1f} us "
                      f"(seq {k['min_seq']}), median {k['median_ns'] / 1e3:.1f} us, max {k['max_ns'] / 1e3:.1f} us"
@@ -128,18 +152,20 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         r = check(a.trace)
-    except (OSError, errors.VperfettoError) as e:
-        print(f"python -m vperfetto.probes: error: {a.trace}: {getattr(e, 'strerror', None) or e}",
-              file=sys.stderr)
+    except (OSError, ValueError, errors.VperfettoError) as e:
+        msg = str(getattr(e, "strerror", None) or e)
+        if a.trace not in msg:
+            msg = f"{a.trace}: {msg}"
+        print(f"python -m vperfetto.probes: error: {msg}", file=sys.stderr)
         return 2
     print(format_report(r))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)
-    good = ok(r, a.min)
-    if not good:
-        print(f"python -m vperfetto.probes: not causal (or fewer than {a.min} of each)", file=sys.stderr)
-    return 0 if good else 1
+    bad = problems(r, a.min)
+    if bad:
+        print(f"python -m vperfetto.probes: failed: {'; '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
