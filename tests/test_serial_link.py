@@ -220,13 +220,34 @@ ATTACKS = {
 }
 
 
+def _slowloris(port):
+    """MAGIC and a frame header, then one byte of the frame every half
+    second: more than the host's frame deadline (1 s) in all; what it sends
+    after the host gave up is garbage on the stream, to be skipped."""
+    sp = SerialPort(port, timeout=10)
+    try:
+        sp.sendall(link.MAGIC + H(10, link.HELLO))
+        for _ in range(5):
+            time.sleep(0.5)
+            sp.sendall(b"{")
+    finally:
+        sp.close()
+
+
+ATTACKS["slowloris"] = (False, b"")
+
+
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_garbage_and_broken_sessions_then_a_good_guest(vmm_and_agent, tmp_path, attack):
+def test_garbage_and_broken_sessions_then_a_good_guest(vmm_and_agent, tmp_path, attack, caplog):
     # A short frame deadline: a frame cut short is given up on that soon, and
     # the stream searched again from its start.
     vmm, agent = vmm_and_agent(frame_timeout=1.0, max_upload=4096, max_frame=8192)
-    handshake, data = ATTACKS[attack]
-    _evil_session(vmm.port, data, handshake)
+    if attack == "slowloris":    # a frame dribbled a byte at a time, slower than the deadline
+        _slowloris(vmm.port)
+    else:
+        handshake, data = ATTACKS[attack]
+        _evil_session(vmm.port, data, handshake)
+    handshake = ATTACKS[attack][0]
     gl = _good_session(vmm, _trace_file(tmp_path), timeout=20)
     assert gl.error is None, gl.error
     results = agent.wait_for(2 if handshake else 1, 30)
@@ -235,6 +256,8 @@ def test_garbage_and_broken_sessions_then_a_good_guest(vmm_and_agent, tmp_path, 
     evil = [r for r in agent.results if r.name.startswith("evil")]
     if handshake:      # the broken session was ended and said why
         assert evil and evil[0].error and evil[0].closed
+    if attack == "slowloris":    # ended by the frame deadline, not by the bytes that came after
+        assert "unidentified guest: timed out in the middle of a frame" in caplog.text
     assert all(p.startswith(("good", "evil")) for p in os.listdir(agent.out_dir))
 
 
