@@ -467,3 +467,14 @@ def test_an_internal_error_in_a_session_does_not_stop_the_port(vmm_and_agent, tm
     assert not first.connected       # its session died with the bug
     assert _good_session(vmm, _trace_file(tmp_path), name="second").error is None
     assert [r.name for r in agent.wait_for(1, 30)] == ["second"]
+
+
+def test_a_token_is_required_on_the_port_too(vmm_and_agent, tmp_path):
+    vmm, agent = vmm_and_agent(token="s3cret")
+    with GuestLink(f"serial:{vmm.port}", "vm1", token="wrong", timeout=5, resync_interval=0) as bad:
+        pass
+    assert not bad.connected and "bad token" in bad.error
+    with GuestLink(f"serial:{vmm.port}", "vm1", token="s3cret", trace_path=_trace_file(tmp_path),
+                   resync_interval=0, timeout=20) as good:
+        assert good.connected
+    assert good.error is None and agent.wait_for(1, 30)[0].complete
