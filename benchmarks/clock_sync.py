@@ -92,7 +92,8 @@ def trial(work: str, n: int, rounds: int, transport: str, namespace: bool) -> di
     snap = merge(guest_out, host_trace, None, dry_run=True, time_diff_ns=None)
     causal = probes.check(res.combined)
     placed = causal["alignment"]["offset_ns"]   # the merge's record in the combined trace
-    return {"causal": causal, "placement_error": TRUTH - placed,"link_first": int(out[0]) - TRUTH, "link_last": int(out[1]) - TRUTH,
+    return {"causal": causal, "placement_error": TRUTH - placed,
+            "link_first": int(out[0]) - TRUTH, "link_last": int(out[1]) - TRUTH,
             "start_of_trace": start_est - TRUTH,
             "snapshots": snap.offset_ns - TRUTH, "snap_method": snap.method,
             "bound": res.error_bound_ns}
@@ -139,9 +140,12 @@ def main() -> int:
     _causal_row("namespace (%s loopback, %d trials)" % (a.transport, len(rows)), ns_probes)
     inside = sum(r["causal"]["error_window_ns"][0] < r["placement_error"] < r["causal"]["error_window_ns"][1]
                  for r in rows)
+    claimed = sum(abs(r["placement_error"]) <= r["causal"]["alignment"]["spread_ns"] for r in rows)
     all_causal = all(probes.ok(r["causal"]) for r in rows)
+    good = inside == len(rows) and claimed == len(rows) and all_causal
     print(f"namespace: true placement error inside the causality window in {inside} of {len(rows)} "
-          f"trials; every probe causal: {all_causal}  {'PASS' if inside == len(rows) and all_causal else 'MISS'}")
+          f"trials, inside the merge's claimed +- in {claimed}; every probe causal: {all_causal}  "
+          f"{'PASS' if good else 'MISS'}")
     if a.qemu:
         q = qemu_run()
         if isinstance(q, str):
@@ -151,6 +155,13 @@ def main() -> int:
             print(f"QEMU guest: every probe causal: {probes.ok(q['report'])}; the merge's bound "
                   f"{'agrees' if q['report']['bound_consistent'] else 'DISAGREES'} with causality  "
                   f"{'PASS' if probes.ok(q['report']) else 'MISS'}")
+            qr, base = q["report"], ns_probes
+            ratios = [("smallest kick margin", qr["kick"]["min_ns"], min(r["kick"]["min_ns"] for r in base)),
+                      ("smallest ping margin", qr["ping"]["min_ns"], min(r["ping"]["min_ns"] for r in base)),
+                      ("the merge's claimed +-", (qr.get("alignment") or {}).get("spread_ns"),
+                       statistics.median(r["alignment"]["spread_ns"] for r in base))]
+            print("QEMU guest / namespace guest (this run): " + ", ".join(
+                f"{label} {v / b:.1f}x" for label, v, b in ratios if v and b))
     return 0
 
 
