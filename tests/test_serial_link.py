@@ -478,3 +478,26 @@ def test_a_token_is_required_on_the_port_too(vmm_and_agent, tmp_path):
                    resync_interval=0, timeout=20) as good:
         assert good.connected
     assert good.error is None and agent.wait_for(1, 30)[0].complete
+
+
+def test_a_probe_on_a_lost_link_says_so_and_the_guest_traces_on(tmp_path):
+    sock = tmp_path / "vm.sock"
+    vmm = FakeVMM(sock, server=True)
+    agent = HostAgent(connect_vmm=f"unix:{sock}", out_dir=str(tmp_path / "traces"), trace_host=False).start()
+    try:
+        with GuestLink(f"serial:{vmm.port}", "vm1", resync_interval=0, timeout=2) as gl:
+            assert gl.kick() == 0 and gl.ping() == 1
+            agent.close(grace=0)          # the host goes away mid-session
+            vmm.drop_host()
+            with pytest.raises(RuntimeError, match="no link to the host: lost the host: "):
+                gl.kick()
+            assert not gl.connected and gl.error.startswith("lost the host")
+            with pytest.raises(RuntimeError, match="no link to the host: lost the host"):
+                gl.ping()                 # said at once from then on
+            with vperfetto.Session(tmp_path / "local.pftrace"):
+                vperfetto.instant("still_traced")
+        assert gl.result is None
+        assert [e.name for e in resolve(load_trace(tmp_path / "local.pftrace"))] == ["still_traced"]
+    finally:
+        agent.close(grace=0)
+        vmm.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -119,7 +120,7 @@ class GuestLink:
         """Writes ``guest_ping`` (arg ``seq``) and sends it; the host writes
         ``host_saw_ping`` with the same seq when it reads it. Returns seq."""
         self._need("ping")
-        with self._lock:
+        with self._lock, self._probe_failure():
             seq = self._probe_seq
             self._probe_seq += 1
             instant("guest_ping", category="vperfetto", args={"seq": seq})
@@ -131,7 +132,7 @@ class GuestLink:
         just before sending it; this writes ``guest_saw_kick`` when it reads
         it. Returns seq."""
         self._need("kick")
-        with self._lock:
+        with self._lock, self._probe_failure():
             seq = self._probe_seq
             self._probe_seq += 1
             self._ch.send_json(link.KICK, {"seq": seq})
@@ -140,6 +141,16 @@ class GuestLink:
             if got.get("seq") != seq:
                 raise link.ProtocolError(f"the host kicked {got.get('seq')!r}, not {seq}")
         return seq
+
+    @contextlib.contextmanager
+    def _probe_failure(self):
+        """A probe that finds the link broken ends it (connected False, error
+        says why; the guest traces on locally) and raises RuntimeError."""
+        try:
+            yield
+        except (OSError, link.ProtocolError) as e:
+            self._fail(f"lost the host: {e}")
+            raise RuntimeError(f"no link to the host: {self.error}") from e
 
     def _need(self, feature: str) -> None:
         if not self.connected or self._ch is None:
