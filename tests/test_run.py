@@ -110,12 +110,15 @@ def test_follow_children_one_trace(tmp_path, method):
     assert p.stdout.strip() == "285"
     trace, events, procs, threads, slices = summary(out)
     assert len(procs) == 3, procs  # the program, its multiprocessing child, the subprocess
+    # the `python -c` subprocess is named after its interpreter: sys.executable's
+    # name (python in a venv, python3 where CI runs `python3 -m pytest`)
+    interp = os.path.basename(sys.executable)
     assert sorted(procs.values()) == sorted(["children.py", f"children.py ({method}-child)",
-                                             "python"])
+                                             interp])
     by_name = {v: k for k, v in procs.items()}
     child = names_on(slices, threads, pid=by_name[f"children.py ({method}-child)"])
     assert child["child_work"] == 1 and child["square"] == 10
-    assert names_on(slices, threads, pid=by_name["python"])["sub"] == 1
+    assert names_on(slices, threads, pid=by_name[interp])["sub"] == 1
     assert names_on(slices, threads, pid=by_name["children.py"])["main"] == 1
     seqs = collections.defaultdict(set)
     for pk in trace.packet:
