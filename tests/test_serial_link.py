@@ -72,6 +72,10 @@ class FakeVMM:
                     return None
 
     def _run(self):
+        # What the guest wrote while the host side was going away: a Linux
+        # guest's writes wait while the host is not connected, so they reach
+        # the next host connection, not nowhere.
+        held = b""
         while True:
             c = self._next_conn()
             if c is None:
@@ -79,6 +83,9 @@ class FakeVMM:
             self.conn = c
             self.connections += 1
             try:
+                if held:
+                    c.sendall(held)
+                    held = b""
                 while True:
                     r, _, _ = select.select([self.master, c, self._stop_r], [], [])
                     if self._stop_r in r:
@@ -89,7 +96,11 @@ class FakeVMM:
                         except OSError:
                             data = b""
                         if data:
-                            c.sendall(data)
+                            try:
+                                c.sendall(data)
+                            except OSError:
+                                held += data
+                                raise
                     if c in r:
                         data = c.recv(65536)
                         if not data:
