@@ -165,3 +165,33 @@ def slices_by_track(events) -> dict:
 @pytest.fixture
 def trace_path(tmp_path):
     return tmp_path / "trace.pftrace"
+
+
+def raw_fields(data):
+    """(field, value) pairs of one protobuf message, ints or bytes: for what the
+    public schema's Python module does not hold (TracePacket extensions)."""
+    i, out = 0, []
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        wire = key & 7
+        if wire == 0:
+            v, i = _read_varint(data, i)
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            v, i = data[i:i + n], i + n
+        else:
+            assert wire == 2, f"wire type {wire}"
+            n, i = _read_varint(data, i)
+            v, i = data[i:i + n], i + n
+        out.append((key >> 3, v))
+    return out
+
+
+def _read_varint(data, i):
+    v = shift = 0
+    while True:
+        b = data[i]
+        v |= (b & 0x7F) << shift
+        shift, i = shift + 7, i + 1
+        if b < 0x80:
+            return v, i

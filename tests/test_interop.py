@@ -298,6 +298,7 @@ def test_minimal_tracing_only_build(tmp_path):
                 ["cmake", "--build", str(build_dir), "-j2"]):
         p = subprocess.run(cmd, capture_output=True, text=True)
         assert p.returncode == 0, p.stdout + p.stderr
+        assert "warning:" not in p.stdout + p.stderr, p.stdout + p.stderr  # warnings are on
     src = tmp_path / "m.c"
     src.write_text(textwrap.dedent(r"""
         #include <stdio.h>

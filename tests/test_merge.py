@@ -50,9 +50,10 @@ class TestSdkV7:
         g_ts = sorted(p.timestamp for p in track_events(guest))
         h_ts = sorted(p.timestamp + r.offset_ns for p in track_events(host))
         assert sorted(p.timestamp for p in te) == sorted(g_ts + h_ts)
-        # sequences: guest 1-4, host 5-8
+        # sequences: guest 1-4, host 5-8 (its 5 held only session packets -- snapshots,
+        # config, system info, stats -- which the guest's machine does not take)
         seqs = collections.Counter(p.trusted_packet_sequence_id for p in comb.packet)
-        assert set(seqs) == set(range(1, 9))
+        assert set(seqs) == {1, 2, 3, 4, 6, 7, 8}
         # pids/tids: host + 1,000,000, guest as it was
         descs = descriptors(comb)
         procs = {d.process.pid: d.process.process_name for d in descs.values() if d.HasField("process")}
@@ -96,7 +97,8 @@ class TestSdkV7:
             fields = {f.name for f, _ in p.ListFields()}
             assert fields - {"trusted_uid", "trusted_packet_sequence_id", "timestamp"}, p
         moved = r.inputs[1]
-        assert moved["packets_dropped"] == 5 and moved["snapshots_dropped"] == 2
+        # 2 snapshots, config, stats, sync marker and its SystemInfo (one machine, one kernel)
+        assert moved["packets_dropped"] == 6 and moved["snapshots_dropped"] == 2
 
     def test_alignment_is_recorded_in_the_output(self, tmp_path):
         out = tmp_path / "rec.pftrace"
@@ -312,9 +314,9 @@ def test_truncated_last_packet_merges_complete_part(tmp_path):
     assert "truncated at byte" in proc.stderr
     comb = load_trace(out)
     # the guest's 582 packets, then the host's 689 complete ones (its trace
-    # stats were the truncated last one) but the four that only made sense on
-    # their own (2 clock snapshots, the trace config, the sync marker)
-    assert len(comb.packet) == 582 + 689 - 4 == 1267
+    # stats were the truncated last one) but the five that only made sense on
+    # their own (2 clock snapshots, the trace config, the sync marker, its SystemInfo)
+    assert len(comb.packet) == 582 + 689 - 5 == 1266
 
 
 @needs_sdk
@@ -383,11 +385,12 @@ def test_real_traces_merge_into_host(tmp_path, guest, host):
     moved = r.inputs[1]
     assert moved["packets_read"] == len(g_trace.packet)
     assert len(comb.packet) == len(h_trace.packet) + moved["packets_written"]
-    # every dropped packet is a clock snapshot, config, stats or sync marker
+    # every dropped packet is a clock snapshot, config, stats, sync marker or system info
     kinds_in = collections.Counter(p.WhichOneof("data") for p in g_trace.packet)
     kinds_out = collections.Counter(p.WhichOneof("data") for p in comb.packet[len(h_trace.packet):])
     for k, n in kinds_in.items():
-        if k in ("clock_snapshot", "trace_config", "trace_stats", "synchronization_marker"):
+        if k in ("clock_snapshot", "trace_config", "trace_stats", "synchronization_marker",
+                 "system_info"):
             continue
         if k == "service_event":  # all but the earliest tracing-start event go
             n -= moved["tracing_start_events_dropped"]

@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from vperfetto.merge import merge
-from conftest import load_trace, pb2
+from conftest import load_trace, pb2, raw_fields
 
 OFFSET = 5_000_000_000  # guest BOOTTIME - host BOOTTIME used by these tests
 BOOT, MONO, REAL = pb2.BUILTIN_CLOCK_BOOTTIME, pb2.BUILTIN_CLOCK_MONOTONIC, pb2.BUILTIN_CLOCK_REALTIME
@@ -186,6 +186,55 @@ def test_process_tree_stats_logs_perf_and_legacy_descriptors(tmp_path):
     assert legacy.trusted_pid == 1000100
 
 
+def test_one_part_command_lines_keep_their_name(tmp_path):
+    # trace_processor names a process with a one-part command line by what
+    # precedes its first space; a plain prefix would name them all "vm1:".
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001)
+    p.process_tree.processes.add(pid=100, ppid=1).cmdline.append("app")
+    p.process_tree.processes.add(pid=101, ppid=1).cmdline.append("/bin/daemon --serve now")
+    p.process_tree.processes.add(pid=102, ppid=1)
+    _, moved, _ = do_merge(tmp_path, g)
+    procs = moved[0].process_tree.processes
+    assert list(procs[0].cmdline) == ["vm1: app", ""]
+    assert list(procs[1].cmdline) == ["vm1: /bin/daemon", "--serve now"]
+    assert list(procs[2].cmdline) == []
+
+
+@pytest.mark.parametrize("machine_ids", [False, True])
+def test_default_clock_labelled_under_a_monotonic_main(tmp_path, machine_ids):
+    # A main whose trace clock is MONOTONIC makes trace_processor read every
+    # packet without a clock as MONOTONIC, on the guest's machine too (whose
+    # MONOTONIC is not its BOOTTIME): the guest's such packets say BOOTTIME.
+    host = pb2.Trace()
+    s = host.packet.add(trusted_packet_sequence_id=1)
+    s.clock_snapshot.clocks.add(clock_id=MONO, timestamp=900_000_000)
+    s.clock_snapshot.primary_trace_clock = MONO
+    e = host.packet.add(trusted_packet_sequence_id=1, timestamp=900_000_100)
+    e.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000, 7_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001)
+    p.process_tree.processes.add(pid=100, ppid=1).cmdline.append("app")
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=7_000_000_002, timestamp_clock_id=MONO)
+    p.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+    _, moved, _ = do_merge(tmp_path, g, host=host, machine_ids=machine_ids)
+    tree = next(m for m in moved if m.HasField("process_tree"))
+    ev = next(m for m in moved if m.HasField("track_event"))
+    assert (tree.timestamp, tree.timestamp_clock_id) == (10_000_000_001 - OFFSET, BOOT)
+    assert (ev.timestamp, ev.timestamp_clock_id) == (10_000_000_002 - OFFSET, BOOT)
+
+
+def test_default_clock_left_unlabelled_when_it_is_the_mains(tmp_path):
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    p = g.packet.add(trusted_packet_sequence_id=2, timestamp=10_000_000_001)
+    p.process_tree.processes.add(pid=100, ppid=1)
+    _, moved, _ = do_merge(tmp_path, g)
+    assert not moved[0].HasField("timestamp_clock_id")
+
+
 def test_uuids_everywhere_remapped_consistently(tmp_path):
     g = pb2.Trace()
     g.packet.append(snapshot_packet(10_000_000_000))
@@ -221,11 +270,11 @@ def test_uuids_everywhere_remapped_consistently(tmp_path):
 
 
 def test_unknown_fields_and_padded_lengths_copied_byte_for_byte(tmp_path):
-    # A packet with an unknown field (like FrameTimeline's #76) and a track
+    # A packet with a field the merge does not know (#999) and a track
     # event whose length prefix is padded (as the Perfetto SDK writes them).
     te = pb2.TrackEvent(type=pb2.TrackEvent.TYPE_INSTANT, name_iid=1).SerializeToString()
     padded = bytes([0x5A, 0x80 | len(te), 0x80, 0x80, 0x00]) + te  # field 11, 4-byte length
-    unknown = bytes([0xE2, 0x04, 3]) + b"abc"  # field 76, length 3
+    unknown = _varint(999 << 3 | 2) + bytes([3]) + b"abc"  # field 999, length 3
     body = (bytes([0x40]) + _varint(10_000_000_010) + bytes([0x50, 2]) + padded + unknown)
     g = pb2.Trace()
     g.packet.append(snapshot_packet(10_000_000_000))
@@ -305,3 +354,208 @@ def test_nested_message_that_does_not_decode_is_an_input_error(tmp_path, where):
     with pytest.raises(errors.TraceFormatError, match="packet 1 .*malformed"):
         merge(host=h, guests={"vm1": g}, output=out, time_diff_ns=OFFSET)
     assert not out.exists()
+
+
+def _message(fields):
+    out = b""
+    for k, v in fields:
+        if isinstance(v, bytes):
+            out += _varint(k << 3 | 2) + _varint(len(v)) + v
+        else:
+            out += _varint(k << 3) + _varint(v)
+    return out
+
+
+def test_frame_timeline_pids_and_frame_ids_rewritten(tmp_path):
+    # Android's FrameTimelineEvent (TracePacket #76, not in the public
+    # schema's Python module): pids move with the guest's, cookies and tokens
+    # out of the host's so one side's frames never end another's.
+    events = [
+        (1, [(1, 10), (2, 20), (3, 100)]),                       # expected display frame
+        (4, [(1, 11), (2, 21), (3, 20), (4, 100), (5, b"l")]),   # actual surface frame
+        (5, [(1, 10)]),                                          # frame end
+    ]
+    g = pb2.Trace()
+    g.packet.append(snapshot_packet(10_000_000_000))
+    raw = g.SerializeToString()
+    for i, (kind, fields) in enumerate(events):
+        body = _message([(8, 10_000_000_010 + i), (10, 2), (76, _message([(kind, _message(fields))]))])
+        raw += _varint(1 << 3 | 2) + _varint(len(body)) + body
+    gp = tmp_path / "g.pftrace"
+    gp.write_bytes(raw)
+    out = tmp_path / "o.pftrace"
+    merge(host=write(tmp_path, "h.pftrace", host_trace()), guests={"vm1": gp}, output=out,
+          time_diff_ns=OFFSET)
+    got = []
+    for p in load_trace(out).packet:
+        ft = [v for k, v in raw_fields(p.SerializeToString()) if k == 76]
+        if ft:
+            (kind, ev), = raw_fields(ft[0])
+            got.append((kind, raw_fields(ev)))
+    k = 1 << 40
+    assert got == [
+        (1, [(1, 10 + k), (2, 20 + k), (3, 1000100)]),
+        (4, [(1, 11 + k), (2, 21 + k), (3, 20 + k), (4, 1000100), (5, b"l")]),
+        (5, [(1, 10 + k)]),
+    ]
+
+
+def _sched_trace(states, release=None, compact=False, boot=10_000_000_000):
+    t = pb2.Trace()
+    t.packet.append(snapshot_packet(boot))
+    if release:
+        p = t.packet.add(trusted_packet_sequence_id=1)
+        p.system_info.utsname.sysname, p.system_info.utsname.release = "Linux", release
+        p.system_info.utsname.machine = "x86_64"
+    p = t.packet.add(trusted_packet_sequence_id=3)
+    p.ftrace_events.cpu = 0
+    if compact:
+        cs = p.ftrace_events.compact_sched
+        cs.intern_table.append("t")
+        for i, s in enumerate(states):
+            cs.switch_timestamp.append(boot + 10 if i == 0 else 1)
+            cs.switch_prev_state.append(s)
+            cs.switch_next_pid.append(100 + i)
+            cs.switch_next_prio.append(120)
+            cs.switch_next_comm_index.append(0)
+    else:
+        for i, s in enumerate(states):
+            e = p.ftrace_events.event.add(timestamp=boot + 10 + i, pid=100 + i)
+            e.sched_switch.prev_pid, e.sched_switch.prev_state = 100 + i, s
+            e.sched_switch.next_pid, e.sched_switch.next_comm = 101 + i, "t"
+    return t
+
+
+def _switch_states(packets):
+    out = []
+    for p in packets:
+        if p.HasField("ftrace_events"):
+            out += [e.sched_switch.prev_state for e in p.ftrace_events.event if e.HasField("sched_switch")]
+            out += list(p.ftrace_events.compact_sched.switch_prev_state)
+    return out
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_task_states_reencoded_for_the_mains_kernel(tmp_path, compact):
+    # A guest without SystemInfo is read as Linux 4.4 (S, D|NOLOAD = idle,
+    # PARKED 0x200, WAKING 0x100, preempted 0x800); the main's 5.10 says
+    # PARKED 0x40, IDLE 0x80, preempted 0x100 and has no WAKING nor TASK_DEAD.
+    old = [0, 1, 0x402, 0x2001, 0x200, 0x800, 0x102, 0x40]
+    host = _sched_trace([1], release="5.10.43-android12", compact=compact, boot=1_000_000_000)
+    report, moved, _ = do_merge(tmp_path, _sched_trace(old, compact=compact), host=host)
+    assert _switch_states(moved) == [0, 1, 0x80, 1, 0x40, 0x100, 2, 0x8000]
+    side = report.inputs[1]
+    assert (side["task_states_translated"], side["task_states_approximated"]) == (6, 2)
+    assert any("2 thread state(s)" in w and "Linux 5.10.43-android12" in w for w in report.warnings)
+    # and back: a 5.10 guest onto a main read as 4.4
+    host = _sched_trace([1], compact=compact, boot=1_000_000_000)
+    new = [0, 0x82, 0x80, 0x40, 0x100, 0x1]
+    report, moved, _ = do_merge(tmp_path, _sched_trace(new, "5.10.43", compact=compact), host=host)
+    assert _switch_states(moved) == [0, 0x402, 0x402, 0x200, 0x800, 1]
+    assert report.inputs[1]["task_states_approximated"] == 1  # D|I reads as I alone
+    # the same kernel era: untouched, and a machine of its own keeps them
+    report, moved, _ = do_merge(tmp_path, _sched_trace(new, "6.1.0", compact=compact),
+                                host=_sched_trace([1], "5.4.0", compact=compact, boot=1_000_000_000))
+    assert _switch_states(moved) == new and report.inputs[1]["task_states_translated"] == 0
+    report, moved, _ = do_merge(tmp_path, _sched_trace(old, compact=compact), host=_sched_trace(
+        [1], "5.4.0", compact=compact, boot=1_000_000_000), machine_ids=True)
+    assert _switch_states(moved) == old
+
+
+def _flow_trace(boot, events, packed=()):
+    """A trace of instants with flow ids: events are dicts of TrackEvent fields
+    (legacy_event as a dict too); packed: v2 flow ids written packed (as
+    current SDKs do), which the schema's Python module never writes."""
+    t = pb2.Trace()
+    t.packet.append(snapshot_packet(boot))
+    raw = t.SerializeToString()
+    for i, ev in enumerate(events + [None] * bool(packed)):
+        p = pb2.TracePacket(trusted_packet_sequence_id=2, timestamp=boot + 10 + i)
+        te = p.track_event
+        te.type, te.track_uuid = pb2.TrackEvent.TYPE_INSTANT, 5
+        extra = b""
+        if ev is None:
+            body = b"".join(v.to_bytes(8, "little") for v in packed)
+            extra = _varint(47 << 3 | 2) + _varint(len(body)) + body
+        else:
+            for k, v in ev.items():
+                if k == "legacy_event":
+                    for lk, lv in v.items():
+                        setattr(te.legacy_event, lk, lv)
+                else:
+                    getattr(te, k).extend(v)
+        data = p.SerializeToString()
+        if extra:  # the packed ids inside the track event (TracePacket field 11)
+            ted = te.SerializeToString() + extra
+            p.ClearField("track_event")
+            data = p.SerializeToString() + _varint(11 << 3 | 2) + _varint(len(ted)) + ted
+        raw += _varint(1 << 3 | 2) + _varint(len(data)) + data
+    return raw
+
+
+def _flow_ids(packets):
+    """Per track event: (v2 ids, v2 terminating, old ids, old terminating, legacy bind_id,
+    legacy (phase, unscoped_id))."""
+    out = []
+    for p in packets:
+        if not p.HasField("track_event"):
+            continue
+        te = p.track_event
+        le = te.legacy_event
+        out.append((list(te.flow_ids), list(te.terminating_flow_ids), list(te.flow_ids_old),
+                    list(te.terminating_flow_ids_old), le.bind_id,
+                    (chr(le.phase), le.unscoped_id) if le.phase else None))
+    return out
+
+
+FLOW_EVENTS = [
+    {"flow_ids": [7, 8], "terminating_flow_ids": [9]},
+    {"flow_ids_old": [8], "terminating_flow_ids_old": [13]},
+    {"legacy_event": {"phase": ord("X"), "bind_id": 11, "flow_direction": 2}},
+    {"legacy_event": {"phase": ord("s"), "unscoped_id": 12}},
+    {"legacy_event": {"phase": ord("f"), "unscoped_id": 12}},
+    {"legacy_event": {"phase": ord("b"), "unscoped_id": 12}},  # an async id: not a flow's
+]
+
+
+def _merge_flows(tmp_path, **kw):
+    g = tmp_path / "g.pftrace"
+    g.write_bytes(_flow_trace(10_000_000_000, FLOW_EVENTS, packed=[7, 10]))
+    h = tmp_path / "h.pftrace"  # the host uses 7 and 12 too
+    h.write_bytes(_flow_trace(1_000_000_000, [{"flow_ids": [7]}, {"flow_ids": [12]}]))
+    out = tmp_path / "o.pftrace"
+    report = merge(host=h, guests={"vm1": g}, output=out, time_diff_ns=OFFSET, **kw)
+    packets = load_trace(out).packet
+    return report, _flow_ids(packets[:3]), _flow_ids(packets[3:])
+
+
+def test_flow_ids_kept_apart_from_the_mains(tmp_path):
+    report, host, guest = _merge_flows(tmp_path)
+    assert host == [([7], [], [], [], 0, None), ([12], [], [], [], 0, None)]
+    (a, b, c), (d, e), bind, s, f, async_ = (
+        guest[0][0] + guest[0][1], guest[1][2] + guest[1][3], guest[2][4], guest[3][5],
+        guest[4][5], guest[5][5])
+    packed = guest[6][0]
+    new = {7: a, 8: b, 9: c, 13: e, 11: bind, 12: s[1], 10: packed[1]}
+    # one id, one new id, wherever it is written (v2 packed or not, old, legacy, v1 phases)
+    assert d == b and packed[0] == a and f == ("f", s[1]) and s[0] == "s"
+    assert len(set(new.values())) == len(new)
+    assert not set(new.values()) & {7, 12} and 0 not in new.values()
+    assert async_ == ("b", 12)  # a legacy async id is not a flow id
+    side = report.inputs[1]
+    assert side["flow_ids_remapped"] == len(new) and side["shared_flow_ids"] == 2
+    assert any("2 of its flow id(s)" in w and "--link-flows" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("kw", [{"link_flows": True}, {"machine_ids": True},
+                                {"machine_ids": True, "link_flows": True}])
+def test_flow_ids_kept_when_linked_or_on_their_own_machine(tmp_path, kw):
+    report, _, guest = _merge_flows(tmp_path, **kw)
+    assert guest == _flow_ids(pb2.Trace.FromString(
+        _flow_trace(10_000_000_000, FLOW_EVENTS, packed=[7, 10])).packet[1:])
+    assert report.inputs[1]["flow_ids_remapped"] == 0
+    linking = [w for w in report.warnings if "flow id" in w]
+    if kw == {"machine_ids": True, "link_flows": True}:
+        assert len(linking) == 1 and "do not link" in linking[0]
+    else:
+        assert linking == []

@@ -110,8 +110,7 @@ def test_follow_children_one_trace(tmp_path, method):
     assert p.stdout.strip() == "285"
     trace, events, procs, threads, slices = summary(out)
     assert len(procs) == 3, procs  # the program, its multiprocessing child, the subprocess
-    # the `python -c` subprocess is named after its interpreter: sys.executable's
-    # name (python in a venv, python3 where CI runs `python3 -m pytest`)
+    # the subprocess is `sys.executable -c ...`: named after the interpreter it runs
     interp = os.path.basename(sys.executable)
     assert sorted(procs.values()) == sorted(["children.py", f"children.py ({method}-child)",
                                              interp])

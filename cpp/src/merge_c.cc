@@ -31,7 +31,7 @@ struct MergeOptions {
   std::string output_path;
   MergeMode mode = MergeMode::kHostIntoGuest;
   AlignOptions align;
-  bool machine_ids = false, dry_run = false, progress = false;
+  bool machine_ids = false, link_flows = false, dry_run = false, progress = false;
 };
 }  // namespace vpmerge
 #endif
@@ -135,6 +135,9 @@ void vp_merge_set_guest_tsc_offset(vp_merge_options* o, int64_t d) {
 }
 void vp_merge_set_machine_ids(vp_merge_options* o, int32_t enable) {
   if (o) o->opt.machine_ids = enable != 0;
+}
+void vp_merge_set_link_flows(vp_merge_options* o, int32_t enable) {
+  if (o) o->opt.link_flows = enable != 0;
 }
 
 void vp_merge_set_dry_run(vp_merge_options* o, int32_t enable) {

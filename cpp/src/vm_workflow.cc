@@ -33,7 +33,7 @@ int32_t Fail(vp_error* err, int32_t code, const std::string& msg) {
   }
   return code;
 }
-int32_t Report(vp_error* err, const vpsdk::Status& st) {
+[[maybe_unused]] int32_t Report(vp_error* err, const vpsdk::Status& st) {
   if (st.ok()) {
     if (err) err->code = VP_OK, err->message[0] = 0;
     return VP_OK;
@@ -69,8 +69,8 @@ State& S() {
   return *s;
 }
 
-void Log(const State& s, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-void Log(const State& s, const char* fmt, ...) {
+[[maybe_unused]] void Log(const State& s, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+[[maybe_unused]] void Log(const State& s, const char* fmt, ...) {
   if (!s.verbose) return;
   va_list ap;
   va_start(ap, fmt);

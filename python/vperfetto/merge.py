@@ -97,7 +97,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           guests: Union[Mapping[str, PathLike], Iterable[Tuple[str, PathLike]], None] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
-          machine_ids: bool = False, dry_run: bool = False,
+          machine_ids: bool = False, link_flows: bool = False, dry_run: bool = False,
           progress: bool = False) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
@@ -108,6 +108,8 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     ``guest_boot_time_ns`` (the guest's BOOTTIME when host tracing started)
     override the alignment found in the traces. ``dry_run=True`` only scans
     and aligns (no output is written; ``output`` may be None).
+    ``link_flows=True`` keeps flow ids that both sides use (ids passed across
+    the VM boundary link their events); by default they are kept apart.
     """
     if host is None or (output is None and not dry_run):
         raise TypeError("merge() needs host and output")
@@ -150,6 +152,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
         lib.vp_merge_set_guest_boot_time(opts, guest_boot_time_ns)
     lib.vp_merge_set_guest_tsc_offset(opts, _int64(guest_tsc_offset, "guest_tsc_offset"))
     lib.vp_merge_set_machine_ids(opts, 1 if machine_ids else 0)
+    lib.vp_merge_set_link_flows(opts, 1 if link_flows else 0)
     out = ffi.new("char**")
     errors.check(lib.vp_merge_run(opts, out, err), err)
     try:
@@ -196,6 +199,9 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--machine-id", action="store_true",
                     help="tag each guest's packets with TracePacket.machine_id instead of "
                          "offsetting its pids, sequences and cpus")
+    ap.add_argument("--link-flows", action="store_true",
+                    help="keep flow ids both traces use, so they link events across the VM "
+                         "boundary (by default they are kept apart)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--archive", metavar="OUT.tar",
@@ -211,7 +217,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
         from .archive import cli as _archive_cli
         return _archive_cli(ap, a, prog)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
-                  machine_ids=a.machine_id, progress=not a.quiet and sys.stderr.isatty())
+                  machine_ids=a.machine_id, link_flows=a.link_flows,
+                  progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
         ap.error("--merge-guest-into-host and --add-traces exclude each other")
     mode = "add-traces" if a.add_traces else ("guest-into-host" if a.merge_guest_into_host else None)

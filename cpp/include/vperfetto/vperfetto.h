@@ -339,6 +339,10 @@ VP_API void vp_merge_set_guest_tsc_offset(vp_merge_options* opts, int64_t guest_
 /* Tag the moved traces' packets with TracePacket.machine_id instead of
  * offsetting their pids, sequences and cpus. */
 VP_API void vp_merge_set_machine_ids(vp_merge_options* opts, int32_t enable);
+/* Keep the moved traces' flow ids, so that an id both traces use links their
+ * events (ids passed across the VM boundary). By default such ids are
+ * renumbered apart, as ids that meet by chance would join unrelated flows. */
+VP_API void vp_merge_set_link_flows(vp_merge_options* opts, int32_t enable);
 /* Scan and align only: the report is produced, no output is written (and
  * none need be set). */
 VP_API void vp_merge_set_dry_run(vp_merge_options* opts, int32_t enable);

@@ -1,4 +1,5 @@
 #include "inspect/checker.h"
+#include "inspect/checker_state.h"
 
 #include <algorithm>
 #include <climits>
@@ -18,7 +19,7 @@ namespace proto = vpsdk::proto;
 namespace fld = vpmerge::fld;
 
 constexpr Severity kInfo = Severity::kInfo, kNotice = Severity::kNotice,
-                   kError = Severity::kError;
+                   kError = Severity::kError, kDataLoss = Severity::kDataLoss;
 constexpr Effect kNone = Effect::kNone, kMisread = Effect::kMisread, kDropped = Effect::kDropped;
 
 // The rules, by trace_processor's stat names and severities.
@@ -46,26 +47,35 @@ const Rule kSorterNegative{"trace_sorter_negative_timestamp_dropped", kError, kD
                            "data before the trace clock's zero: dropped"};
 const Rule kUnknownClock{"clock_sync_failure_unknown_source_clock", kError, kDropped,
                          "a timestamp on a clock no snapshot (of its machine) mentions: dropped"};
+const Rule kUndeferrable{"clock_sync_failure_undeferrable_packet_loss", kDataLoss, kDropped,
+                         "a packet on a clock not related to the trace clock after others were "
+                         "sorted already: dropped"};
 const Rule kNoPath{"clock_sync_failure_no_path", kError, kDropped,
                    "a timestamp on a clock no snapshot path relates to the trace clock: "
                    "dropped"};
 const Rule kFtraceBeforeStart{"ftrace_packet_before_tracing_start", kInfo, kDropped,
                               "ftrace data before the (last) tracing-start service event of "
                               "its machine: dropped"};
+const Rule kNeverDescribed{"vperfetto_track_never_described", kInfo, kMisread,
+                           "events on a track no descriptor describes: the viewer shows them on "
+                           "a global track named after the event, not where they belong"};
 const Rule kHierarchyMissing{"track_hierarchy_missing_uuid", kInfo, kDropped,
                              "a track whose parent is never described: its events are dropped"};
 const Rule kEndWithoutBegin{"vperfetto_slice_end_without_begin", kInfo, kNone,
                             "a slice end with no open slice on its track (ignored by the "
                             "viewer; normal after a ring buffer lost the begin)"};
-const Rule kUuidRedescribed{"vperfetto_track_uuid_redescribed", kInfo, kMisread,
-                            "one track uuid described as two different tracks: the viewer "
-                            "keeps one of them"};
+const Rule kUuidRedescribed{"track_descriptor_conflicting_reservation", kError, kMisread,
+                            "one track uuid described as two different tracks (parent, "
+                            "process, thread, counter): the viewer ignores the later"};
 const Rule kCorrupt{"vperfetto_trace_corrupt", kError, kDropped,
                     "a packet that does not decode: the viewer stops loading the trace"};
 
 constexpr size_t kMaxFindingsPerRule = 100;
 constexpr uint32_t kRemoteClockSync = 107;  // TracePacket.remote_clock_sync
 constexpr uint32_t kAndroidLog = 39;
+constexpr uint32_t kPerfSample = 66;
+// TrackDescriptor: state, sibling_merge_behavior .. sibling_merge_key_int
+constexpr uint32_t kStateField = 18, kSiblingMergeBehavior = 15, kSiblingMergeKeyInt = 17;
 constexpr int kMaxAnnotationDepth = 32;
 
 const char* SeverityName(Severity s) {
@@ -89,35 +99,9 @@ bool IsTracingStarted(const uint8_t* data, size_t size) {
   return false;
 }
 
-struct Orphan {
-  int64_t ts;
-  uint64_t packet, offset;
-};
 
 }  // namespace
 
-struct Checker::Seq {
-  bool valid = false;  // trace_processor starts every sequence invalid
-  uint32_t default_clock = 0;
-  uint64_t default_track = 0;
-  bool has_default_track = false;
-  std::unordered_set<uint64_t> names, cats, anames;
-  SequenceClocks clocks;
-};
-
-struct Checker::MachineState {
-  bool has_start = false;
-  uint32_t start_clock = pf::BuiltinClock::kBoottime;
-  uint64_t start_raw = 0;
-  int64_t start = INT64_MIN;  // trace time of the last tracing-start service event
-  std::unordered_map<uint64_t, bool> tracks;  // described uuid -> is a counter track
-  std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> used, parents;
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> kinds;  // uuid -> (pid, tid)
-  std::unordered_map<uint64_t, std::vector<int64_t>> open;          // begin timestamps
-  std::unordered_map<uint64_t, std::vector<Orphan>> orphans;
-  std::vector<std::pair<uint64_t, Orphan>> skipped_descriptors;
-  size_t orphan_count = 0;
-};
 
 Checker::Checker() = default;
 Checker::~Checker() = default;
@@ -142,15 +126,21 @@ Checker::MachineState& Checker::Machine(uint32_t machine) {
 void Checker::Learn(const uint8_t* data, size_t size, int depth) {
   ProtoDecoder d(data, size);
   Field g;
-  uint32_t machine = 0, clock = pf::BuiltinClock::kBoottime;
+  uint32_t machine = 0, seq = 0, clock = pf::BuiltinClock::kBoottime;
   uint64_t ts = 0;
   bool started = false;
   const uint8_t* snap = nullptr;
   size_t snap_size = 0;
   std::vector<std::pair<const uint8_t*, size_t>> remote;
+  Field sysinfo{};
+  bool has_sysinfo = false;
   while (d.Next(&g)) {
     switch (g.id) {
       case pf::TracePacket::kMachineId: machine = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kTrustedPacketSequenceId: seq = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kSystemInfo:
+        if (g.type == proto::kLengthDelimited) sysinfo = g, has_sysinfo = true;
+        break;
       case pf::TracePacket::kTimestamp: ts = g.int_value; break;
       case pf::TracePacket::kTimestampClockId: clock = static_cast<uint32_t>(g.int_value); break;
       case pf::TracePacket::kClockSnapshot:
@@ -181,8 +171,10 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
     uint32_t primary = 0;
     std::vector<ClockValue> c = ReadSnapshot(snap, snap_size, &primary);
     if (primary) clocks_.SetTraceClock(primary);
-    clocks_.AddSnapshot(machine, c);
+    LearnSnapshot(machine, seq, c);
   }
+  if (has_sysinfo) LearnSystemInfo(sysinfo.data, sysinfo.size, machine);
+  if (!remote.empty()) Machine(machine).remote_sync = true;
   for (auto& r : remote) {
     ProtoDecoder e(r.first, r.second);
     Field h;
@@ -193,7 +185,7 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
       uint32_t unused = 0;
       while (c.Next(&k))
         if (k.id == 2 && k.type == proto::kLengthDelimited)  // client_clocks
-          clocks_.AddSnapshot(machine, ReadSnapshot(k.data, k.size, &unused));
+          LearnSnapshot(machine, seq, ReadSnapshot(k.data, k.size, &unused));
     }
   }
   if (started) {
@@ -206,11 +198,14 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
 
 bool Checker::ToTrace(uint32_t machine, Seq& seq, uint32_t clock, uint64_t t, bool has_clock,
                       int64_t* out, bool track_event) {
-  if (!has_clock) clock = seq.default_clock ? seq.default_clock : pf::BuiltinClock::kBoottime;
+  // Without one: the sequence's default, else the trace's (its primary
+  // clock, on every machine).
+  if (!has_clock) clock = seq.default_clock ? seq.default_clock : clocks_.trace_clock();
   uint64_t v = t;
   if (clock >= 64 && clock < 128) {
     uint32_t global;
     if (!seq.clocks.Resolve(clock, t, &global, &v)) {
+      unconverted_ = true;
       Find(kUnknownClock, "timestamp on sequence-scoped clock " + std::to_string(clock) +
                               ", which its sequence never defined");
       return false;
@@ -219,6 +214,7 @@ bool Checker::ToTrace(uint32_t machine, Seq& seq, uint32_t clock, uint64_t t, bo
   }
   Conversion c = clocks_.ToTraceTime(machine, clock, v, out);
   if (c != Conversion::kOk) {
+    unconverted_ = true;
     Find(c == Conversion::kUnknownClock ? kUnknownClock : kNoPath,
          "timestamp on clock " + std::to_string(clock) + (machine ? " of machine " + std::to_string(machine) : "") +
              (c == Conversion::kUnknownClock ? ", which no clock snapshot mentions"
@@ -264,6 +260,7 @@ bool Checker::Annotations(const uint8_t* data, size_t size, Seq& seq, int depth,
     if (h.id == pf::DebugAnnotation::kNameIid && h.type == proto::kVarint) {
       if (!seq.anames.count(h.int_value)) {
         *why = "debug annotation name iid " + std::to_string(h.int_value) + " is not defined";
+        Find(kInternedMissing, *why + " on the sequence");
         return false;
       }
       named = true;
@@ -291,7 +288,9 @@ void Checker::TrackEvent(const uint8_t* data, size_t size, uint32_t machine, Seq
   uint64_t track = 0;
   bool has_track = false;
   std::string why;
+  FlowRefs flows;
   while (d.Next(&g)) {
+    ReadFlows(g, &flows);
     switch (g.id) {
       case pf::TrackEvent::kType: type = static_cast<uint32_t>(g.int_value); break;
       case pf::TrackEvent::kTrackUuid: track = g.int_value, has_track = true; break;
@@ -334,8 +333,9 @@ void Checker::TrackEvent(const uint8_t* data, size_t size, uint32_t machine, Seq
     Find(kParserErrors, why + ": the event is dropped");
     return;
   }
+  if (type != pf::TrackEvent::kTypeCounter) Flows(machine, flows);
   if (!track) return;  // legacy thread association
-  if (!m.tracks.count(track) && !m.used.count(track)) m.used.emplace(track, std::make_pair(index_, offset_));
+  if (!m.used.count(track)) m.used.emplace(track, std::make_pair(index_, offset_));
   if (type == pf::TrackEvent::kTypeSliceBegin) {
     // A begin at or before an end that came earlier in the file (from another
     // sequence) pairs with that end, as it does once the viewer sorts by time.
@@ -367,10 +367,16 @@ void Checker::Descriptor(const uint8_t* data, size_t size, uint32_t machine) {
   uint64_t uuid = 0, parent = 0;
   bool counter = false;
   int32_t pid = 0, tid = 0;
+  // What trace_processor compares between two descriptors of one uuid
+  // (besides parent, process and thread): counter details, state, merging.
+  std::string same;
   while (d.Next(&g)) {
     if (g.id == pf::TrackDescriptor::kUuid) uuid = g.int_value;
     else if (g.id == pf::TrackDescriptor::kParentUuid) parent = g.int_value;
     else if (g.id == pf::TrackDescriptor::kCounter) counter = true;
+    if (g.id == pf::TrackDescriptor::kCounter || g.id == kStateField ||
+        (g.id >= kSiblingMergeBehavior && g.id <= kSiblingMergeKeyInt))
+      same.append(reinterpret_cast<const char*>(g.begin), static_cast<size_t>(g.end - g.begin));
     else if ((g.id == pf::TrackDescriptor::kProcess || g.id == pf::TrackDescriptor::kThread) &&
              g.type == proto::kLengthDelimited) {
       ProtoDecoder e(g.data, g.size);
@@ -383,16 +389,24 @@ void Checker::Descriptor(const uint8_t* data, size_t size, uint32_t machine) {
       if (g.id == pf::TrackDescriptor::kThread && !tid) tid = -1;
     }
   }
-  if (!uuid) return;
+  if (!uuid) {
+    if (parent) DefaultTrackParent(uuid, parent);
+    return;
+  }
   MachineState& m = Machine(machine);
+  same += "|" + std::to_string(parent) + "|" + std::to_string(pid) + "|" + std::to_string(tid);
   auto k = m.kinds.find(uuid);
-  if (k != m.kinds.end() && k->second != std::make_pair(pid, tid))
+  if (k != m.kinds.end() && k->second != same)
     Find(kUuidRedescribed, "track uuid " + std::to_string(uuid) +
-                               " described again as another process or thread");
-  m.kinds[uuid] = {pid, tid};
+                               " described again as another track (parent, process, thread or counter)");
+  else if (k == m.kinds.end())
+    m.kinds.emplace(uuid, same);
   auto& c = m.tracks[uuid];
   c = c || counter;
-  if (parent && !m.parents.count(parent)) m.parents.emplace(parent, std::make_pair(index_, offset_));
+  if (parent) {
+    m.parent_of.emplace(uuid, parent);
+    if (!m.parents.count(parent)) m.parents.emplace(parent, std::make_pair(index_, offset_));
+  }
 }
 
 void Checker::Ftrace(const uint8_t* data, size_t size, uint32_t machine) {
@@ -452,8 +466,9 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
   Field te{}, interned{}, desc{}, defaults{}, snap{}, ftrace{};
   bool has_te = false, has_interned = false, has_desc = false, has_defaults = false;
   bool has_snap = false, has_ftrace = false, has_ts = false, has_clock = false;
-  bool has_log = false, remote_sync = false;
-  Field log{};
+  bool has_log = false, has_remote_sync = false, has_config = false, has_perf = false;
+  bool has_stats = false;
+  Field log{}, remote_sync{}, config{}, perf{}, stats{};
   bool cleared = false, needs = false, dropped = false, other_payload = false;
   uint64_t ts = 0;
   uint32_t seq_id = 0, machine = 0, clock = 0;
@@ -477,7 +492,10 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
       case pf::TracePacket::kClockSnapshot: snap = g, has_snap = len; break;
       case pf::TracePacket::kFtraceEvents: ftrace = g, has_ftrace = len; break;
       case kAndroidLog: log = g, has_log = len; break;
-      case kRemoteClockSync: remote_sync = true; break;
+      case kRemoteClockSync: remote_sync = g, has_remote_sync = len; break;
+      case pf::TracePacket::kTraceConfig: config = g, has_config = len; break;
+      case pf::TracePacket::kTraceStats: stats = g, has_stats = len; break;
+      case kPerfSample: perf = g, has_perf = len; break;
       case pf::TracePacket::kTrustedUid: case pf::TracePacket::kTrustedPid:
       case pf::TracePacket::kFirstPacketOnSequence:
         break;
@@ -539,9 +557,24 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
     else Find(kInternedSkipped, "interned data on sequence " + std::to_string(seq_id) +
                                     " while its incremental state is invalid");
   }
+  if (has_config) TraceConfig(config.data, config.size, machine);
+  if (has_stats) TraceStats(stats.data, stats.size, machine);
+  if (has_remote_sync) {  // its client clocks are snapshots of its machine
+    ProtoDecoder e(remote_sync.data, remote_sync.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.id != 1 || h.type != proto::kLengthDelimited) continue;  // synced_clocks
+      ProtoDecoder c(h.data, h.size);
+      Field k;
+      uint32_t unused = 0;
+      while (c.Next(&k))
+        if (k.id == 2 && k.type == proto::kLengthDelimited) Snapshot(machine, seq_id, ReadSnapshot(k.data, k.size, &unused));
+    }
+  }
   if (has_snap) {
     uint32_t primary = 0;
     std::vector<ClockValue> c = ReadSnapshot(snap.data, snap.size, &primary);
+    Snapshot(machine, seq_id, c);
     if (std::any_of(c.begin(), c.end(), [](const ClockValue& v) { return v.clock >= 64 && v.clock < 128; }))
       seq.clocks.Define(c);
     return;  // trace_processor reads nothing else of a snapshot packet
@@ -563,24 +596,32 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
   }
   int64_t trace_ts = 0;
   bool ts_ok = true;
+  if (has_ts && !Machine(machine).converted) FirstConversion(machine);
+  unconverted_ = false;
   if (has_ts) ts_ok = ToTrace(machine, seq, clock, ts, has_clock, &trace_ts, has_te);
+  if (unconverted_ && pushed_any_)
+    Find(kUndeferrable, "a packet on a clock not related to the trace clock, after others");
+  pushed_any_ |= !unconverted_;
   if (has_desc) Descriptor(desc.data, desc.size, machine);
   if (has_te) TrackEvent(te.data, te.size, machine, seq, trace_ts, ts_ok);
   if (has_ftrace) Ftrace(ftrace.data, ftrace.size, machine);
+  if (has_ftrace) TaskStates(ftrace.data, ftrace.size, machine);
   if (has_log) AndroidLog(log.data, log.size, machine);
-  (void)remote_sync;  // read in Learn(); nothing else to check
+  if (has_perf) PerfSample(perf.data, perf.size);
 }
 
 // Android log times are CLOCK_REALTIME; trace_processor converts them through
-// the host machine's REALTIME when it has one (even for a remote machine's
-// log), else through the log's own machine's.
+// their machine's own REALTIME when a RemoteClockSync ties that machine to the
+// host, else through the host machine's REALTIME when it has one, else
+// through their own machine's.
 void Checker::AndroidLog(const uint8_t* data, size_t size, uint32_t machine) {
   ProtoDecoder d(data, size);
   Field g;
   uint64_t failed = 0, negative = 0;
   int64_t probe;
-  uint32_t via = machine && clocks_.ToTraceTime(0, pf::BuiltinClock::kRealtime, 0, &probe) !=
-                                Conversion::kUnknownClock
+  uint32_t via = machine && !Machine(machine).remote_sync &&
+                         clocks_.ToTraceTime(0, pf::BuiltinClock::kRealtime, 0, &probe) !=
+                             Conversion::kUnknownClock
                      ? 0
                      : machine;
   while (d.Next(&g)) {
@@ -604,6 +645,7 @@ void Checker::AndroidLog(const uint8_t* data, size_t size, uint32_t machine) {
 
 void Checker::Finish() {
   for (auto& mp : machines_) {
+    SessionFinish(mp.first);
     MachineState& m = *mp.second;
     std::string on = mp.first ? " of machine " + std::to_string(mp.first) : "";
     for (auto& kv : m.skipped_descriptors) {
@@ -618,10 +660,25 @@ void Checker::Finish() {
       }
     }
     for (auto& kv : m.used) {
-      if (m.tracks.count(kv.first)) continue;
       index_ = kv.second.first, offset_ = kv.second.second;
-      Find(kParserErrors, "events on track " + std::to_string(kv.first) + on +
-                              ", which is never described: they are dropped");
+      if (!m.tracks.count(kv.first)) {
+        Find(kNeverDescribed, "events on track " + std::to_string(kv.first) + on +
+                                  ", which is never described");
+        continue;
+      }
+      // A track under a parent that is never described cannot be resolved:
+      // trace_processor drops its events.
+      uint64_t t = kv.first;
+      for (size_t hops = 0; hops < 64; hops++) {
+        auto p = m.parent_of.find(t);
+        if (p == m.parent_of.end()) break;
+        if (!m.tracks.count(p->second)) {
+          Find(kParserErrors, "events on track " + std::to_string(kv.first) + on + ", under parent " +
+                                  std::to_string(p->second) + ", which is never described: they are dropped");
+          break;
+        }
+        t = p->second;
+      }
     }
     for (auto& kv : m.parents) {
       if (m.tracks.count(kv.first)) continue;

@@ -17,6 +17,7 @@
 
 #include "inspect/clocks.h"
 #include "merge/byte_buffer.h"
+#include "merge/task_state.h"
 #include "merge/json.h"
 
 namespace vpinspect {
@@ -69,13 +70,37 @@ class Checker {
   void Ftrace(const uint8_t* data, size_t size, uint32_t machine);
   void AndroidLog(const uint8_t* data, size_t size, uint32_t machine);
   void Interned(const uint8_t* data, size_t size, Seq& seq);
+  // checker_session.cc: the recording session, its kernel, flows and clocks.
+  void LearnSystemInfo(const uint8_t* data, size_t size, uint32_t machine);
+  void LearnSnapshot(uint32_t machine, uint32_t seq, const std::vector<ClockValue>& clocks);
+  void Snapshot(uint32_t machine, uint32_t seq, const std::vector<ClockValue>& clocks);
+  void FirstConversion(uint32_t machine);
+  void TraceConfig(const uint8_t* data, size_t size, uint32_t machine);
+  void TraceStats(const uint8_t* data, size_t size, uint32_t machine);
+  void SessionFinish(uint32_t machine);
+  void PerfSample(const uint8_t* data, size_t size);
+  void TaskStates(const uint8_t* data, size_t size, uint32_t machine);
+  void DefaultTrackParent(uint64_t uuid, uint64_t parent);
+  struct FlowRefs {
+    std::vector<uint64_t> ids, terminating;
+    uint64_t bind_id = 0;
+    uint32_t direction = 0;
+    bool has_bind = false;
+  };
+  static void ReadFlows(const vpsdk::Field& g, FlowRefs* f);
+  void Flows(uint32_t machine, const FlowRefs& f);
 
   ClockGraph clocks_;
+  SnapshotValidator learn_validator_, validator_;
+  ClockGraph seen_;  // the snapshots read so far (pass 2)
   std::map<uint32_t, std::unique_ptr<MachineState>> machines_;
   std::unordered_map<uint64_t, std::unique_ptr<Seq>> seqs_;
   std::vector<Finding> findings_;
   std::map<const Rule*, uint64_t> counts_;
   uint64_t index_ = 0, offset_ = 0;
+  // The sorter has a packet (it can no longer defer one whose clock is not
+  // yet known until the end), and the last ToTrace() failed to convert.
+  bool pushed_any_ = false, unconverted_ = false;
   vpmerge::ByteBuffer inflated_;
 };
 

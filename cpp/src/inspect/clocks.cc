@@ -108,6 +108,38 @@ Conversion ClockGraph::ToTraceTime(uint32_t machine, uint32_t clock, uint64_t t,
   return Conversion::kNoPath;
 }
 
+const char* SnapshotValidator::Check(uint32_t machine, uint32_t seq,
+                                     const std::vector<ClockValue>& clocks, uint32_t trace_clock) {
+  std::vector<uint64_t> ids;
+  for (const ClockValue& c : clocks)
+    ids.push_back(IsScoped(c.clock) ? (static_cast<uint64_t>(seq) + 1) << 32 | c.clock : c.clock);
+  uint64_t trace_value = 0;
+  bool has_trace = false;
+  for (const ClockValue& c : clocks) {
+    if (IsScoped(c.clock)) continue;  // its sequence's own domain
+    if (std::count(ids.begin(), ids.end(), c.clock) > 1) return "a clock twice in one snapshot";
+    auto d = domains_.find({machine, c.clock});
+    if (d == domains_.end()) {
+      if (c.incremental) return "an incremental global clock";
+    } else if (d->second.unit_ns != c.unit_ns || d->second.incremental != c.incremental) {
+      return "a clock's unit or encoding changed";
+    }
+    if (machine == 0 && c.clock == trace_clock) {
+      if (c.unit_ns != 1) return "the trace clock in units other than nanoseconds";
+      trace_value = c.value, has_trace = true;
+    }
+  }
+  auto key = std::make_pair(machine, ids);
+  if (has_trace) {
+    auto l = last_.find(key);
+    if (l != last_.end() && trace_value < l->second) return "the trace clock going back";
+    last_[key] = trace_value;
+  }
+  for (const ClockValue& c : clocks)
+    if (!IsScoped(c.clock)) domains_.emplace(std::make_pair(machine, c.clock), Domain{c.unit_ns, c.incremental});
+  return nullptr;
+}
+
 void SequenceClocks::Define(const std::vector<ClockValue>& snapshot) {
   const ClockValue* global = nullptr;
   for (const ClockValue& c : snapshot)

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -52,6 +53,29 @@ class ClockGraph {
   std::unordered_map<uint32_t, Machine> machines_;
   uint32_t trace_clock_ = 6;  // BOOTTIME
   mutable std::vector<Machine*> unsorted_;
+};
+
+// trace_processor's checks on each global clock snapshot (its
+// invalid_clock_snapshots): a clock keeps the unit and encoding it was first
+// seen with, only sequence-scoped clocks may be incremental, no clock twice in
+// one snapshot, and the trace clock never goes back between snapshots of the
+// same clocks. A rejected snapshot relates nothing.
+class SnapshotValidator {
+ public:
+  // nullptr when the snapshot (on sequence `seq`) is taken (and
+  // remembered); else why not.
+  const char* Check(uint32_t machine, uint32_t seq, const std::vector<ClockValue>& clocks,
+                    uint32_t trace_clock);
+
+ private:
+  struct Domain {
+    uint64_t unit_ns;
+    bool incremental;
+  };
+  std::map<std::pair<uint32_t, uint32_t>, Domain> domains_;  // (machine, clock)
+  // (machine, the snapshot's clocks in order, a scoped one with its
+  // sequence) -> its last trace clock value
+  std::map<std::pair<uint32_t, std::vector<uint64_t>>, uint64_t> last_;
 };
 
 // The sequence-scoped clocks of one sequence.

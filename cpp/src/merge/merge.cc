@@ -26,7 +26,8 @@ struct Side {
   Transform transform;
   Alignment alignment;
   RewriteStats stats;
-  size_t uuids_remapped = 0;
+  size_t uuids_remapped = 0, flows_remapped = 0;
+  size_t shared_flow_ids = 0;  // its flow ids the main also uses
   // What a first plan would have put before the main clock's zero.
   uint64_t below_zero_packets = 0, below_zero_timestamps = 0;
   // Where its buffers are in the merged trace's stats: [first, first + count).
@@ -73,6 +74,7 @@ Status CopySide(Side& side, OutputFile* out, Progress* progress) {
   if (out) st = out->Write(buf.data(), buf.size());
   side.stats = rw.stats();
   side.uuids_remapped = rw.uuids_remapped();
+  side.flows_remapped = rw.flows_remapped();
   return st;
 }
 
@@ -185,11 +187,25 @@ void OneTracingStart(const std::vector<Side*>& order) {
   }
 }
 
+std::string Kernel(const InputSummary& s) {
+  if (!s.has_system_info) return "unknown, read as Linux 4.4";
+  return "Linux " + (s.kernel_release.empty() ? std::string("?") : s.kernel_release);
+}
+
+// The clock trace_processor reads packets without one on (on every machine):
+// the main's primary trace clock, else BOOTTIME when a snapshot of it has
+// one; 0 when none (timestamps are taken as trace time).
+uint32_t OutputDefaultClock(const InputSummary& main) {
+  if (main.primary_trace_clock) return main.primary_trace_clock;
+  return main.clocks.Has(clk::kBoottime) ? clk::kBoottime : 0;
+}
+
 // Sets every side's transform for one choice of the main timeline; returns
 // the sides in output order, main first.
 std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool guest_main,
                              Side* host, std::vector<Side>* guests,
-                             std::unordered_set<uint64_t>* used_uuids, uint32_t* seq_max_out) {
+                             std::unordered_set<uint64_t>* used_uuids,
+                             std::unordered_set<uint64_t>* used_flows, uint32_t* seq_max_out) {
   std::vector<Side*> order;
   host->transform = Transform();
   host->stats_first_buffer = host->stats_buffers = 0;
@@ -213,6 +229,7 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
   }
   Side& main = *order[0];
   *used_uuids = main.summary.uuids;
+  *used_flows = main.summary.flow_ids;
   uint32_t seq_max = main.summary.max_sequence_id;
   uint64_t uid_max = main.summary.max_uid;
   if (opt.mode != MergeMode::kAddTraces) {
@@ -235,6 +252,7 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
       }
       t.clocks = &s.summary.clocks;
       t.main_clocks = &main.summary.clocks;
+      t.out_default_clock = OutputDefaultClock(main.summary);
       t.remap_uuids = true;
       t.uuid_salt = 0x9e3779b97f4a7c15ull * k;
       t.reserved_uuids = used_uuids;
@@ -253,7 +271,16 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
         t.uid_offset = uid_max;
         t.pid_offset = layout.pid_base * static_cast<int64_t>(k);
         t.cpu_offset = layout.cpu_base * k;
+        t.frame_id_offset = static_cast<uint64_t>(k) << 40;  // SurfaceFlinger's counters stay far below
+        // Its states are read with the main's kernel (its SystemInfo goes).
+        t.states_from = s.summary.kernel_era;
+        t.states_to = main.summary.kernel_era;
+        t.translate_states = s.summary.has_ftrace && t.states_from != t.states_to;
+        t.remap_flows = !opt.link_flows && !s.summary.flow_ids.empty();
+        t.reserved_flows = used_flows;
       }
+      s.shared_flow_ids = 0;
+      for (uint64_t id : s.summary.flow_ids) s.shared_flow_ids += main.summary.flow_ids.count(id);
       seq_max += s.summary.max_sequence_id;
       uid_max += s.summary.max_uid;
     }
@@ -268,19 +295,20 @@ std::vector<Side*> Configure(const MergeOptions& opt, const Layout& layout, bool
 // not relate REALTIME to BOOTTIME) gets the first moved side's that has one,
 // moved onto the main's BOOTTIME: `wall` receives those snapshots (to write)
 // and `view` the main's clocks with them (to re-express log times in). On a
-// machine of its own a side's logs go through its own REALTIME instead.
+// machine of its own a side's logs stay: trace_processor converts them through
+// its own REALTIME (its remote clock syncs tie it to the main).
 void WallClock(const MergeOptions& opt, const std::vector<Side*>& order, ClockConverter* view,
                std::vector<Snapshot>* wall) {
   wall->clear();
   const InputSummary& main = order[0]->summary;
   *view = main.clocks;
+  if (opt.machine_ids) {
+    for (size_t k = 1; k < order.size(); k++) order[k]->transform.logs_own_realtime = true;
+    return;
+  }
   if (main.clocks.Relates(clk::kRealtime, clk::kBoottime)) return;
   for (size_t k = 1; k < order.size(); k++) {
     Side& s = *order[k];
-    if (opt.machine_ids) {
-      s.transform.logs_own_realtime = true;
-      continue;
-    }
     if (!wall->empty() || !s.summary.clocks.Relates(clk::kRealtime, clk::kBoottime)) continue;
     for (const Snapshot& snap : s.summary.clocks.snapshots()) {
       uint64_t b = 0, r = 0;
@@ -502,14 +530,14 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
   bool guest_main = opt.mode == MergeMode::kHostIntoGuest ||
                     (opt.mode == MergeMode::kAddTraces && guests.size() == 1);
   std::vector<Side*> order;
-  std::unordered_set<uint64_t> used_uuids;
+  std::unordered_set<uint64_t> used_uuids, used_flows;
   uint32_t seq_max = 0;
   std::unique_ptr<OutputFile> out;
   std::string switched;
   ClockConverter main_view;  // the main's clocks, with a borrowed wall clock (WallClock)
   std::vector<Snapshot> wall;
   for (int attempt = 0;; attempt++) {
-    order = Configure(opt, layout, guest_main, &host, &guests, &used_uuids, &seq_max);
+    order = Configure(opt, layout, guest_main, &host, &guests, &used_uuids, &used_flows, &seq_max);
     WallClock(opt, order, &main_view, &wall);
     out.reset();
     if (!opt.dry_run) out.reset(new OutputFile());
@@ -532,10 +560,33 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
                          lost + "; nothing written: check its alignment (" + how +
                              ") or merge it alone");
   }
+  const InputSummary& main_summary = order[0]->summary;
   for (size_t k = 1; k < order.size(); k++) {
     const Side& s = *order[k];
+    std::string who = s.is_guest ? "guest '" + s.name + "'" : std::string("the host");
+    if (s.shared_flow_ids && s.transform.remap_flows)
+      warnings.push_back(who + ": " + std::to_string(s.shared_flow_ids) + " of its flow id(s) the " +
+                         (order[0]->is_guest ? "guest" : "host") +
+                         " uses too: kept apart (renumbered); if they link events across the "
+                         "VM boundary, merge with --link-flows");
+    if (s.shared_flow_ids && opt.machine_ids && opt.link_flows)
+      warnings.push_back(who + ": " + std::to_string(s.shared_flow_ids) + " of its flow id(s) the " +
+                         (order[0]->is_guest ? "guest" : "host") +
+                         " uses too do not link: the viewer's flows stay within a machine; "
+                         "merge without --machine-id to link them");
+    if (s.stats.task_states_approximated)
+      warnings.push_back(who + ": " + std::to_string(s.stats.task_states_approximated) +
+                         " thread state(s) of its kernel have no equivalent on the main's kernel "
+                         "(" + Kernel(main_summary) + ") and read approximately; --machine-id "
+                         "keeps each kernel's own");
+    if (!opt.machine_ids && s.summary.has_ftrace && main_summary.has_system_info &&
+        s.summary.has_system_info && !s.summary.machine_arch.empty() &&
+        s.summary.machine_arch != main_summary.machine_arch)
+      warnings.push_back(who + " runs on " + s.summary.machine_arch + ", the main on " +
+                         main_summary.machine_arch + ": its syscall numbers read as the main's; "
+                         "--machine-id keeps each architecture's own");
     if (s.stats.unplaced_log_events)
-      warnings.push_back((s.is_guest ? "guest '" + s.name + "'" : std::string("the host")) + ": " +
+      warnings.push_back(who + ": " +
                          std::to_string(s.stats.unplaced_log_events) +
                          " android log event(s) cannot be placed on the main timeline (their "
                          "REALTIME is not related to BOOTTIME in both traces' clock snapshots)");
@@ -595,6 +646,7 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("uid_offset"); j.UInt(t.uid_offset);
     j.Key("pid_offset"); j.Int(t.pid_offset);
     j.Key("cpu_offset"); j.UInt(t.cpu_offset);
+    j.Key("frame_id_offset"); j.UInt(t.frame_id_offset);
     j.Key("machine_id"); j.UInt(t.machine_id);
     j.Key("timestamps_below_zero"); j.UInt(s->stats.timestamps_below_zero);
     j.Key("zero_timestamps_kept"); j.UInt(s->stats.zero_timestamps_kept);
@@ -606,8 +658,12 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
     j.Key("tracing_start_events_dropped"); j.UInt(s->stats.tracing_start_events_dropped);
     j.Key("stale_ftrace_events_dropped"); j.UInt(s->stats.stale_ftrace_events_dropped);
     j.Key("unplaced_log_events"); j.UInt(s->stats.unplaced_log_events);
+    j.Key("task_states_translated"); j.UInt(s->stats.task_states_translated);
+    j.Key("task_states_approximated"); j.UInt(s->stats.task_states_approximated);
     j.Key("packets_below_zero_avoided"); j.UInt(s->below_zero_packets);
     j.Key("uuids_remapped"); j.UInt(s->uuids_remapped);
+    j.Key("flow_ids_remapped"); j.UInt(s->flows_remapped);
+    j.Key("shared_flow_ids"); j.UInt(s->shared_flow_ids);
     j.Key("clock_sync_markers"); j.UInt(s->summary.markers.size());
     j.Close('}');
   }

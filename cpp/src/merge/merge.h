@@ -29,6 +29,10 @@ struct MergeOptions {
   MergeMode mode = MergeMode::kHostIntoGuest;
   AlignOptions align;
   bool machine_ids = false;  // tag moved packets with TracePacket.machine_id
+  // Keep the moved sides' flow ids as they are, so that one both sides use
+  // links their events (ids passed across the VM boundary); by default they
+  // are renumbered apart from the main's (ids that meet by chance).
+  bool link_flows = false;
   bool dry_run = false;      // scan and align only: no output is written
   bool progress = false;     // a progress line on stderr (terminals, large inputs)
 };

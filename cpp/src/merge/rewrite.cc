@@ -93,6 +93,33 @@ uint64_t Rewriter::Uuid(uint64_t u) {
   return x;
 }
 
+uint64_t Rewriter::Flow(uint64_t id) {
+  if (!t_.remap_flows) return id;
+  auto it = flow_map_.find(id);
+  if (it != flow_map_.end()) return it->second;
+  uint64_t x = Mix(id ^ t_.uuid_salt ^ 0x5bd1e9955bd1e995ull);
+  while (x == 0 || (t_.reserved_flows && t_.reserved_flows->count(x))) x = Mix(x + 1);
+  flow_map_.emplace(id, x);
+  if (t_.reserved_flows) t_.reserved_flows->insert(x);
+  return x;
+}
+
+void Rewriter::Flows(const Field& g, ByteBuffer* o) {
+  if (!IsLen(g)) {
+    o->ScalarField(g, Flow(g.int_value));
+    return;
+  }
+  bool fixed = g.id == fld::TrackEvent::kFlowIds || g.id == fld::TrackEvent::kTerminatingFlowIds;
+  size_t n = o->BeginNested(g.id, g.size);  // packed
+  if (!ForEachFlowId(g, [&](uint64_t v) {
+        uint64_t w = Flow(v);
+        if (fixed) o->Append(&w, 8);
+        else o->Varint(w);
+      }))
+    bad_ = true;
+  o->EndNested(n, g.size);
+}
+
 int64_t Rewriter::ShiftAt(uint64_t t) {
   const auto& p = t_.shift_points;
   if (t <= p.front().first) return p.front().second;
@@ -204,7 +231,13 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
           touch = t_.shift_time;
           break;
         case fld::TrackEvent::kLegacyEvent:
-          touch = t_.pid_offset != 0;
+          touch = t_.pid_offset != 0 || t_.remap_flows;
+          break;
+        case fld::TrackEvent::kFlowIds:
+        case fld::TrackEvent::kTerminatingFlowIds:
+        case fld::TrackEvent::kFlowIdsOld:
+        case fld::TrackEvent::kTerminatingFlowIdsOld:
+          touch = t_.remap_flows;
           break;
         default:
           break;
@@ -229,18 +262,34 @@ void Rewriter::TrackEvent(const Field& f, ByteBuffer* o) {
         // Modulo 2^64 like every shifted timestamp (int64 + int64 could overflow).
         o->ScalarField(g, g.int_value + static_cast<uint64_t>(t_.shift_ns / 1000));
         break;
+      case fld::TrackEvent::kFlowIds:
+      case fld::TrackEvent::kTerminatingFlowIds:
+      case fld::TrackEvent::kFlowIdsOld:
+      case fld::TrackEvent::kTerminatingFlowIdsOld:
+        if (t_.remap_flows) Flows(g, o);
+        else o->AppendRaw(g);
+        break;
       case fld::TrackEvent::kLegacyEvent: {
         if (!IsLen(g)) {
           o->AppendRaw(g);
           break;
         }
+        namespace L = fld::TrackEvent::Legacy;
+        bool v1_flow = false;  // a flow event (phase s, t, f): its unscoped_id is the flow's
+        if (t_.remap_flows) {
+          ProtoDecoder p(g.data, g.size);
+          Field h;
+          while (p.Next(&h))
+            if (h.id == L::kPhase && h.type == proto::kVarint) v1_flow = L::IsFlowPhase(h.int_value);
+        }
         size_t m = o->BeginNested(g.id, g.size);
         Decoder e(g.data, g.size, &bad_);
         Field h;
         while (e.Next(&h)) {
-          if ((h.id == fld::TrackEvent::Legacy::kPidOverride ||
-               h.id == fld::TrackEvent::Legacy::kTidOverride) && !IsLen(h))
+          if ((h.id == L::kPidOverride || h.id == L::kTidOverride) && !IsLen(h))
             o->ScalarField(h, Pid(h.int_value));
+          else if (t_.remap_flows && !IsLen(h) && (h.id == L::kBindId || (v1_flow && h.id == L::kUnscopedId)))
+            o->ScalarField(h, Flow(h.int_value));
           else
             o->AppendRaw(h);
         }
@@ -358,16 +407,22 @@ void Rewriter::Snapshot(const Field& f, ByteBuffer* o, bool* dropped) {
       stats_.snapshots_dropped++;
       return;
     }
+    // Twice: trace_processor derives a machine's offset from consecutive
+    // pairs (0 here: the times are already the main's), and that real
+    // cross-machine edge keeps it from aligning the machines by their wall
+    // clocks (REALTIME), which it would do otherwise.
     size_t rcs = o->BeginNested(kRemoteClockSync);
-    size_t sc = o->BeginNested(1);  // synced_clocks
-    o->BytesField(2, client.data(), client.size());  // client_clocks
-    size_t host = o->BeginNested(3);                 // host_clocks
-    size_t c = o->BeginNested(pf::ClockSnapshot::kClocks);
-    o->VarintField(pf::ClockSnapshot::Clock::kClockId, t_.ref_clock);
-    o->VarintField(pf::ClockSnapshot::Clock::kTimestamp, ref_value);
-    o->EndNested(c);
-    o->EndNested(host);
-    o->EndNested(sc);
+    for (int round = 0; round < 2; round++) {
+      size_t sc = o->BeginNested(1);  // synced_clocks
+      o->BytesField(2, client.data(), client.size());  // client_clocks
+      size_t host = o->BeginNested(3);                 // host_clocks
+      size_t c = o->BeginNested(pf::ClockSnapshot::kClocks);
+      o->VarintField(pf::ClockSnapshot::Clock::kClockId, t_.ref_clock);
+      o->VarintField(pf::ClockSnapshot::Clock::kTimestamp, ref_value);
+      o->EndNested(c);
+      o->EndNested(host);
+      o->EndNested(sc);
+    }
     o->EndNested(rcs);
     return;
   }
@@ -456,7 +511,8 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
     }
     if (IsLen(g)) {
       const FtraceEventIds* ids = FindFtraceEventIds(g.id);
-      if (!ids || (!t_.pid_offset && !t_.cpu_offset)) {
+      bool states = t_.translate_states && g.id == fld::FtraceEvent::kSchedSwitch;
+      if (!states && (!ids || (!t_.pid_offset && !t_.cpu_offset))) {
         o->AppendRaw(g);
         continue;
       }
@@ -464,8 +520,10 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       Decoder e(g.data, g.size, &bad_);
       Field h;
       while (e.Next(&h)) {
-        if (!IsLen(h) && In(ids->pids, 4, h.id)) o->ScalarField(h, Pid(h.int_value));
-        else if (!IsLen(h) && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
+        if (IsLen(h)) o->AppendRaw(h);
+        else if (states && h.id == fld::SchedSwitch::kPrevState) o->ScalarField(h, TaskState(h.int_value));
+        else if (ids && In(ids->pids, 4, h.id)) o->ScalarField(h, Pid(h.int_value));
+        else if (ids && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
         else o->AppendRaw(h);
       }
       o->EndNested(m, g.size);
@@ -492,15 +550,17 @@ void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
     uint32_t id = g.id;
     bool pid = id == fld::CompactSched::kSwitchNextPid || id == fld::CompactSched::kWakingPid;
     bool cpu = id == fld::CompactSched::kWakingTargetCpu;
+    bool state = id == fld::CompactSched::kSwitchPrevState && t_.translate_states;
     bool ts = id == fld::CompactSched::kSwitchTimestamp || id == fld::CompactSched::kWakingTimestamp;
     bool* first = id == fld::CompactSched::kSwitchTimestamp ? &first_switch : &first_waking;
-    if (!(pid && t_.pid_offset) && !(cpu && t_.cpu_offset) && !(ts && shift && *first)) {
+    if (!(pid && t_.pid_offset) && !(cpu && t_.cpu_offset) && !state && !(ts && shift && *first)) {
       o->AppendRaw(g);
       continue;
     }
     auto map = [&](uint64_t v) -> uint64_t {
       if (pid) return Pid(v);
       if (cpu) return Cpu(v);
+      if (state) return TaskState(v);
       if (*first) {  // timestamps are deltas: only the first is absolute
         *first = false;
         bool to_ref;
@@ -563,6 +623,7 @@ void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
     uint64_t skip = is_switch(id) ? stale_switch : stale_waking;
     bool pid = id == CS::kSwitchNextPid || id == CS::kWakingPid;
     bool cpu = id == CS::kWakingTargetCpu;
+    bool state = id == CS::kSwitchPrevState && t_.translate_states;
     bool ts = id == CS::kSwitchTimestamp || id == CS::kWakingTimestamp;
     uint64_t* abs = id == CS::kSwitchTimestamp ? &sw : &wk;
     size_t m = o->BeginNested(id, g.size);  // written packed, whatever it was
@@ -574,7 +635,7 @@ void Rewriter::CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift) {
         bool to_ref;
         o->Varint(shift ? Time(clk::kBoottime, *abs, &to_ref) : *abs);
       } else {
-        o->Varint(pid ? Pid(v) : cpu ? Cpu(v) : v);
+        o->Varint(pid ? Pid(v) : cpu ? Cpu(v) : state ? TaskState(v) : v);
       }
     });
     o->EndNested(m, g.size);
@@ -643,6 +704,11 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
     Decoder e(g.data, g.size, &bad_);
     Field h;
     bool first_cmdline = true;
+    int cmdline_parts = 0;
+    if (proc && !t_.name_prefix.empty()) {
+      ProtoDecoder c(g.data, g.size);
+      while (c.Next(&h) && cmdline_parts < 2) cmdline_parts += h.id == fld::ProcessTree::Process::kCmdline;
+    }
     while (e.Next(&h)) {
       bool pid = proc ? (h.id == fld::ProcessTree::Process::kPid || h.id == fld::ProcessTree::Process::kPpid)
                       : (h.id == fld::ProcessTree::Thread::kTid || h.id == fld::ProcessTree::Thread::kTgid);
@@ -651,7 +717,23 @@ void Rewriter::ProcessTree(const Field& f, ByteBuffer* o) {
       } else if (proc && h.id == fld::ProcessTree::Process::kCmdline && IsLen(h) && first_cmdline &&
                  !t_.name_prefix.empty()) {
         first_cmdline = false;
-        PrefixedString(h, o);
+        if (cmdline_parts == 1) {
+          // trace_processor names a process with a one-part command line by
+          // what precedes its first space (processes that join their argv
+          // with spaces): the prefix's own space would leave "NAME:". Split
+          // it as trace_processor would have, so the name is "NAME: argv0"
+          // and the command line reads the same.
+          const char* p = reinterpret_cast<const char*>(h.data);
+          const char* sp = static_cast<const char*>(memchr(p, ' ', h.size));
+          size_t head = sp ? static_cast<size_t>(sp - p) : h.size;
+          std::string s = t_.name_prefix;
+          s.append(p, head);
+          o->BytesField(h.id, s.data(), s.size());
+          size_t rest = sp ? h.size - head - 1 : 0;
+          o->BytesField(h.id, sp ? sp + 1 : p, rest);
+        } else {
+          PrefixedString(h, o);
+        }
       } else {
         o->AppendRaw(h);
       }
@@ -684,8 +766,12 @@ void Rewriter::ProcessStats(const Field& f, ByteBuffer* o) {
 // moved side's are re-expressed in the main's REALTIME (its own REALTIME ->
 // its BOOTTIME -> shifted -> the main's REALTIME).
 uint64_t Rewriter::LogTime(uint64_t realtime) {
-  if (t_.logs_own_realtime) return realtime;
   uint64_t boot, main_real;
+  if (t_.logs_own_realtime) {  // its machine's REALTIME -> BOOTTIME -> the main's
+    if (!t_.clocks || !t_.clocks->Convert(clk::kRealtime, clk::kBoottime, realtime, &boot))
+      stats_.unplaced_log_events++;
+    return realtime;
+  }
   if (!t_.clocks || !t_.main_clocks ||
       !t_.clocks->Convert(clk::kRealtime, clk::kBoottime, realtime, &boot) ||
       !t_.main_clocks->Convert(clk::kBoottime, clk::kRealtime, RefTime(boot), &main_real)) {
@@ -705,6 +791,21 @@ void Rewriter::AndroidLog(const Field& f, ByteBuffer* o) {
         o->ScalarField(h, LogTime(h.int_value));
       else
         o->AppendRaw(h);
+    });
+  });
+}
+
+// Frame timeline events: their pids move like every pid, and their cookies and
+// tokens (trace_processor matches frames by them, across the whole machine)
+// move into a range of the side's own.
+void Rewriter::FrameTimeline(const Field& f, ByteBuffer* o) {
+  Nested(f, o, &bad_, [&](const Field& g) {
+    if (!IsLen(g) || g.id < 1 || g.id > fld::FrameTimeline::kFrameEnd) return o->AppendRaw(g);
+    Nested(g, o, &bad_, [&](const Field& h) {
+      if (IsLen(h)) return o->AppendRaw(h);
+      if (h.id == fld::FrameTimeline::PidField(g.id)) o->ScalarField(h, Pid(h.int_value));
+      else if (fld::FrameTimeline::IsIdField(g.id, h.id)) o->ScalarField(h, h.int_value + t_.frame_id_offset);
+      else o->AppendRaw(h);
     });
   });
 }
@@ -784,8 +885,8 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     last_seq_id_ = info.seq_id;
   }
   Seq& seq = *last_seq_;
-  if (info.cleared) seq.default_clock = clk::kBoottime;
-  if (info.has_default_clock) seq.default_clock = info.default_clock;
+  if (info.cleared) seq.default_clock = clk::kBoottime, seq.explicit_default = false;
+  if (info.has_default_clock) seq.default_clock = info.default_clock, seq.explicit_default = true;
   uint32_t ts_clock = info.has_clock ? info.clock : seq.default_clock;
   if (info.has_timestamp) ts_clock_guess_ = ts_clock;
   if (info.has_timestamp && ts_clock != guess) {
@@ -793,6 +894,14 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     o->resize(start);
     payload = Rewrite(data, size, o, depth, st, ts_clock, &info);
     if (!st->ok()) return false;
+  }
+  if (info.has_timestamp && !info.has_clock && !seq.explicit_default && t_.shift_time &&
+      t_.out_default_clock) {
+    // On the trace's default clock, which in the output is another one
+    // (a MONOTONIC main's; on a machine of its own, that machine's
+    // MONOTONIC): say which it is.
+    uint32_t written = Converts(ts_clock) ? t_.ref_clock : ts_clock;
+    if (written != t_.out_default_clock) o->VarintField(pf::TracePacket::kTimestampClockId, written);
   }
   return payload;
 }
@@ -856,6 +965,7 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
       case pf::TracePacket::kTraceConfig:
       case pf::TracePacket::kTraceStats:
       case pf::TracePacket::kSynchronizationMarker:
+      case pf::TracePacket::kSystemInfo:  // one machine, one kernel (task states depend on it)
         if (t_.drop_session_packets) {
           stats_.session_packets_dropped++;
           content = false;
@@ -908,6 +1018,10 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
         break;
       case fld::kPerfSample:
         if (IsLen(g)) PerfSample(g, o);
+        else o->AppendRaw(g);
+        break;
+      case fld::kFrameTimelineEvent:
+        if (IsLen(g) && (t_.pid_offset || t_.frame_id_offset)) FrameTimeline(g, o);
         else o->AppendRaw(g);
         break;
       case fld::kProcessDescriptorLegacy:

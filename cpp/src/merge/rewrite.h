@@ -26,6 +26,11 @@ struct Transform {
   // syncs; constant beyond the first and last point).
   std::vector<std::pair<uint64_t, int64_t>> shift_points;
   uint32_t ref_clock = clk::kBoottime;  // the clock alignment is expressed in
+  // The clock trace_processor takes a packet without one to be on, in the
+  // output (the main side's trace clock; on another machine too, which
+  // inherits it): a moved packet whose own default differs is labelled
+  // (0: the output has none, timestamps are taken as they are).
+  uint32_t out_default_clock = 0;
   const ClockConverter* clocks = nullptr;
   const ClockConverter* main_clocks = nullptr;  // the main side's (for REALTIME)
   bool logs_own_realtime = false;  // log times stay: its machine's REALTIME converts them
@@ -33,13 +38,22 @@ struct Transform {
   uint64_t uid_offset = 0;
   int64_t pid_offset = 0;
   uint64_t cpu_offset = 0;
+  uint64_t frame_id_offset = 0;         // frame timeline cookies and tokens
+  // sched_switch states re-encoded from the side's kernel to the one
+  // trace_processor reads them with (the main's, on its machine).
+  bool translate_states = false;
+  KernelEra states_from = KernelEra::kBefore4_8, states_to = KernelEra::kBefore4_8;
+  // Flow ids renumbered apart from every other side's (one machine's flows
+  // share one namespace in the viewer; flows do not cross machines).
+  bool remap_flows = false;
+  std::unordered_set<uint64_t>* reserved_flows = nullptr;
   bool remap_uuids = false;
   uint64_t uuid_salt = 0;
   // Uuids taken (the main side's and every remapped one so far); shared by
   // the rewriters of one merge so no two tracks ever share a uuid.
   std::unordered_set<uint64_t>* reserved_uuids = nullptr;
   std::string name_prefix;              // prepended to process names
-  bool drop_session_packets = false;    // trace_config, trace_stats, sync markers
+  bool drop_session_packets = false;    // trace_config, trace_stats, sync markers, system_info
   bool drop_global_snapshots = false;   // its clocks are re-expressed instead
   // Keep global snapshots, with the reference clock's entries shifted (a side
   // on a machine of its own: trace_processor converts its other clocks
@@ -60,7 +74,8 @@ struct Transform {
   // ftrace data go (the main side of a merge): only packets that hold such
   // things are decoded.
   bool NamesOnly() const {
-    return !shift_time && !seq_offset && !uid_offset && !pid_offset && !cpu_offset &&
+    return !shift_time && !seq_offset && !uid_offset && !pid_offset && !cpu_offset && !frame_id_offset &&
+           !translate_states && !remap_flows &&
            !remap_uuids && !drop_session_packets && !drop_global_snapshots &&
            !shift_global_snapshots && !machine_id;
   }
@@ -86,6 +101,8 @@ struct RewriteStats {
   // (a side without REALTIME in its snapshots, or a main without): the
   // viewer cannot place them right.
   uint64_t unplaced_log_events = 0;
+  uint64_t task_states_translated = 0;   // re-encoded for another kernel
+  uint64_t task_states_approximated = 0; // that kernel cannot say all of them
   uint64_t packets_below_zero = 0;  // packets with at least one of them
   int64_t earliest_below_zero = 0;  // the most negative, as trace_processor reads it
 };
@@ -98,10 +115,12 @@ class Rewriter {
   Status Packet(const PacketView& pv, ByteBuffer* out);
   const RewriteStats& stats() const { return stats_; }
   size_t uuids_remapped() const { return uuid_map_.size(); }
+  size_t flows_remapped() const { return flow_map_.size(); }
 
  private:
   struct Seq {
     uint32_t default_clock = clk::kBoottime;
+    bool explicit_default = false;  // TracePacketDefaults give it
   };
   // What a packet says about its sequence and clock, read while rewriting it.
   struct PacketInfo {
@@ -115,8 +134,17 @@ class Rewriter {
   bool Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st,
                uint32_t ts_clock, PacketInfo* info);
   uint64_t Uuid(uint64_t u);
+  uint64_t Flow(uint64_t id);
+  void Flows(const Field& f, ByteBuffer* o);
   uint64_t Pid(uint64_t v) const;
   uint64_t Cpu(uint64_t v) const { return v + t_.cpu_offset; }
+  uint64_t TaskState(uint64_t raw) {
+    StateLoss loss;
+    uint64_t r = TranslateTaskState(raw, t_.states_from, t_.states_to, &loss);
+    stats_.task_states_translated += r != raw;
+    stats_.task_states_approximated += loss != StateLoss::kNone;
+    return r;
+  }
   uint64_t Time(uint32_t clock, uint64_t t, bool* to_ref);
   // True when timestamps on `clock` move to the reference clock (and so
   // must be labelled with it): every global clock but the reference itself.
@@ -159,6 +187,7 @@ class Rewriter {
   void AndroidLog(const Field& f, ByteBuffer* o);
   uint64_t LogTime(uint64_t realtime);
   void PerfSample(const Field& f, ByteBuffer* o);
+  void FrameTimeline(const Field& f, ByteBuffer* o);
   void Print(const Field& f, ByteBuffer* o);
   void Uuids(const Field& f, ByteBuffer* o);
   void PrefixedString(const Field& f, ByteBuffer* o);
@@ -170,7 +199,7 @@ class Rewriter {
   uint32_t last_seq_id_ = 0;
   Seq* last_seq_ = nullptr;  // seqs_[last_seq_id_] (node addresses are stable)
   uint32_t ts_clock_guess_ = clk::kBoottime;  // the clock of the last packet's timestamp
-  std::unordered_map<uint64_t, uint64_t> uuid_map_;
+  std::unordered_map<uint64_t, uint64_t> uuid_map_, flow_map_;
 };
 
 }  // namespace vpmerge

@@ -127,6 +127,7 @@ class Scanner {
   void TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts);
   void Interned(const Field& f, SequenceScan& seq);
   void Snapshot(const Field& f);
+  void SystemInfo(const Field& f);
   void Ftrace(const Field& f);
   void PidsIn(const Field& f, uint32_t pid_field, uint32_t nested_field, uint32_t nested_pid);
 
@@ -136,6 +137,30 @@ class Scanner {
   SequenceScan* last_seq_ = nullptr;  // seqs_[last_seq_id_] (node addresses are stable)
   ByteBuffer inflated_;
 };
+
+// trace_processor reads the machine's kernel version (for sched_switch
+// states) and architecture (for syscall numbers) from each SystemInfo.
+void Scanner::SystemInfo(const Field& f) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id != fld::SystemInfo::kUtsname || g.type != proto::kLengthDelimited) continue;
+    std::string sysname, release, machine;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (h.type != proto::kLengthDelimited) continue;
+      std::string v(reinterpret_cast<const char*>(h.data), h.size);
+      if (h.id == fld::Utsname::kSysname) sysname = v;
+      else if (h.id == fld::Utsname::kRelease) release = v;
+      else if (h.id == fld::Utsname::kMachine) machine = v;
+    }
+    s_->has_system_info = true;
+    s_->kernel_era = EraOfKernel(sysname, release);
+    s_->kernel_release = release;
+    s_->machine_arch = machine;
+  }
+}
 
 void Scanner::TrackDescriptor(const Field& f) {
   ProtoDecoder d(f.data, f.size);
@@ -209,6 +234,27 @@ void Scanner::TrackEvent(const Field& f, SequenceScan& seq, uint64_t ts) {
         break;
       case pf::TrackEvent::kDebugAnnotations:
         annotated |= g.type == proto::kLengthDelimited;
+        break;
+      case fld::TrackEvent::kFlowIds:
+      case fld::TrackEvent::kTerminatingFlowIds:
+      case fld::TrackEvent::kFlowIdsOld:
+      case fld::TrackEvent::kTerminatingFlowIdsOld:
+        ForEachFlowId(g, [&](uint64_t v) { s_->flow_ids.insert(v); });
+        break;
+      case fld::TrackEvent::kLegacyEvent:
+        if (g.type == proto::kLengthDelimited) {
+          uint64_t id = 0, phase = 0;
+          bool has_id = false;
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h)) {
+            if (h.type != proto::kVarint) continue;
+            if (h.id == fld::TrackEvent::Legacy::kBindId) s_->flow_ids.insert(h.int_value);
+            if (h.id == fld::TrackEvent::Legacy::kUnscopedId) id = h.int_value, has_id = true;
+            if (h.id == fld::TrackEvent::Legacy::kPhase) phase = h.int_value;
+          }
+          if (has_id && fld::TrackEvent::Legacy::IsFlowPhase(phase)) s_->flow_ids.insert(id);
+        }
         break;
       default:
         break;
@@ -404,6 +450,9 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
             if (h.id == 2 && h.type == proto::kVarint && h.int_value) tracing_started = true;
         }
         break;
+      case pf::TracePacket::kSystemInfo:
+        if (g.type == proto::kLengthDelimited) SystemInfo(g);
+        break;
       case pf::TracePacket::kTrackDescriptor: if (g.type == proto::kLengthDelimited) TrackDescriptor(g); break;
       case pf::TracePacket::kTrackEvent: if (g.type == proto::kLengthDelimited) te = g, has_te = true; break;
       case pf::TracePacket::kInternedData: if (g.type == proto::kLengthDelimited) interned = g, has_interned = true; break;
@@ -428,6 +477,20 @@ Status Scanner::Packet(const uint8_t* data, size_t size, int depth) {
         if (g.type == proto::kLengthDelimited)
           PidsIn(g, fld::ProcessStats::Process::kPid, fld::ProcessStats::Process::kThreads,
                  fld::ProcessStats::Thread::kTid);
+        break;
+      case fld::kFrameTimelineEvent:
+        if (g.type == proto::kLengthDelimited) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h)) {
+            if (h.type != proto::kLengthDelimited) continue;
+            ProtoDecoder x(h.data, h.size);
+            Field k;
+            while (x.Next(&k))
+              if (k.type == proto::kVarint && k.id == fld::FrameTimeline::PidField(h.id))
+                Pid(static_cast<int32_t>(k.int_value));
+          }
+        }
         break;
       case fld::kPerfSample:
         if (g.type == proto::kLengthDelimited) {

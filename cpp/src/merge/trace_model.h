@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "task_state.h"
 #include "vpsdk/field_numbers.h"
 
 namespace vpmerge {
@@ -94,6 +95,7 @@ struct InputSummary {
   std::vector<SyncMarker> markers;
   std::vector<LinkRound> link_rounds;
   std::unordered_set<uint64_t> uuids;
+  std::unordered_set<uint64_t> flow_ids;  // every flow id its track events use
   uint64_t compressed_packets = 0;
 
   // The last tracing_started service event (trace_processor drops the
@@ -102,6 +104,11 @@ struct InputSummary {
   uint32_t trace_stats_buffers = 0;  // its buffer_stats entries
   uint32_t primary_trace_clock = 0;  // from its snapshots; 0: BOOTTIME (the default)
   bool has_ftrace = false;
+  // Its kernel (the last SystemInfo's), as trace_processor reads
+  // sched_switch states by it.
+  KernelEra kernel_era = KernelEra::kBefore4_8;
+  bool has_system_info = false;
+  std::string kernel_release, machine_arch;  // utsname's
   bool has_tracing_start = false;
   uint64_t tracing_start = 0;
   uint32_t tracing_start_clock = clk::kBoottime;
