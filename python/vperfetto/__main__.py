@@ -27,6 +27,7 @@ modules:
   python -m vperfetto.merge     merge guest and host traces onto one clock
   python -m vperfetto.inspect   summarise or --check a trace; --svg/--html timelines
   python -m vperfetto.open      serve a trace to ui.perfetto.dev and print the link
+  python -m vperfetto.recover   rebuild the trace of a process that died (from TRACE.vpbuf)
   python -m vperfetto.probes    check the link's kicks and pings (causality) in a merged trace"""
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

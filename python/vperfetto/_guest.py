@@ -11,7 +11,7 @@ import threading
 import time
 from typing import List, Optional
 
-from . import link, session
+from . import errors, link, session
 from .link import record_sync_rounds
 from .tracing import instant
 
@@ -42,6 +42,9 @@ class GuestLink:
         self.name = name
         self.token = token
         self.trace_path = trace_path
+        # Set when the traced workload died and its trace was recovered
+        # (recover_guest_trace): sent with the upload, the host says so.
+        self.crashed: Optional[dict] = None
         self.sync_rounds = sync_rounds
         self.resync_interval = resync_interval
         self.timeout = timeout
@@ -197,6 +200,8 @@ class GuestLink:
                 self._ch.send_json(link.STOP, {})
                 self._ch.recv_json(link.STOPPED)
                 path = self.trace_path or _last_stopped_trace()
+                if path and self.crashed is None and os.path.isfile(path + ".vpbuf"):
+                    self.crashed = recover_guest_trace(path, 0)  # died unseen by us
                 if path and os.path.isfile(path):
                     self._upload(path)
                 self._ch.send_json(link.DONE, {})
@@ -212,7 +217,10 @@ class GuestLink:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         size = os.path.getsize(path)
-        self._ch.send_json(link.UPLOAD, {"size": size, "sha256": h.hexdigest()})
+        hdr = {"size": size, "sha256": h.hexdigest()}
+        if self.crashed is not None:
+            hdr["crashed"] = self.crashed
+        self._ch.send_json(link.UPLOAD, hdr)
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(link.CHUNK_SIZE), b""):
                 self._ch.send(link.CHUNK, block)
@@ -222,3 +230,56 @@ class GuestLink:
 
 def _last_stopped_trace() -> Optional[str]:
     return session._last_stopped_path
+
+
+def _crash_info(obj) -> Optional[dict]:
+    """A guest's crash report, untrusted: known keys with bounded values only."""
+    if not isinstance(obj, dict):
+        raise link.ProtocolError("bad crash report")
+    out = {}
+    how = obj.get("how")
+    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
+    for key in ("packets", "packets_lost"):
+        v = obj.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
+            out[key] = v
+    return out
+
+
+def crash_message(c: dict) -> str:
+    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
+        f"crash-safe buffer"
+    if "packets" in c:
+        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
+    return s
+
+
+def _how_it_ended(rc: int) -> str:
+    import signal
+
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def recover_guest_trace(out: str, rc: int) -> Optional[dict]:
+    """After the workload ended: when it died tracing into ``out`` (its
+    crash image is there), the trace is recovered into ``out`` and the crash
+    report for the host returned; None otherwise."""
+    from . import recover as _recover
+
+    image = _recover.image_path_for(out)
+    if not os.path.isfile(image) or _recover._locked(image):  # none, or its process lives
+        return None
+    try:
+        r = _recover.recover(image, out, remove=True)
+    except errors.VperfettoError as e:
+        log.error("the workload died and its trace could not be recovered from %s: %s", image, e)
+        return {"how": _how_it_ended(rc)}
+    info = {"how": _how_it_ended(rc), "packets": r.packets,
+            "packets_lost": r.packets_lost + r.packets_skipped}
+    log.warning("the workload died (%s); %s", info["how"], r.summary())
+    return info

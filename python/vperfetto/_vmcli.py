@@ -13,7 +13,7 @@ import threading
 
 from . import link
 from ._cli import Parser
-from .vm import GuestLink, HostAgent, sanitize_name
+from .vm import GuestLink, HostAgent, crash_message, recover_guest_trace, sanitize_name
 
 HOST_EPILOG = """\
 A VMM's virtio-serial port (QEMU: -device virtserialport,chardev=vp,name=vperfetto;
@@ -137,6 +137,9 @@ def main_guest(argv=None) -> int:
         except OSError as e:  # not found, not executable
             print(f"{prog}: error: cannot run {cmd[0]!r}: {e.strerror or e}", file=sys.stderr)
             rc = 2
+        # A workload that died tracing left its crash-safe buffer: its trace
+        # is recovered into `out` and shipped, and the host is told.
+        gl.crashed = recover_guest_trace(out, rc)
     wrote = os.path.isfile(out) and os.path.getsize(out) > 0
     if not wrote:
         print(f"{prog}: the command wrote no trace to {out}: it neither used vperfetto (Python: "
@@ -147,6 +150,8 @@ def main_guest(argv=None) -> int:
               file=sys.stderr)
     elif gl.result:
         r = gl.result
+        if r.get("crashed"):
+            print(f"host: {crash_message(r['crashed'])}", file=sys.stderr)
         if r.get("error"):
             print(f"host: {r['error']}", file=sys.stderr)
         if r.get("combined"):
@@ -155,4 +160,4 @@ def main_guest(argv=None) -> int:
         elif r.get("pending"):
             print(f"guest trace {out}; the host merges it when its own trace ends (other guests "
                   f"still trace)", flush=True)
-    return rc
+    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import errors, link
-from ._guest import GuestLink
+from ._guest import GuestLink, _crash_info, crash_message, recover_guest_trace  # noqa: F401
 from ._native import lib
 from ._workflow import Workflow
 from .link import SYNC_EVENT, record_sync_rounds
@@ -79,6 +79,10 @@ class GuestResult:
     closed: bool = False                # the guest's connection has ended
     estimates: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
+    # The guest's workload died; its trace was recovered from the crash-safe
+    # buffer: {"how": "killed by SIGKILL" | "exit status 1", "packets": n,
+    # "packets_lost": n} (as the guest said).
+    crashed: Optional[dict] = None
 
 
 @dataclass
@@ -451,7 +455,7 @@ class HostAgent:
                                         "offset_ns": result.offset_ns,
                                         "error_bound_ns": result.error_bound_ns,
                                         "pending": result.combined is None and result.error is None,
-                                        "error": result.error})
+                                        "error": result.error, "crashed": result.crashed})
                 return
             else:
                 raise link.ProtocolError(f"unexpected {link.TYPE_NAMES[mtype]}")
@@ -483,6 +487,10 @@ class HostAgent:
             raise link.ProtocolError("bad UPLOAD header")
         if size > self.max_upload:
             raise link.ProtocolError(f"upload of {size} bytes exceeds the limit of {self.max_upload}")
+        crashed = hdr.get("crashed")
+        if crashed is not None:
+            result.crashed = _crash_info(crashed)
+            log.warning("%s: %s", result.name, crash_message(result.crashed))
         path = os.path.join(self.out_dir, f"{result.name}.guest.pftrace")
         tmp = path + ".part"
         h = hashlib.sha256()
@@ -581,6 +589,8 @@ class HostAgent:
                 r.warnings = list(rep.warnings)
                 for w in r.warnings:
                     log.warning("%s: %s", r.name, w)
+                if r.crashed:
+                    r.warnings.insert(0, crash_message(r.crashed))
                 if not r.complete:
                     r.error = "the guest trace arrived incomplete; merged what arrived"
                 log.info("%s: wrote %s (%s)", r.name, out, r.merge_method)
