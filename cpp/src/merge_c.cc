@@ -198,6 +198,7 @@ int32_t vp_timeline(const char* path, uint32_t flags, uint64_t max_slices, uint6
     vpinspect::TimelineOptions o;
     if (max_slices) o.max_slices = max_slices;
     if (max_counter_points) o.max_counter_points = max_counter_points;
+    o.instant_args = (flags & VP_TIMELINE_INSTANT_ARGS) != 0;
     std::string t, r, j;
     vpsdk::Status st = vpinspect::InspectTimeline(path, o, (flags & VP_INSPECT_CHECK) != 0, &t, &r,
                                                   report ? &j : nullptr);

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from ._vperfetto_cffi import ffi, lib
+# Set by `python -m vperfetto guest ... -- CMD`: trace this process into that
+# file from its start. Taken out of the environment before libvperfetto loads
+# (which would otherwise start a session of its own from it, as it does in a
+# C/C++ program) and before any child inherits it; session.py starts the
+# Python session.
+AUTOSTART = os.environ.pop("VPERFETTO_AUTOSTART", None)
+
+from ._vperfetto_cffi import ffi, lib  # noqa: E402
 
 __all__ = ["ffi", "lib", "ABI_VERSION", "VERSION", "new_error"]
 

@@ -4,14 +4,17 @@ host tracing and ships this process's trace at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, Iterator, List, Optional
 
 from . import errors, link, session
 from .link import record_sync_rounds
+from .tracing import instant
 
 __all__ = ["GuestLink"]
 
@@ -27,6 +30,15 @@ class GuestLink:
 
     If the host cannot be reached the guest still traces locally: ``connected``
     is False and ``error`` says why.
+
+    ``address`` may be ``serial:/dev/virtio-ports/NAME`` (a virtio-serial
+    port; any character device that carries bytes both ways): the session
+    then starts with the link's MAGIC and a nonce, and stale bytes a former
+    session left on the port are skipped. A host that is not there yet is
+    waited for up to ``timeout``.
+
+    :meth:`ping` and :meth:`kick` are causality probes: each writes an
+    instant on both sides whose order the merged trace must keep.
     """
 
     def __init__(self, address: str, name: str = "guest", *, token: Optional[str] = None,
@@ -51,6 +63,8 @@ class GuestLink:
         self._stop = threading.Event()
         self._resync: Optional[threading.Thread] = None
         self._seq = 0
+        self._probe_seq = 0
+        self._features: List[str] = []
 
     @property
     def offset_ns(self) -> Optional[int]:
@@ -62,9 +76,14 @@ class GuestLink:
             hello = {"version": link.PROTOCOL_VERSION, "name": self.name}
             if self.token is not None:
                 hello["token"] = self.token
-            self._ch.send_json(link.HELLO, hello)
-            welcome = self._ch.recv_json(link.WELCOME)
+            if link.is_serial(self.address):
+                welcome = self._serial_hello(hello)
+            else:
+                self._ch.send_json(link.HELLO, hello)
+                welcome = self._ch.recv_json(link.WELCOME)
             self.name = welcome.get("guest", self.name)
+            feats = welcome.get("features")
+            self._features = [f for f in feats if isinstance(f, str)] if isinstance(feats, list) else []
             self.sync()
             self._ch.send_json(link.START, {})
             self._ch.recv_json(link.STARTED)
@@ -77,6 +96,79 @@ class GuestLink:
                                             name="vperfetto-resync")
             self._resync.start()
         return self
+
+    def _serial_hello(self, hello: Dict[str, Any]) -> Dict[str, Any]:
+        """MAGIC + HELLO with a fresh nonce; then the host's MAGIC + WELCOME
+        (or ERROR) that echoes it, skipping whatever else is on the port."""
+        assert self._ch is not None, "not connected"
+        nonce = os.urandom(8).hex()
+        hello["nonce"] = nonce
+        self._ch.send_json(link.HELLO, hello, prefix=link.MAGIC)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            skipped = self._ch.seek_magic(deadline)
+            if skipped:
+                log.info("skipped %d stale bytes on %s", skipped, self.address)
+            try:
+                mtype, payload = self._ch.recv(max(0.0, deadline - time.monotonic()))
+            except link.ProtocolError as e:
+                if "timed out" in str(e):
+                    raise
+                continue   # not a frame after all: look for the next MAGIC
+            try:
+                obj = link._json(payload) if mtype in (link.WELCOME, link.ERROR) else None
+            except link.ProtocolError:
+                obj = None
+            if obj is None or obj.get("nonce") != nonce:
+                self._ch.unread_last()   # not ours (an earlier session's): search on
+                continue
+            if mtype == link.ERROR:
+                raise link.ProtocolError("peer: " + str(obj.get("reason", "error")))
+            return obj
+
+    def ping(self) -> int:
+        """Writes ``guest_ping`` (arg ``seq``) and sends it; the host writes
+        ``host_saw_ping`` with the same seq when it reads it. Returns seq."""
+        self._need("ping")
+        with self._lock, self._probe_failure():
+            seq = self._probe_seq
+            self._probe_seq += 1
+            assert self._ch is not None, "not connected"
+            instant("guest_ping", category="vperfetto", args={"seq": seq})
+            self._ch.send_json(link.PING, {"seq": seq})
+        return seq
+
+    def kick(self) -> int:
+        """Asks the host for a kick: it writes ``host_kick`` (arg ``seq``)
+        just before sending it; this writes ``guest_saw_kick`` when it reads
+        it. Returns seq."""
+        self._need("kick")
+        with self._lock, self._probe_failure():
+            seq = self._probe_seq
+            self._probe_seq += 1
+            assert self._ch is not None, "not connected"
+            self._ch.send_json(link.KICK, {"seq": seq})
+            got = self._ch.recv_json(link.KICK)
+            instant("guest_saw_kick", category="vperfetto", args={"seq": got.get("seq")})
+            if got.get("seq") != seq:
+                raise link.ProtocolError(f"the host kicked {got.get('seq')!r}, not {seq}")
+        return seq
+
+    @contextlib.contextmanager
+    def _probe_failure(self) -> Iterator[None]:
+        """A probe that finds the link broken ends it (connected False, error
+        says why; the guest traces on locally) and raises RuntimeError."""
+        try:
+            yield
+        except (OSError, link.ProtocolError) as e:
+            self._fail(f"lost the host: {e}")
+            raise RuntimeError(f"no link to the host: {self.error}") from e
+
+    def _need(self, feature: str) -> None:
+        if not self.connected or self._ch is None:
+            raise RuntimeError(f"no link to the host{': ' + self.error if self.error else ''}")
+        if feature not in self._features:
+            raise RuntimeError(f"the host at {self.address} does not take {feature} probes")
 
     def sync(self) -> link.SyncEstimate:
         """One burst of request/response rounds; the estimate goes to the host

@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Set
 
 from . import errors, link
 from ._native import lib
-from .link import record_sync_rounds
-from .tracing import Session, clock_sync_marker, is_tracing
+from .link import _crash_info, crash_message, record_sync_rounds
+from .tracing import Session, clock_sync_marker, instant, is_tracing
 
 __all__ = ["HostAgent", "GuestResult", "sanitize_name"]
 
@@ -62,17 +62,39 @@ class GuestResult:
 class _ConnState:
     result: Optional[GuestResult] = None
     started: bool = False       # between START and STOP
+    serial: bool = False        # a session on a serial stream (MAGIC, nonce)
+    nonce: Optional[str] = None
+    welcomed: bool = False
+
+
+# How long a VMM's serial socket is looked for again when it is not there.
+VMM_RETRY_S = 0.5
 
 
 class HostAgent:
     """Serves guests: syncs clocks, traces the host while guests trace, receives
     their traces and merges each into the host trace."""
 
-    def __init__(self, listen: str, out_dir: str = "traces", *, token: Optional[str] = None,
+    def __init__(self, listen: Optional[str] = None, out_dir: str = "traces", *,
+                 connect_vmm: Optional[str] = None, token: Optional[str] = None,
                  max_upload: int = 1 << 30, max_frame: int = link.DEFAULT_MAX_FRAME,
                  max_guests: int = 16, frame_timeout: float = 30.0, idle_timeout: float = 600.0,
-                 host_buffer_kb: int = 65536, trace_host: bool = True):
+                 host_buffer_kb: int = 65536, trace_host: bool = True,
+                 serial: Optional[bool] = None):
+        if (listen is None) == (connect_vmm is None):
+            raise ValueError("give one of listen (an address guests or a VMM connect to) "
+                             "and connect_vmm (a VMM's serial-port socket)")
+        if connect_vmm is not None:
+            family, _ = link.parse_address(connect_vmm)
+            if family is None:
+                raise ValueError(f"connect_vmm={connect_vmm!r}: want the VMM's socket "
+                                 "(unix:PATH or tcp:HOST:PORT), not the guest's serial port")
         self.listen_addr = listen
+        self.vmm_addr = connect_vmm
+        # listen: None -- a connection that starts with MAGIC is a serial
+        # stream, any other one guest; True -- every connection is a VMM's
+        # serial stream (even one whose first bytes are garbage)
+        self.serial = serial
         self.out_dir = os.path.abspath(out_dir)
         self.token = token
         self.max_upload = max_upload
@@ -89,6 +111,7 @@ class HostAgent:
         self._thread: Optional[threading.Thread] = None
         self._closing = False
         self._conns: Set[socket.socket] = set()
+        self._idle_streams: Set[socket.socket] = set()   # serial streams between sessions
         self._names: Set[str] = set()
         self._active = 0            # guests between START and STOP
         self._session: Optional[Session] = None
@@ -100,7 +123,15 @@ class HostAgent:
     # lifecycle
     def start(self) -> "HostAgent":
         os.makedirs(self.out_dir, exist_ok=True)
+        if self.vmm_addr is not None:
+            self._thread = threading.Thread(target=self._vmm_loop, name="vperfetto-vmm", daemon=True)
+            self._thread.start()
+            log.info("serving the VMM's serial port at %s, writing to %s", self.vmm_addr, self.out_dir)
+            return self
+        assert self.listen_addr is not None   # one of listen and connect_vmm (__init__)
         family, sa = link.parse_address(self.listen_addr, listen=True)
+        if family is None:
+            raise ValueError(f"{self.listen_addr!r}: serial: is the guest's end of the port")
         s = socket.socket(family, socket.SOCK_STREAM)
         if family in (socket.AF_INET, socket.AF_INET6):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,7 +147,10 @@ class HostAgent:
 
     @property
     def address(self) -> str:
-        """The address guests connect to (with the real port for tcp:...:0)."""
+        """The address guests connect to (with the real port for tcp:...:0);
+        with connect_vmm, the VMM's socket."""
+        if self.vmm_addr is not None:
+            return self.vmm_addr
         if self._sock is None:
             raise errors.TracingStateError("the HostAgent has not been started (start() or `with`)")
         family = self._sock.family
@@ -146,7 +180,7 @@ class HostAgent:
                 pass
         with self._lock:
             end = time.monotonic() + grace
-            while self._conns and time.monotonic() < end:
+            while self._conns - self._idle_streams and time.monotonic() < end:
                 self._cv.wait(0.05)
             conns = list(self._conns)
         for c in conns:
@@ -164,7 +198,7 @@ class HostAgent:
             self._stop_host_tracing_locked()
 
     def __enter__(self) -> "HostAgent":
-        return self.start() if self._sock is None else self
+        return self.start() if self._thread is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -203,27 +237,108 @@ class HostAgent:
             threading.Thread(target=self._serve, args=(conn,), name="vperfetto-guest",
                              daemon=True).start()
 
+    def _vmm_loop(self) -> None:
+        """connect_vmm: keeps a connection to the VMM's socket of the serial
+        port (connecting again whenever it ends) and serves its stream."""
+        said = False
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+            try:
+                conn = link.connect(str(self.vmm_addr), timeout=self.frame_timeout)
+            except OSError as e:
+                if not said:
+                    log.info("waiting for the VMM at %s (%s)", self.vmm_addr, e.strerror or e)
+                    said = True
+                with self._lock:
+                    self._cv.wait(VMM_RETRY_S)
+                continue
+            said = False
+            with self._lock:
+                if self._closing:
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            log.info("connected to the VMM at %s", self.vmm_addr)
+            ch = link.Channel(conn, self.max_frame, self.frame_timeout)
+            try:
+                self._serve_stream(ch)
+            finally:
+                ch.close()
+                with self._lock:
+                    self._conns.discard(conn)
+                    self._cv.notify_all()
+
     def _serve(self, conn: socket.socket) -> None:
         ch = link.Channel(conn, self.max_frame, self.frame_timeout)
-        st = _ConnState()
+        try:
+            try:
+                # a silent connection costs no more than an idle guest's
+                serial = self.serial or ch.starts_with_magic(self.idle_timeout, self.frame_timeout)
+            except (link.ProtocolError, OSError) as e:
+                log.warning("closing a connection before its first frame: %s", e)
+                return
+            if serial:
+                self._serve_stream(ch)
+            else:
+                self._run_session(ch, _ConnState())
+        finally:
+            ch.close()
+            with self._lock:
+                self._conns.discard(conn)
+                self._cv.notify_all()
+
+    def _serve_stream(self, ch: link.Channel) -> None:
+        """A serial stream: guest sessions one after another, each from a
+        MAGIC; garbage between them is skipped, a session that breaks the
+        protocol ends there and the next MAGIC starts a new one. Returns
+        when the stream ends."""
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                self._idle_streams.add(ch.sock)
+            try:
+                skipped = ch.seek_magic(None)
+            except (link.ProtocolError, OSError):
+                return   # the VMM closed its end (or the agent is closing)
+            finally:
+                with self._lock:
+                    self._idle_streams.discard(ch.sock)
+            if skipped:
+                log.warning("skipped %d bytes that were no session on the serial stream", skipped)
+            try:
+                self._run_session(ch, _ConnState(serial=True))
+            except Exception:   # a bug here must not stop the port being served
+                log.exception("internal error in a session on the serial stream; serving on")
+
+    def _run_session(self, ch: link.Channel, st: "_ConnState") -> None:
+        """One guest's session; errors end it (said to the guest and logged)."""
         try:
             self._session_with(ch, st)
         except (link.ProtocolError, OSError, ValueError) as e:
             reason = str(e) or type(e).__name__
             result = st.result
             who = result.name if result else "an unidentified guest"
-            log.warning("closing the connection of %s: %s", who, reason)
+            log.warning("%s of %s: %s", "ending the session" if st.serial else "closing the connection",
+                        who, reason)
             try:
-                ch.send_json(link.ERROR, {"reason": reason})
+                err = {"reason": reason}
+                if st.nonce is not None:
+                    err["nonce"] = st.nonce
+                # before WELCOME a serial guest is looking for a MAGIC
+                prefix = link.MAGIC if st.serial and not st.welcomed else b""
+                ch.send_json(link.ERROR, err, prefix=prefix)
             except OSError:
                 pass
             if result is not None:
                 result.error = reason
+            if st.serial:
+                ch.unread_last()
         finally:
-            ch.close()
             result = st.result
             with self._lock:
-                self._conns.discard(conn)
                 if result is not None:
                     result.closed = True
                     if st.started:  # the guest died or stopped without STOP
@@ -237,6 +352,9 @@ class HostAgent:
 
     def _session_with(self, ch: link.Channel, st: "_ConnState") -> None:
         hello = ch.recv_json(link.HELLO, timeout=self.frame_timeout)
+        nonce = hello.get("nonce")
+        if isinstance(nonce, str) and len(nonce) <= 64:
+            st.nonce = nonce
         if hello.get("version") != link.PROTOCOL_VERSION:
             raise link.ProtocolError(f"unsupported protocol version {hello.get('version')!r}")
         if self.token is not None:
@@ -253,8 +371,12 @@ class HostAgent:
                 i += 1
             self._names.add(name)
         result = st.result = GuestResult(name=name)
-        ch.send_json(link.WELCOME, {"version": link.PROTOCOL_VERSION, "guest": name,
-                                    "max_upload": self.max_upload})
+        welcome = {"version": link.PROTOCOL_VERSION, "guest": name,
+                   "max_upload": self.max_upload, "features": ["ping", "kick"]}
+        if st.nonce is not None:
+            welcome["nonce"] = st.nonce
+        ch.send_json(link.WELCOME, welcome, prefix=link.MAGIC if st.serial else b"")
+        st.welcomed = True
         upload = None
         while True:
             mtype, payload = ch.recv(timeout=self.idle_timeout)
@@ -278,6 +400,16 @@ class HostAgent:
                         self._guest_stopped_locked()
                     st.started = False
                 ch.send_json(link.STOPPED, {})
+            elif mtype == link.PING:
+                seq = _probe_seq(payload)
+                if is_tracing():
+                    instant("host_saw_ping", category="vperfetto",
+                            args={"seq": seq, "guest": result.name})
+            elif mtype == link.KICK:
+                seq = _probe_seq(payload)
+                if is_tracing():
+                    instant("host_kick", category="vperfetto", args={"seq": seq, "guest": result.name})
+                ch.send_json(link.KICK, {"seq": seq})
             elif mtype == link.UPLOAD:
                 upload = self._receive_upload(ch, result, link._json(payload))
                 ch.send_json(link.UPLOADED, {"bytes": upload})
@@ -449,23 +581,8 @@ class HostAgent:
         self._cv.notify_all()
 
 
-def _crash_info(obj: object) -> Dict[str, Any]:
-    """A guest's crash report, untrusted: known keys with bounded values only."""
-    if not isinstance(obj, dict):
-        raise link.ProtocolError("bad crash report")
-    out: Dict[str, Any] = {}
-    how = obj.get("how")
-    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
-    for key in ("packets", "packets_lost"):
-        v = obj.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
-            out[key] = v
-    return out
-
-
-def crash_message(c: Dict[str, Any]) -> str:
-    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
-        f"crash-safe buffer"
-    if "packets" in c:
-        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
-    return s
+def _probe_seq(payload: bytes) -> int:
+    seq = link._json(payload).get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 1 << 63:
+        raise link.ProtocolError("bad probe: want {\"seq\": a non-negative integer}")
+    return seq

@@ -404,7 +404,11 @@ VP_API void vp_string_free(char* s);
 /* ------------------------------------------------------------------------ */
 
 enum vp_inspect_flags {
-  VP_INSPECT_CHECK = 1 /* also look for what makes Perfetto show it wrongly */
+  VP_INSPECT_CHECK = 1, /* also look for what makes Perfetto show it wrongly */
+  VP_TIMELINE_INSTANT_ARGS = 2 /* vp_timeline: the tracks JSON also holds
+                                  "instant_args", [[ts, name, {key: int}],
+                                  ...] of every instant with int debug
+                                  annotations, ts in ns on the trace clock */
 };
 /* Summarises a trace in one streaming pass; *report receives JSON (free it
  * with vp_string_free). VP_E_UNSUPPORTED in the tracing-only build. */

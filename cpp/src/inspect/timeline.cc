@@ -36,7 +36,9 @@ bool IsScoped(uint32_t c) { return c >= 64 && c < 128; }
 
 Timeline::Impl::Impl(const TimelineOptions& o)
     : max_slices(std::min<uint64_t>(std::max<uint64_t>(1, o.max_slices), uint64_t{1} << 60)),
-      max_points(std::min<uint64_t>(std::max<uint64_t>(16, o.max_counter_points), uint64_t{1} << 60)) {}
+      max_points(std::min<uint64_t>(std::max<uint64_t>(16, o.max_counter_points), uint64_t{1} << 60)) {
+  want_instant_args = o.instant_args;
+}
 
 Timeline::Timeline(const TimelineOptions& options) : impl_(new Impl(options)) {}
 Timeline::~Timeline() = default;
@@ -292,7 +294,20 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
     ProtoDecoder e(interned.data, interned.size);
     Field h;
     while (e.Next(&h)) {
-      if (h.id != pf::InternedData::kEventNames || h.type != proto::kLengthDelimited) continue;
+      if (h.type != proto::kLengthDelimited) continue;
+      if (h.id == pf::InternedData::kDebugAnnotationNames && want_instant_args) {
+        ProtoDecoder k(h.data, h.size);
+        Field f;
+        uint64_t iid = 0;
+        std::string name;
+        while (k.Next(&f)) {
+          if (f.id == pf::InternedString::kIid && f.type == proto::kVarint) iid = f.int_value;
+          else if (f.id == pf::InternedString::kName && f.type == proto::kLengthDelimited) name = Text(f);
+        }
+        seq.anames[iid] = name;
+        continue;
+      }
+      if (h.id != pf::InternedData::kEventNames) continue;
       ProtoDecoder k(h.data, h.size);
       Field f;
       uint64_t iid = 0;
@@ -539,6 +554,31 @@ void Timeline::Impl::TrackEvent(tl::Seq& seq, uint64_t seq_key, const uint8_t* d
   } else if (type == pf::TrackEvent::kTypeInstant) {
     AddSliceAt(ti, ts, INT64_MIN, 0, label, depth);
     Seen(ts);
+    if (want_instant_args && instant_args.size() < (uint64_t{1} << 24)) {
+      tl::InstantArgs ia{ts, label, {}};
+      ProtoDecoder a(data, size);
+      Field f;
+      while (a.Next(&f)) {
+        if (f.id != pf::TrackEvent::kDebugAnnotations || f.type != proto::kLengthDelimited) continue;
+        ProtoDecoder e(f.data, f.size);
+        Field h;
+        std::string key;
+        bool has_key = false, is_int = false;
+        int64_t ival = 0;
+        while (e.Next(&h)) {
+          if (h.id == pf::DebugAnnotation::kName && h.type == proto::kLengthDelimited) {
+            key = Text(h), has_key = true;
+          } else if (h.id == pf::DebugAnnotation::kNameIid && h.type == proto::kVarint) {
+            auto it = seq.anames.find(h.int_value);
+            if (it != seq.anames.end()) key = it->second, has_key = true;
+          } else if (h.id == pf::DebugAnnotation::kIntValue && h.type == proto::kVarint) {
+            ival = static_cast<int64_t>(h.int_value), is_int = true;
+          }
+        }
+        if (has_key && is_int && ia.args.size() < 64) ia.args.emplace_back(key, ival);
+      }
+      if (!ia.args.empty()) instant_args.push_back(std::move(ia));
+    }
   }
   // Extra counter values go to their own counter tracks.
   const std::vector<uint64_t>& uu = has_eu ? eu : seq.extra_counters;

@@ -18,6 +18,8 @@ namespace vpinspect {
 struct TimelineOptions {
   uint64_t max_slices = 50000;
   uint64_t max_counter_points = 20000;
+  // Also keep the int debug annotations of instant events (instant_args).
+  bool instant_args = false;
 };
 
 class Timeline {

@@ -87,6 +87,7 @@ struct Track {
 
 struct Seq {
   std::unordered_map<uint64_t, uint32_t> names;  // interned event names: iid -> name id
+  std::unordered_map<uint64_t, std::string> anames;  // interned annotation names (instant_args)
   bool has_default_track = false, has_default_clock = false;
   uint64_t default_track = 0;
   uint32_t default_clock = 0;
@@ -94,6 +95,7 @@ struct Seq {
   SequenceClocks clocks;
   void Clear() {
     names.clear();
+    anames.clear();
     has_default_track = has_default_clock = false;
     extra_counters.clear();
     extra_double_counters.clear();
@@ -116,10 +118,19 @@ struct PendingTime {
 
 using MachinePid = std::pair<uint32_t, int64_t>;
 
+// An instant event's int debug annotations (TimelineOptions::instant_args).
+struct InstantArgs {
+  Time ts;
+  uint32_t name;
+  std::vector<std::pair<std::string, int64_t>> args;
+};
+
 }  // namespace tl
 
 struct Timeline::Impl {
   explicit Impl(const TimelineOptions& o);
+  bool want_instant_args = false;
+  std::vector<tl::InstantArgs> instant_args;
 
   // timeline.cc
   void Packet(const uint8_t* data, size_t size, int depth);

@@ -493,7 +493,26 @@ void Timeline::Impl::Finish(bool truncated, std::string* tracks_json, std::strin
     else w.Null();
     w.Char('}');
   }
-  w.Raw("]}");
+  w.Char(']');
+  if (want_instant_args) {  // [[ts, name, {key: int}], ...] in the order the trace has them
+    w.Raw(",");
+    w.Key("instant_args"), w.Char('[');
+    bool any = false;
+    for (const tl::InstantArgs& ia : instant_args) {
+      int64_t t;
+      if (!Resolve(ia.ts, &t)) continue;
+      w.Raw(any ? ",[" : "[");
+      any = true;
+      w.Int(t), w.Char(','), w.Str(Utf8(names[ia.name])), w.Raw(",{");
+      for (size_t k = 0; k < ia.args.size(); k++) {
+        if (k) w.Char(',');
+        w.Str(Utf8(ia.args[k].first)), w.Char(':'), w.Int(ia.args[k].second);
+      }
+      w.Raw("}]");
+    }
+    w.Char(']');
+  }
+  w.Char('}');
   tracks_json->swap(w.s);
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .. import errors
 from .._native import ffi, lib, new_error
@@ -85,3 +85,21 @@ def model_from_trace(path: Any, max_slices: int = 50000,
     """
     t, r, _ = read(path, max_slices, max_counter_points)
     return model(path, t, r)
+
+
+def instant_args(path: Any, names: Optional[Set[str]] = None) -> List[Tuple[str, int, Dict[str, int]]]:
+    """(name, ts, int annotations) of the trace's instant events that have int
+    debug annotations (those named in `names`, when given), in the order the
+    trace holds them, with ts in ns on the trace's clock as in
+    model_from_trace (the C++ reader, VP_TIMELINE_INSTANT_ARGS)."""
+    p = os.fsencode(os.fspath(path))
+    tracks, rows = ffi.new("char**"), ffi.new("char**")
+    err = new_error()
+    errors.check(lib.vp_timeline(p, lib.VP_TIMELINE_INSTANT_ARGS, 1, 16, tracks, rows, ffi.NULL, err), err)
+    try:
+        head = json.loads(ffi.string(tracks[0]).decode("utf-8"))
+    finally:
+        lib.vp_string_free(tracks[0])
+        lib.vp_string_free(rows[0])
+    return [(str(n), int(ts), dict(a)) for ts, n, a in head.get("instant_args", [])
+            if names is None or n in names]
