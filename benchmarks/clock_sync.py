@@ -40,7 +40,7 @@ import tempfile
 import textwrap
 
 import vperfetto
-from vperfetto._tracereader import _fields
+from vperfetto.timeline import model_from_trace
 from vperfetto.demo import _time_namespace_available
 from vperfetto import probes
 from vperfetto.merge import merge
@@ -65,14 +65,11 @@ GUEST = textwrap.dedent(r"""
 
 
 def first_timestamp(path: str) -> int:
-    data = open(path, "rb").read()
-    for fid, packet in _fields(data):
-        if fid != 1:
-            continue
-        for pid, v in _fields(packet):
-            if pid == 8 and v:
-                return v
-    raise ValueError(f"{path}: no timestamp")
+    """The trace's first timestamp on its own clock (the C++ reader)."""
+    m = model_from_trace(path, max_slices=1, max_counter_points=16)
+    if not m["packets"] or not m["start_ns"]:
+        raise ValueError(f"{path}: no timestamp")
+    return int(m["start_ns"])
 
 
 def trial(work: str, n: int, rounds: int, transport: str, namespace: bool) -> dict:

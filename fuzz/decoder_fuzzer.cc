@@ -11,8 +11,10 @@
 // Memory errors and undefined behaviour are left to ASan and UBSan.
 //
 // Then the same bytes go through `inspect --check` (cpp/src/inspect: the
-// summary, the clock model and the checker), read from an in-memory file:
-// any input must give a report or a clean error.
+// summary, the clock model and the checker) and the timeline model
+// (timeline*.cc: track events, ftrace scheduling, atrace, process data), read
+// from an in-memory file: any input must give a report or a clean error, and
+// the model's JSON must hold no '<', '>' or '&' (it goes into HTML as is).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -118,6 +120,24 @@ void Inspect(const uint8_t* data, size_t size) {
     vpsdk::Status st = vpinspect::Inspect(path, check, &json);
     if (st.ok()) CHECK(!json.empty() && json.front() == '{' && json.back() == '}');
     else CHECK(!st.message.empty());
+  }
+  // The timeline alone (tight caps, so that pruning and decimation run), and
+  // with the summary from the same pass.
+  vpinspect::TimelineOptions small;
+  small.max_slices = 3;
+  small.max_counter_points = 16;
+  for (int variant = 0; variant < 2; variant++) {
+    std::string tracks, rows, json;
+    vpsdk::Status st = vpinspect::InspectTimeline(path, variant ? vpinspect::TimelineOptions() : small,
+                                                  variant == 1, &tracks, &rows, variant ? &json : nullptr);
+    if (!st.ok()) {
+      CHECK(!st.message.empty());
+      continue;
+    }
+    CHECK(!tracks.empty() && tracks.front() == '{' && tracks.back() == '}');
+    CHECK(!rows.empty() && rows.front() == '[' && rows.back() == ']');
+    CHECK(tracks.find_first_of("<>&") == std::string::npos);
+    CHECK(rows.find_first_of("<>&\"") == std::string::npos);
   }
 }
 

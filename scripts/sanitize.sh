@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the C++ tracing core and its tests (perfetto-sdk/tests/vpsdk_tests.cc)
+# Builds the C++ tracing core and its tests (perfetto-sdk/tests/)
 # with sanitizers and runs them through ctest. Exits non-zero when the build
 # or any test fails, or when a sanitizer reports an error.
 #
@@ -10,8 +10,8 @@
 #   --keep     keep the build directory (default: a temp dir, removed)
 #   --python   instead: install the package built with ASan + UBSan into a
 #              venv in the build directory and run the Python tests that
-#              reach native code (tracing, merge, inspect, link, archive,
-#              the kept fuzz regressions) against it
+#              reach native code (tracing, merge, inspect, timeline, link,
+#              archive, the kept fuzz regressions) against it
 #   BUILD_DIR  build there instead of a temp dir (kept, reused)
 set -euo pipefail
 
@@ -65,7 +65,8 @@ if [[ $python_mode == 1 ]]; then
     tests/test_merge_real.py tests/test_merge_parallel.py tests/test_merge_many.py \
     tests/test_inspect.py tests/test_outputs.py tests/test_archive.py \
     tests/test_vm_link.py tests/test_serial_link.py tests/test_guest_workloads.py tests/test_probes.py \
-    tests/test_fuzz_regressions.py tests/test_demo.py tests/test_crash.py
+    tests/test_fuzz_regressions.py tests/test_demo.py tests/test_crash.py \
+    tests/test_timeline.py tests/test_timeline_model.py
   exit $?
 fi
 

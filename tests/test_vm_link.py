@@ -138,6 +138,13 @@ def test_host_unreachable_guest_still_traces(tmp_path):
     assert [e.name for e in resolve(load_trace(out))] == ["still_traced"]
 
 
+def test_unstarted_agent_and_unconnected_link_say_so(tmp_path):
+    with pytest.raises(vperfetto.TracingStateError, match="not been started"):
+        HostAgent(f"unix:{tmp_path / 'h.sock'}", out_dir=str(tmp_path)).address
+    with pytest.raises(vperfetto.TracingStateError, match="not connected"):
+        GuestLink(f"unix:{tmp_path / 'h.sock'}", name="vm1").sync()
+
+
 def test_guest_dies_mid_upload_host_keeps_what_arrived(tmp_path):
     agent = HostAgent("tcp:127.0.0.1:0", str(tmp_path / "traces")).start()
     try:

@@ -57,6 +57,13 @@ int32_t Ok(vp_error* err) {
   return VP_OK;
 }
 #ifndef VPERFETTO_MINIMAL
+// A malloc'ed copy (NULL when out of memory).
+char* Dup(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
 // Runs `f` and hands its JSON report to the caller as a malloc'ed string; no
 // exception crosses the C boundary.
 template <typename F>
@@ -174,6 +181,43 @@ int32_t vp_inspect(const char* path, uint32_t flags, char** report, vp_error* er
   return RunForJson(report, err, [&](std::string* json) {
     return vpinspect::Inspect(path, (flags & VP_INSPECT_CHECK) != 0, json);
   });
+#endif
+}
+
+int32_t vp_timeline(const char* path, uint32_t flags, uint64_t max_slices, uint64_t max_counter_points,
+                    char** tracks, char** rows, char** report, vp_error* err) {
+  if (!path || !*path || !tracks || !rows)
+    return Fail(err, VP_E_INVALID_ARGUMENT, "path, tracks or rows is NULL");
+  *tracks = *rows = nullptr;
+  if (report) *report = nullptr;
+#ifdef VPERFETTO_MINIMAL
+  (void)flags, (void)max_slices, (void)max_counter_points;
+  return Fail(err, VP_E_UNSUPPORTED, "this libvperfetto is the tracing-only build (VPERFETTO_MINIMAL)");
+#else
+  try {
+    vpinspect::TimelineOptions o;
+    if (max_slices) o.max_slices = max_slices;
+    if (max_counter_points) o.max_counter_points = max_counter_points;
+    o.instant_args = (flags & VP_TIMELINE_INSTANT_ARGS) != 0;
+    std::string t, r, j;
+    vpsdk::Status st = vpinspect::InspectTimeline(path, o, (flags & VP_INSPECT_CHECK) != 0, &t, &r,
+                                                  report ? &j : nullptr);
+    if (!st.ok()) return Fail(err, st.code, st.message.c_str());
+    char* out[3] = {Dup(t), Dup(r), report ? Dup(j) : nullptr};
+    if (!out[0] || !out[1] || (report && !out[2])) {
+      for (char* p : out) std::free(p);
+      return Fail(err, VP_E_NO_MEMORY, "out of memory");
+    }
+    *tracks = out[0], *rows = out[1];
+    if (report) *report = out[2];
+    return Ok(err);
+  } catch (const std::bad_alloc&) {
+    return Fail(err, VP_E_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(err, VP_E_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(err, VP_E_INTERNAL, "internal error");
+  }
 #endif
 }
 

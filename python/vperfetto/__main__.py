@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 from . import __version__
 
@@ -37,7 +38,7 @@ CMAKE_DIR = os.path.join(PACKAGE_DIR, "lib", "cmake", "vperfetto")
 PKGCONFIG_DIR = os.path.join(PACKAGE_DIR, "lib", "pkgconfig")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "demo":
         from .demo import main as demo_main
@@ -48,9 +49,9 @@ def main(argv=None) -> int:
 
         return run_main(argv[1:])
     if argv and argv[0] in ("host", "guest"):
-        from . import _vmcli
+        from . import vm
 
-        return (_vmcli.main_host if argv[0] == "host" else _vmcli.main_guest)(argv[1:])
+        return (vm.main_host if argv[0] == "host" else vm.main_guest)(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m vperfetto",
                                  usage="python -m vperfetto COMMAND ... | [options]",
                                  description="Perfetto tracing across the VM boundary.",

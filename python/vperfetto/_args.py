@@ -12,6 +12,7 @@ it traces.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Callable, List, Tuple
 from operator import index as _index
 
 from ._native import ffi, lib
@@ -28,7 +29,7 @@ T_INT, T_UINT, T_DOUBLE, T_BOOL, T_STRING = (lib.VP_ARG_INT, lib.VP_ARG_UINT, li
 T_DICT, T_ARRAY, T_NAME = lib.VP_ARG_DICT, lib.VP_ARG_ARRAY, lib.VP_ARG_NAME
 
 
-def bounded_repr(value) -> str:
+def bounded_repr(value: object) -> str:
     try:
         text = repr(value)
     except BaseException as e:  # noqa: BLE001 - a value must never make tracing raise
@@ -50,11 +51,11 @@ class Flattener:
 
     __slots__ = ("entries", "intern")
 
-    def __init__(self, intern):
-        self.entries = []
+    def __init__(self, intern: Callable[[str], int]) -> None:
+        self.entries: List[Any] = []
         self.intern = intern  # str -> id (0: write inline)
 
-    def name(self, key) -> int:
+    def name(self, key: object) -> int:
         if type(key) is not str:
             if isinstance(key, (str, int, float)) or key is None:
                 key = str(key)
@@ -65,7 +66,7 @@ class Flattener:
             self.entries.append((T_NAME, 0, key))
         return nid
 
-    def add(self, nid: int, value, depth: int) -> None:
+    def add(self, nid: int, value: object, depth: int) -> None:
         out = self.entries
         if value is True or value is False:
             out.append((T_BOOL, nid, 1 if value else 0))
@@ -86,13 +87,13 @@ class Flattener:
             self.container(nid, value, depth, False)
         else:
             try:
-                i = _index(value)  # numpy and other int-like scalars
+                i = _index(value)  # type: ignore[arg-type]  # numpy and other int-like scalars
             except Exception:  # noqa: BLE001
                 out.append((T_STRING, nid, bounded_repr(value)))
             else:
                 self.add(nid, i, depth)
 
-    def container(self, nid: int, value, depth: int, is_dict: bool) -> None:
+    def container(self, nid: int, value: Any, depth: int, is_dict: bool) -> None:
         out = self.entries
         at = len(out)
         out.append(None)  # the container, once its children are counted
@@ -119,7 +120,7 @@ class Flattener:
         out[at] = (T_DICT if is_dict else T_ARRAY, nid, n)
 
 
-def fill(args, intern, keep: list):
+def fill(args: object, intern: Callable[[str], int], keep: List[Any]) -> Tuple[Any, int]:
     """Returns (vp_arg array, count) for ``args``, a mapping of names to values
     (anything else is written as one annotation named ``args``). Buffers the
     array points into are appended to ``keep``."""

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 
 @dataclass
@@ -25,23 +25,23 @@ class JobResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def as_dict(self) -> dict:
-        d: dict = {"job": self.index, "ok": self.ok}
-        if self.ok:
-            from .merge import _report_dict
+    def as_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"job": self.index, "ok": self.ok}
+        if self.ok and self.report is not None:
+            from ._merge_api import _report_dict
             d["report"] = _report_dict(self.report)
         else:
             d["error"] = self.error
         return d
 
 
-def _run_job(job: Mapping[str, Any]):
+def _run_job(job: Mapping[str, Any]) -> Tuple[Optional[Any], Optional[str]]:
     """One merge in a worker: (report, None) or (None, error). Never raises for
     what the job holds (a bad job fails alone)."""
     try:
         if not isinstance(job, Mapping):
             raise TypeError(f"a job is a mapping of merge() keyword arguments, not {type(job).__name__}")
-        from .merge import merge
+        from ._merge_api import merge
         kwargs = dict(job)
         kwargs.setdefault("threads", 1)  # the jobs are the parallelism
         return merge(**kwargs), None
@@ -69,29 +69,29 @@ def merge_many(jobs: Iterable[Mapping[str, Any]], executor: Optional[cf.Executor
     jobs = list(jobs)
     results: List[Optional[JobResult]] = [None] * len(jobs)
     own = executor is None
-    if own:
-        executor = cf.ProcessPoolExecutor(max_workers=max_workers or os.cpu_count() or 1)
+    pool: cf.Executor = (cf.ProcessPoolExecutor(max_workers=max_workers or os.cpu_count() or 1)
+                         if executor is None else executor)
     try:
-        futures = {}
+        futures: Dict["cf.Future[Tuple[Optional[Any], Optional[str]]]", int] = {}
         for i, job in enumerate(jobs):
             try:
-                futures[executor.submit(_run_job, job)] = i
+                futures[pool.submit(_run_job, job)] = i
             except Exception as e:  # noqa: BLE001 -- e.g. a job that cannot be pickled
-                results[i] = JobResult(i, job, error=f"{type(e).__name__}: {e}")
+                failed = results[i] = JobResult(i, job, error=f"{type(e).__name__}: {e}")
                 if on_result:
-                    on_result(results[i])
+                    on_result(failed)
         for fut in cf.as_completed(futures):
             i = futures[fut]
             try:
                 report, error = fut.result()
             except Exception as e:  # noqa: BLE001 -- the worker died (e.g. BrokenProcessPool)
                 report, error = None, f"{type(e).__name__}: {e}"
-            results[i] = JobResult(i, jobs[i], report=report, error=error)
+            done = results[i] = JobResult(i, jobs[i], report=report, error=error)
             if on_result:
-                on_result(results[i])
+                on_result(done)
     finally:
         if own:
-            executor.shutdown(wait=True)
+            pool.shutdown(wait=True)
     return [r for r in results if r is not None]
 
 
@@ -115,14 +115,14 @@ def read_jobs(path: str) -> List[Any]:
     return jobs
 
 
-class _BadLine(dict):
+class _BadLine(Dict[str, str]):
     """A line of a jobs file that is no job: it fails with its reason."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(_bad_line=reason)
 
 
-def _check_line(job):
+def _check_line(job: Any) -> None:
     if isinstance(job, Mapping) and "_bad_line" in job:
         raise ValueError(job["_bad_line"])
 

@@ -20,10 +20,11 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any, Dict, Optional, Tuple
 
 ENV = "VPERFETTO_FOLLOW"
 
-_state = {"pid": None, "session": None, "profiler": None, "dir": None}
+_state: Dict[str, Any] = {"pid": None, "session": None, "profiler": None, "dir": None}
 _fork_hook_registered = False
 _KEEP = type("KeepAlive", (), {})()  # multiprocessing's after-fork registry holds weak references
 
@@ -36,7 +37,7 @@ def sequence_base(pid: int) -> int:
 class Follower:
     """The parent's side: where children write, and the concatenation at exit."""
 
-    def __init__(self, output: str, profiler, program: str = "python"):
+    def __init__(self, output: str, profiler: Any, program: str = "python") -> None:
         self.output = output
         self.program = program
         self.dir = tempfile.mkdtemp(prefix="vperfetto-children-")
@@ -74,12 +75,12 @@ def _register_fork_hook() -> None:
         _fork_hook_registered = True
 
 
-def _config():
+def _config() -> Tuple[Optional[str], Dict[str, Any], str]:
     try:
         cfg = json.loads(os.environ[ENV])
         return cfg["dir"], dict(cfg.get("options") or {}), str(cfg.get("program") or "python")
     except (KeyError, ValueError, TypeError):
-        return None, None, None
+        return None, {}, "python"
 
 
 def _start_child(new_interpreter: bool) -> None:

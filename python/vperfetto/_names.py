@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any, Dict, Optional, Tuple
 
 from . import errors
 from ._native import lib
@@ -14,43 +15,48 @@ from ._native import lib
 # releases the GIL and saves errno around every call, which costs more than
 # the tracing call itself. Everything else, and these calls too where the
 # module is missing (PyPy) or VPERFETTO_PURE_CFFI=1 is set, goes through cffi.
-_fast = None
-if not os.environ.get("VPERFETTO_PURE_CFFI"):
+def _load_fast() -> Any:
+    if os.environ.get("VPERFETTO_PURE_CFFI"):
+        return None
     try:
-        from . import _vperfetto_fast as _fast
+        from . import _vperfetto_fast
     except ImportError:
-        _fast = None
+        return None
+    return _vperfetto_fast
+
+
+_fast: Any = _load_fast()
 
 # --- names and categories ---------------------------------------------------
 
-_name_ids: dict = {}      # str -> interned id (0: table full, write inline)
-_category_ids: dict = {None: 0}
+_name_ids: Dict[Any, int] = {}      # str -> interned id (0: table full, write inline)
+_category_ids: Dict[Optional[str], int] = {None: 0}
 _lock = threading.Lock()
 
 
-event_type: tuple = ()  # (vperfetto.Event,), set by tracing.py
+event_type: Tuple[type, ...] = ()  # (vperfetto.Event,), set by tracing.py
 
 
-def _name_id_slow(name) -> int:
+def _name_id_slow(name: Any) -> int:
     if isinstance(name, event_type):
-        return name._name
+        return int(getattr(name, "_name"))
     if type(name) is not str:
         if not isinstance(name, str):
             raise TypeError(f"event name must be str, not {type(name).__name__}")
         name = str(name)
     raw = name.encode("utf-8", "surrogatepass")
-    nid = lib.vp_intern(raw, len(raw))
+    nid = int(lib.vp_intern(raw, len(raw)))
     with _lock:
         _name_ids[name] = nid
     return nid
 
 
-def _category_id_slow(category) -> int:
+def _category_id_slow(category: Any) -> int:
     if not isinstance(category, str):
         raise TypeError(f"category must be str or None, not {type(category).__name__}")
     if not category:
         raise ValueError("category must not be empty")
-    cid = lib.vp_category(category.encode("utf-8"))
+    cid = int(lib.vp_category(category.encode("utf-8")))
     if cid == 0:
         raise errors.OutOfMemoryError("too many categories (at most 255)")
     with _lock:
@@ -58,7 +64,7 @@ def _category_id_slow(category) -> int:
     return cid
 
 
-def _category_id(category) -> int:
+def _category_id(category: Any) -> int:
     try:
         cid = _category_ids.get(category)
     except TypeError:
@@ -82,7 +88,7 @@ def name_this_thread() -> bool:
     first events of every thread do). False while threading does not know
     the thread yet (its first calls run before it registers itself):
     threading.current_thread() would register a dummy thread in its place."""
-    thread = threading._active.get(threading.get_ident())  # noqa: SLF001
+    thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]  # noqa: SLF001
     if thread is None:
         return False
     _thread_named.done = True
@@ -106,7 +112,7 @@ def _program_name() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and getattr(spec, "name", None):
-        name = spec.name
+        name = str(spec.name)
         return name[:-len(".__main__")] if name.endswith(".__main__") else name
     main_file = getattr(main, "__file__", None)
     if isinstance(main_file, str) and main_file:  # also a multiprocessing child's copy

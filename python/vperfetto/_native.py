@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # Set by `python -m vperfetto guest ... -- CMD`: trace this process into that
 # file from its start. Taken out of the environment before libvperfetto loads
@@ -11,7 +12,9 @@ import os
 # Python session.
 AUTOSTART = os.environ.pop("VPERFETTO_AUTOSTART", None)
 
-from ._vperfetto_cffi import ffi, lib  # noqa: E402,F401  (re-exported)
+from ._vperfetto_cffi import ffi, lib  # noqa: E402
+
+__all__ = ["ffi", "lib", "ABI_VERSION", "VERSION", "new_error"]
 
 # The ABI this Python code was written against (VPERFETTO_ABI_VERSION).
 ABI_VERSION = 1
@@ -25,6 +28,6 @@ if lib.vp_abi_version() != ABI_VERSION:  # a stale or foreign libvperfetto
 VERSION = ffi.string(lib.vp_version()).decode()
 
 
-def new_error():
+def new_error() -> Any:
     """A fresh ``vp_error`` for one call that may fail."""
     return ffi.new("vp_error*")

@@ -19,30 +19,31 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from typing import Any, Callable, Dict, List, Optional
 
 from ._names import _fast
 from ._native import lib
 
 _local = threading.local()
-_current_tasks = None  # asyncio.tasks._current_tasks
+_current_tasks: Optional[Dict[Any, Any]] = None  # asyncio.tasks._current_tasks
 
 # --- the pure-Python twin of the C paths (PyPy, VPERFETTO_PURE_CFFI=1) -------
 
-_states: dict = {}  # task -> [track, [recorded, ...]]
+_states: Dict[Any, List[Any]] = {}  # task -> [track, [recorded, ...]]
 
 
-def _py_set_running_loop(loop) -> None:
+def _py_set_running_loop(loop: object) -> None:
     _local.loop = loop
 
 
-def _py_current_task():
+def _py_current_task() -> Optional[object]:
     loop = getattr(_local, "loop", None)
     if loop is None or _current_tasks is None:
         return None
     return _current_tasks.get(loop)
 
 
-def _py_task_done(task) -> None:
+def _py_task_done(task: object) -> None:
     st = _states.pop(task, None)
     if st is None:
         return
@@ -54,10 +55,10 @@ def _py_task_done(task) -> None:
     lib.vp_track_free(track)
 
 
-def _end_on(track):
+def _end_on(track: int) -> Callable[[], None]:
     from ._native import ffi
 
-    def end():
+    def end() -> None:
         ev = ffi.new("vp_event*")
         ev.type = lib.VP_EVENT_END
         ev.track = track
@@ -65,7 +66,7 @@ def _end_on(track):
     return end
 
 
-def _py_state(task, create: bool):
+def _py_state(task: Any, create: bool) -> Optional[List[Any]]:
     st = _states.get(task)
     if st is not None or not create:
         return st
@@ -96,7 +97,8 @@ def _py_task_track(etype: int, category: int) -> int:
     st = _py_state(task, etype != lib.VP_EVENT_END)
     if st is None:
         return -1 if etype == lib.VP_EVENT_END else 0
-    track, stack = st
+    track: int = st[0]
+    stack: List[bool] = st[1]
     if etype == lib.VP_EVENT_BEGIN:
         rec = bool(lib.vp_category_enabled(category))
         stack.append(rec)
@@ -106,14 +108,9 @@ def _py_task_track(etype: int, category: int) -> int:
     return track
 
 
-if _fast:
-    set_running_loop = _fast.set_running_loop
-    task_track = _fast.task_track
-    current_task = _fast.current_task
-else:
-    set_running_loop = _py_set_running_loop
-    task_track = _py_task_track
-    current_task = _py_current_task
+set_running_loop: Callable[[object], None] = _fast.set_running_loop if _fast else _py_set_running_loop
+task_track: Callable[[int, int], int] = _fast.task_track if _fast else _py_task_track
+current_task: Callable[[], Optional[object]] = _fast.current_task if _fast else _py_current_task
 
 
 # --- following asyncio's running loop ------------------------------------------
@@ -130,22 +127,24 @@ def _patch() -> None:
     _current_tasks = current
     if _fast:
         _fast.set_current_tasks(current)
-    original = events._set_running_loop
+    ev: Any = events
+    original = ev._set_running_loop
     if getattr(original, "_vperfetto", False):
         return
 
-    def _set_running_loop(loop, _original=original, _set=set_running_loop):
+    def _set_running_loop(loop: object, _original: Any = original,
+                          _set: Callable[[object], None] = set_running_loop) -> None:
         _original(loop)
         _set(loop)
 
-    _set_running_loop._vperfetto = True
-    _set_running_loop.__wrapped__ = original
-    events._set_running_loop = _set_running_loop
+    setattr(_set_running_loop, "_vperfetto", True)
+    setattr(_set_running_loop, "__wrapped__", original)
+    ev._set_running_loop = _set_running_loop
     package = sys.modules.get("asyncio")
     if package is not None and getattr(package, "_set_running_loop", None) is original:
-        package._set_running_loop = _set_running_loop
+        setattr(package, "_set_running_loop", _set_running_loop)
     try:  # imported from inside a running loop: this thread's loop now
-        set_running_loop(events._get_running_loop())
+        set_running_loop(ev._get_running_loop())
     except Exception:  # noqa: BLE001
         pass
 
@@ -153,7 +152,7 @@ def _patch() -> None:
 class _AsyncioFinder:
     """Waits for ``import asyncio`` to finish, then wraps its loop setter."""
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
         if fullname != "asyncio":
             return None
         try:
@@ -166,7 +165,7 @@ class _AsyncioFinder:
             return spec
         exec_module = loader.exec_module
 
-        def exec_and_patch(module):
+        def exec_and_patch(module: Any) -> None:
             exec_module(module)
             _patch()
 

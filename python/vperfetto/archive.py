@@ -29,6 +29,7 @@ The format (https://perfetto.dev/docs/reference/perfetto-manifest):
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import io
 import json
@@ -41,10 +42,10 @@ import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Tuple, Union, cast
 
 from . import errors
-from .merge import Alignment, merge
+from ._merge_api import Alignment, merge
 
 __all__ = ["write_archive", "ArchiveReport", "ArchiveMember", "manifest_offset_ns",
            "MANIFEST_NAME"]
@@ -74,12 +75,12 @@ class ArchiveReport:
     output: str
     bytes_written: int
     timeline: str                                     # machine whose BOOTTIME is the timeline
-    manifest: dict = field(default_factory=dict)
-    members: list = field(default_factory=list)       # ArchiveMember, manifest excluded; host first
-    alignments: list = field(default_factory=list)    # Alignment per guest (offset: guest - host)
-    warnings: list = field(default_factory=list)
+    manifest: Dict[str, Any] = field(default_factory=dict)
+    members: List[ArchiveMember] = field(default_factory=list)  # manifest excluded; host first
+    alignments: List[Alignment] = field(default_factory=list)   # per guest (offset: guest - host)
+    warnings: List[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"output": self.output, "bytes_written": self.bytes_written,
                 "timeline": self.timeline, "manifest_member": MANIFEST_NAME,
                 "members": [m.__dict__ for m in self.members],
@@ -97,7 +98,7 @@ def manifest_offset_ns(guest_minus_host_ns: int) -> int:
 
 # --- validation ------------------------------------------------------------------
 
-def _check_name(name, what: str) -> str:
+def _check_name(name: object, what: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{what} must be a str, not {type(name).__name__}")
     if not name:
@@ -111,7 +112,7 @@ def _check_name(name, what: str) -> str:
     return name
 
 
-def _check_input(path, what: str) -> str:
+def _check_input(path: object, what: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what} must be a path, not {type(path).__name__}")
     p = os.fspath(path)
@@ -131,7 +132,7 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _guest_items(guests) -> List[Tuple[str, str]]:
+def _guest_items(guests: Any) -> List[Tuple[str, str]]:
     if guests is None:
         raise TypeError("write_archive() needs guests (a dict name -> path)")
     items = list(guests.items() if isinstance(guests, Mapping) else guests)
@@ -167,8 +168,8 @@ def _member_names(host_machine: str, guest_names: Iterable[str]) -> List[str]:
     return result
 
 
-def _normalise_alignments(alignments, guest_names: List[str]) -> List[Alignment]:
-    by_name = {}
+def _normalise_alignments(alignments: Any, guest_names: List[str]) -> List[Alignment]:
+    by_name: Dict[str, Alignment] = {}
     if isinstance(alignments, Mapping):
         for name, a in alignments.items():
             if isinstance(a, Alignment):
@@ -204,12 +205,12 @@ def _normalise_alignments(alignments, guest_names: List[str]) -> List[Alignment]
 
 def build_manifest(host_member: str, host_machine: str,
                    guests: List[Tuple[str, str, Alignment]], timeline_member: str,
-                   version: str = "") -> dict:
+                   version: str = "") -> Dict[str, Any]:
     """The ``perfetto_manifest`` document. ``guests`` holds (machine, member,
     alignment) per guest; ``timeline_member`` is the member whose machine's
     BOOTTIME becomes the merged trace's timeline."""
     files = [{"path": host_member, "machine": {"name": host_machine}}]
-    attributes = {}
+    attributes: Dict[str, Union[str, int]] = {}
     if version:
         attributes[_ATTR_PREFIX + "version"] = version
     for machine, member, a in guests:
@@ -237,7 +238,7 @@ def build_manifest(host_member: str, host_machine: str,
     }}
 
 
-def manifest_json(manifest: dict) -> str:
+def manifest_json(manifest: Dict[str, Any]) -> str:
     """The manifest as text that starts exactly with ``{"perfetto_manifest":``.
 
     Trace Processor finds the manifest by that prefix; v58's reference says
@@ -258,11 +259,11 @@ def _is_gzip(path: str) -> bool:
 class _Counting:
     """A write-only file that counts what goes through (a FIFO cannot tell())."""
 
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self.written = 0
 
-    def write(self, b) -> int:
+    def write(self, b: bytes) -> int:
         n = self._f.write(b)
         self.written += len(b)
         return n
@@ -274,7 +275,7 @@ class _Counting:
         self._f.flush()
 
 
-def _add_file(tar: tarfile.TarFile, name: str, fileobj, size: int, mtime: int) -> None:
+def _add_file(tar: tarfile.TarFile, name: str, fileobj: BinaryIO, size: int, mtime: int) -> None:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = mtime
@@ -286,7 +287,7 @@ def _add_file(tar: tarfile.TarFile, name: str, fileobj, size: int, mtime: int) -
 
 def write_archive(out_tar: PathLike, host: PathLike,
                   guests: Union[Mapping[str, PathLike], Iterable[Tuple[str, PathLike]]], *,
-                  alignments=None, time_diff_ns: Optional[int] = None,
+                  alignments: Any = None, time_diff_ns: Optional[int] = None,
                   guest_boot_time_ns: Optional[int] = None, guest_tsc_offset: int = 0,
                   host_name: str = "host", timeline: Optional[str] = None) -> ArchiveReport:
     """Writes ``out_tar``: the host and guest traces plus a ``perfetto_manifest``.
@@ -363,7 +364,7 @@ def write_archive(out_tar: PathLike, host: PathLike,
     try:
         with os.fdopen(fd, "wb") as fobj:
             raw = _Counting(fobj)
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            with tarfile.open(fileobj=cast(BinaryIO, raw), mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 now = int(time.time())
                 _add_file(tar, MANIFEST_NAME, io.BytesIO(manifest_bytes), len(manifest_bytes), now)
                 for (machine, role, path), member in zip(sources, members):
@@ -421,12 +422,12 @@ def _print(r: ArchiveReport) -> None:
           f"{r.timeline} {_CLOCK}, {r.bytes_written} bytes)")
 
 
-def cli(ap, a, prog: str) -> int:
+def cli(ap: argparse.ArgumentParser, a: argparse.Namespace, prog: str) -> int:
     """Runs ``python -m vperfetto.merge ... --archive OUT.tar``; ``ap`` and ``a``
     are merge's parser and parsed arguments. With a combined output too
     (``-o`` or the third positional), that is written first and its
     alignments go into the manifest."""
-    from .merge import _print_report, _report_dict
+    from ._merge_api import _print_report, _report_dict
     if a.add_traces:
         ap.error("--archive cannot be combined with --add-traces")
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset)

@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 BOOT_OFFSET_S = 1234        # guest BOOTTIME - host BOOTTIME
 MONO_OFFSET_S = 1000
@@ -43,7 +43,7 @@ def _workload(role: str, out: str, fd: int, ready_fd: int) -> int:
         vperfetto.set_thread_name(f"{role}_main")
         stop = threading.Event()
 
-        def frames():
+        def frames() -> None:
             vperfetto.set_thread_name(f"{role}_render")
             depth = vperfetto.CounterTrack(f"{role}_queue_depth")
             i = 0
@@ -99,7 +99,7 @@ def _time_namespace_available() -> "tuple[bool, str]":
     return True, ""
 
 
-def run_demo(out_dir: str, namespace: Optional[bool] = None, booted_later: bool = False) -> dict:
+def run_demo(out_dir: str, namespace: Optional[bool] = None, booted_later: bool = False) -> Dict[str, Any]:
     """Runs one case; ``booted_later``: the guest's clock starts (BOOTTIME 0)
     after the host started tracing, instead of being 1234 s ahead."""
     from .merge import merge
@@ -164,17 +164,20 @@ def run_demo(out_dir: str, namespace: Optional[bool] = None, booted_later: bool 
     }
 
 
-def _kick_latencies(path: str) -> list:
-    """Guest-received minus host-sent time of each kick, in the merged trace."""
-    from ._tracereader import track_event_instants
+def _kick_latencies(path: str) -> List[int]:
+    """Guest-received minus host-sent time of each kick, in the merged trace
+    as the timeline reads it. Kick k is the k-th of each side: the guest
+    reads them in order from a pipe, one instant per byte (its argument says
+    which byte; the tests check them with the official schema)."""
+    from .timeline import model_from_trace
 
-    sent, got = {}, {}
-    for name, ts, args in track_event_instants(path, {"host_kick", "guest_got_kick"}):
-        (sent if name == "host_kick" else got)[args.get("kick")] = ts
-    return [got[k] - sent[k] for k in sorted(sent) if k in got]
+    m = model_from_trace(path, max_slices=1 << 40)
+    sent = sorted(s[0] for t in m["tracks"] for s in t["slices"] if s[2] == "host_kick" and not s[1])
+    got = sorted(s[0] for t in m["tracks"] for s in t["slices"] if s[2] == "guest_got_kick" and not s[1])
+    return [g - h for h, g in zip(sent, got)]
 
 
-def _print_case(title: str, res: dict) -> None:
+def _print_case(title: str, res: Dict[str, Any]) -> None:
     print(title)
     if res["namespace"]:
         how = "in its own time namespace"
@@ -196,7 +199,7 @@ def _print_case(title: str, res: dict) -> None:
               f"(min {min(lat) / 1000:.1f} us, max {max(lat) / 1000:.1f} us)")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vperfetto demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out-dir", default="vperfetto-demo",
                     help="where the traces go (default: ./vperfetto-demo; the second case in "

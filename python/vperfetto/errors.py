@@ -6,6 +6,8 @@ or ``except OSError`` work as a caller expects.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "VperfettoError",
     "InvalidArgumentError",
@@ -82,7 +84,7 @@ def error_from_status(code: int, message: str) -> VperfettoError:
     return cls(message or f"vperfetto error {code}", code)
 
 
-def check(code: int, err) -> None:
+def check(code: int, err: Any) -> None:
     """Raise the exception for a non-zero status; ``err`` is a ``vp_error*``."""
     if code:
         from ._native import ffi

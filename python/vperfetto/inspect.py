@@ -25,15 +25,16 @@ info are printed and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 from . import errors
 from ._cli import Parser as _Parser
 from ._native import ffi, lib, new_error
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["inspect", "main"]
 
@@ -41,14 +42,15 @@ CLOCK_NAMES = {1: "REALTIME", 2: "REALTIME_COARSE", 3: "MONOTONIC", 4: "MONOTONI
                5: "MONOTONIC_RAW", 6: "BOOTTIME", 9: "TSC"}
 
 
-def inspect(path, check: bool = False) -> dict:
+def inspect(path: PathLike, check: bool = False) -> Dict[str, Any]:
     """The summary of a trace (and, with check=True, its findings) as a dict."""
     p = os.fsencode(os.fspath(path))
     out = ffi.new("char**")
     err = new_error()
     errors.check(lib.vp_inspect(p, lib.VP_INSPECT_CHECK if check else 0, out, err), err)
     try:
-        return json.loads(ffi.string(out[0]).decode("utf-8", "replace"))
+        summary: Dict[str, Any] = json.loads(ffi.string(out[0]).decode("utf-8", "replace"))
+        return summary
     finally:
         lib.vp_string_free(out[0])
 
@@ -57,7 +59,7 @@ def _span(a: int, b: int) -> str:
     return f"{(b - a) / 1e9:.3f} s" if a and b >= a else "-"
 
 
-def format_summary(s: dict) -> str:
+def format_summary(s: Dict[str, Any]) -> str:
     lines = []
     gz = ", gzip" if s["gzip"] else ""
     lines.append(f"{s['path']}: {s['packets']:,} packets, {s['bytes']:,} bytes{gz}, "
@@ -102,7 +104,7 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def format_findings(s: dict) -> str:
+def format_findings(s: Dict[str, Any]) -> str:
     if not s["findings"]:
         return "check: nothing trace_processor would lose or misread"
     stats = s["stats"]
@@ -127,17 +129,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--html", metavar="OUT.html", help="draw a zoomable timeline as HTML")
     a = ap.parse_args(argv)
     try:
-        s = inspect(a.trace, check=a.check)
         if a.svg or a.html:
-            from . import timeline
+            # The summary and the timeline from one pass of the reader.
+            from .timeline import cli, html, model, svg
 
-            model = timeline.model_from_trace(a.trace)
-            for out, render in ((a.svg, timeline.render_svg), (a.html, timeline.render_html)):
-                if out:
-                    tmp = out + ".tmp"
-                    with open(tmp, "w", encoding="utf-8") as f:
-                        f.write(render(model))
-                    os.replace(tmp, out)
+            tracks, rows, report = model.read(a.trace, summary=True, check=a.check)
+            s = json.loads(report or "{}")
+            if a.svg:
+                cli.write(a.svg, svg.render_svg(model.model(a.trace, tracks, rows)))
+            if a.html:
+                cli.write(a.html, html.render_html_from_json(os.fspath(a.trace), tracks, rows))
+        else:
+            s = inspect(a.trace, check=a.check)
     except (errors.VperfettoError, OSError, ValueError) as e:
         print(f"python -m vperfetto.inspect: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

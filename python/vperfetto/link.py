@@ -48,7 +48,7 @@ import statistics
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .tracing import boot_time_ns, instant, is_tracing
 
@@ -87,7 +87,7 @@ def monotonic_ns() -> int:
 
 # --- addresses ---------------------------------------------------------------
 
-def parse_address(addr: str, listen: bool = False):
+def parse_address(addr: str, listen: bool = False) -> Tuple[Optional[int], Any]:
     """'tcp:HOST:PORT', 'unix:/path', 'vsock:CID:PORT' ('vsock:PORT' to
     listen), or (the guest's end of a VMM's port) 'serial:/dev/...'.
 
@@ -127,7 +127,7 @@ def is_serial(addr: str) -> bool:
     return addr.startswith("serial:")
 
 
-def connect(addr: str, timeout: float = 10.0):
+def connect(addr: str, timeout: float = 10.0) -> Any:
     """A connected socket, or for serial: a SerialPort (socket-like)."""
     family, sa = parse_address(addr)
     if family is None:
@@ -154,7 +154,7 @@ class Channel:
     valid, so that after a bad one a serial stream can be searched for the
     next MAGIC from where the bad frame began (:meth:`seek_magic`)."""
 
-    def __init__(self, sock, max_frame: int = DEFAULT_MAX_FRAME,
+    def __init__(self, sock: Any, max_frame: int = DEFAULT_MAX_FRAME,
                  frame_timeout: float = 30.0):
         self.sock = sock
         self.max_frame = max_frame
@@ -172,7 +172,7 @@ class Channel:
         self.sock.settimeout(self.frame_timeout)   # a peer that reads nothing costs this long
         self.sock.sendall(prefix + HEADER.pack(len(payload), mtype) + payload)
 
-    def send_json(self, mtype: int, obj: dict, prefix: bytes = b"") -> None:
+    def send_json(self, mtype: int, obj: Dict[str, Any], prefix: bytes = b"") -> None:
         self.send(mtype, json.dumps(obj, separators=(",", ":")).encode(), prefix)
 
     def _fill(self, n: int, deadline: Optional[float], what: str = "in the middle of a frame") -> None:
@@ -213,7 +213,7 @@ class Channel:
         del self._buf[:end]
         return mtype, self._last[HEADER.size:]
 
-    def recv_json(self, expect: int, timeout: Optional[float] = None) -> dict:
+    def recv_json(self, expect: int, timeout: Optional[float] = None) -> Dict[str, Any]:
         mtype, payload = self.recv(timeout)
         if mtype == ERROR:
             raise ProtocolError("peer: " + _json(payload).get("reason", "error"))
@@ -259,7 +259,7 @@ class Channel:
         return True
 
 
-def _json(payload: bytes) -> dict:
+def _json(payload: bytes) -> Dict[str, Any]:
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -270,20 +270,6 @@ def _json(payload: bytes) -> dict:
 
 
 # --- clock sync ----------------------------------------------------------------------
-
-# The trace event that carries one clock-sync round (the merge prefers these).
-SYNC_EVENT = "vperfetto_clock_sync_round"
-
-
-def record_sync_rounds(peer: str, rounds) -> None:
-    """Writes sync rounds into the current trace (if one records)."""
-    if not is_tracing():
-        return
-    for r in rounds:
-        instant(SYNC_EVENT, category="vperfetto",
-                args={"sync_peer": peer, "sync_t1": r.t1, "sync_t2": r.t2,
-                      "sync_t3": r.t3, "sync_t4": r.t4})
-
 
 @dataclass(frozen=True)
 class Round:
@@ -312,7 +298,7 @@ class Round:
         return (self.t1 + self.t4) // 2
 
 
-def _offset4(q) -> float:
+def _offset4(q: Tuple[int, int, int, int]) -> float:
     a, b, c, d = q
     return ((a - b) + (d - c)) / 2
 
@@ -327,7 +313,7 @@ class SyncEstimate:
     mono_offset_ns: Optional[int] = None   # guest MONOTONIC - host MONOTONIC
     tsc_offset: Optional[int] = None       # guest TSC - host TSC, in ticks
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {"offset_ns": self.offset_ns, "delay_ns": self.delay_ns,
                 "error_bound_ns": self.error_bound_ns, "at_guest_ns": self.at_guest_ns,
                 "mono_offset_ns": self.mono_offset_ns, "tsc_offset": self.tsc_offset,
@@ -346,7 +332,7 @@ def estimate(rounds: List[Round], keep_fraction: float = 0.25, min_keep: int = 3
     tsc = [_offset4(r.tsc) for r in keep if r.tsc and all(r.tsc)]
     return SyncEstimate(offset_ns=round(off), delay_ns=keep[0].delay,
                         error_bound_ns=(keep[0].delay + 1) // 2, rounds=keep,
-                        at_guest_ns=statistics.median(r.guest_mid for r in keep),
+                        at_guest_ns=round(statistics.median(r.guest_mid for r in keep)),
                         mono_offset_ns=round(statistics.median(mono)) if mono else None,
                         tsc_offset=round(statistics.median(tsc)) if tsc else None)
 
@@ -382,4 +368,44 @@ def answer_sync(ch: Channel, payload: bytes, t2: int, m2: int, c2: int) -> None:
 def _tsc() -> int:
     from ._native import lib
 
-    return lib.vp_tsc()
+    return int(lib.vp_tsc())
+
+
+# --- sync rounds in the trace ----------------------------------------------------
+
+# The trace event that carries one clock-sync round (the merge prefers these).
+SYNC_EVENT = "vperfetto_clock_sync_round"
+
+
+def record_sync_rounds(peer: str, rounds: List[Round]) -> None:
+    """Writes sync rounds into the current trace (if one records)."""
+    if not is_tracing():
+        return
+    for r in rounds:
+        instant(SYNC_EVENT, category="vperfetto",
+                args={"sync_peer": peer, "sync_t1": r.t1, "sync_t2": r.t2,
+                      "sync_t3": r.t3, "sync_t4": r.t4})
+
+
+# --- a guest's crash report (untrusted) ------------------------------------------
+
+def _crash_info(obj: object) -> Dict[str, Any]:
+    """A guest's crash report, untrusted: known keys with bounded values only."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad crash report")
+    out: Dict[str, Any] = {}
+    how = obj.get("how")
+    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
+    for key in ("packets", "packets_lost"):
+        v = obj.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
+            out[key] = v
+    return out
+
+
+def crash_message(c: Dict[str, Any]) -> str:
+    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
+        f"crash-safe buffer"
+    if "packets" in c:
+        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
+    return s

@@ -20,7 +20,7 @@ __all__ = ["LogHandler"]
 
 
 class LogHandler(logging.Handler):
-    def __init__(self, level=logging.NOTSET, category: str = "log"):
+    def __init__(self, level: int | str = logging.NOTSET, category: str = "log") -> None:
         super().__init__(level)
         self.category = category
 

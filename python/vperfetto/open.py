@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import webbrowser
-from typing import Optional, Sequence, TextIO
+from typing import Any, Optional, Sequence, TextIO, Tuple, Union
 
 from ._cli import Parser as _Parser
 
@@ -38,7 +38,7 @@ DEFAULT_PORT = 9001
 _CHUNK = 1 << 20
 
 
-def url_name(path) -> str:
+def url_name(path: Union[str, "os.PathLike[str]"]) -> str:
     """The name the file is served under: its base name, reduced to
     characters that need no escaping in the UI's ``url=`` parameter."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.fspath(path)))
@@ -53,7 +53,8 @@ def deep_link(url: str, origin: str = UI_ORIGIN) -> str:
 class _Server(http.server.HTTPServer):
     allow_reuse_address = True   # a listener in TIME_WAIT only, never a live one
 
-    def __init__(self, addr, path: str, name: str, origin: str, size: int, log: TextIO):
+    def __init__(self, addr: Tuple[str, int], path: str, name: str, origin: str, size: int,
+                 log: TextIO) -> None:
         self.trace_path = path
         self.trace_name = name
         self.allow_origin = origin
@@ -62,24 +63,24 @@ class _Server(http.server.HTTPServer):
         self.fetched = False
         super().__init__(addr, _Handler)
 
-    def handle_error(self, request, client_address):  # a client that went away: not our problem
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client that went away
         pass
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     timeout = 30            # a stalled client does not hold the single-threaded server forever
-    def version_string(self):
+    def version_string(self) -> str:
         return "vperfetto-open"
 
-    def log_message(self, format, *args):  # noqa: A002 (quiet: one line per fetch is printed)
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (quiet: one line per fetch)
         pass
 
-    def _cors(self):
+    def _cors(self) -> None:
         self.send_header("Access-Control-Allow-Origin", self.server.allow_origin)
         self.send_header("Cache-Control", "no-cache")
 
-    def _not_found(self):
+    def _not_found(self) -> None:
         body = b"not found\n"
         self.send_response(404)
         self._cors()
@@ -92,7 +93,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _is_trace(self) -> bool:
         return self.path == "/" + self.server.trace_name
 
-    def do_OPTIONS(self):
+    def do_OPTIONS(self) -> None:
         self.send_response(204)
         self._cors()
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
@@ -106,7 +107,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_HEAD(self):
+    def do_HEAD(self) -> None:
         if not self._is_trace():
             return self._not_found()
         self.send_response(200)
@@ -115,7 +116,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(self.server.trace_size))
         self.end_headers()
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if not self._is_trace():
             return self._not_found()
         try:
@@ -143,13 +144,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             print(f"served {self.server.trace_name} ({size:,} bytes) to {self.client_address[0]}",
                   file=self.server.log, flush=True)
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         self._not_found()
 
     do_PUT = do_DELETE = do_PATCH = do_POST
 
 
-def serve(path, port: int = DEFAULT_PORT, host: str = "127.0.0.1", open_browser: bool = False,
+def serve(path: Union[str, "os.PathLike[str]"], port: int = DEFAULT_PORT, host: str = "127.0.0.1", open_browser: bool = False,
           timeout: Optional[float] = None, origin: str = UI_ORIGIN,
           out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
     """Serves ``path`` for the Perfetto UI until it was fetched once.

@@ -27,19 +27,21 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import errors
 from ._cli import Parser
-from ._tracereader import track_event_instants
+from .timeline.model import instant_args
 
 __all__ = ["check", "ok", "problems", "main"]
 
 PAIRS = (("kick", "host_kick", "guest_saw_kick"), ("ping", "guest_ping", "host_saw_ping"))
 
 
-def _margins(sent: Dict[int, List[int]], seen: Dict[int, List[int]]) -> dict:
-    margins, unpaired, ambiguous = {}, [], []
+def _margins(sent: Dict[int, List[int]], seen: Dict[int, List[int]]) -> Dict[str, Any]:
+    margins: Dict[int, int] = {}
+    unpaired: List[int] = []
+    ambiguous: List[int] = []
     for seq in sorted(set(sent) | set(seen)):
         a, b = sent.get(seq, []), seen.get(seq, [])
         if len(a) > 1 or len(b) > 1:
@@ -59,21 +61,21 @@ def _margins(sent: Dict[int, List[int]], seen: Dict[int, List[int]]) -> dict:
         "min_ns": min(vals) if vals else None,
         "median_ns": round(statistics.median(vals)) if vals else None,
         "max_ns": max(vals) if vals else None,
-        "min_seq": min(margins, key=margins.get) if vals else None,
+        "min_seq": min(margins, key=lambda s: margins[s]) if vals else None,
     }
 
 
-def check(path, alignment: Optional[dict] = None) -> dict:
+def check(path: Any, alignment: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The probes of a merged trace: per kind, pairs and margins (ns); the
     window the margins leave for the alignment error; whether the merge's
     alignment record (or `alignment`: a dict with spread_ns) agrees."""
     names = {n for _, a, b in PAIRS for n in (a, b)}
     by: Dict[str, Dict[int, List[int]]] = {n: {} for n in names}
-    for name, ts, args in track_event_instants(str(path), names):
+    for name, ts, args in instant_args(path, names):
         seq = args.get("seq")
         if isinstance(seq, int):
             by[name].setdefault(seq, []).append(ts)
-    out: dict = {"trace": str(path)}
+    out: Dict[str, Any] = {"trace": str(path)}
     for kind, first, second in PAIRS:
         out[kind] = _margins(by[first], by[second])
     if alignment is None:
@@ -94,7 +96,7 @@ def check(path, alignment: Optional[dict] = None) -> dict:
     return out
 
 
-def problems(report: dict, min_pairs: int = 1) -> List[str]:
+def problems(report: Dict[str, Any], min_pairs: int = 1) -> List[str]:
     """What makes the report fail, one phrase each (none: it passes)."""
     out = []
     for kind, first, second in PAIRS:
@@ -112,11 +114,11 @@ def problems(report: dict, min_pairs: int = 1) -> List[str]:
     return out
 
 
-def ok(report: dict, min_pairs: int = 1) -> bool:
+def ok(report: Dict[str, Any], min_pairs: int = 1) -> bool:
     return not problems(report, min_pairs)
 
 
-def format_report(r: dict) -> str:
+def format_report(r: Dict[str, Any]) -> str:
     lines = []
     for kind, first, second in PAIRS:
         k = r[kind]
@@ -142,7 +144,7 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = Parser(prog="python -m vperfetto.probes",
                 description="Check the link's causality probes (kicks, pings) in a merged trace.")
     ap.add_argument("trace")

@@ -17,27 +17,36 @@ import fnmatch
 import os
 import sys
 import threading
-from typing import Iterable, Optional, Union
+from types import CodeType
+from typing import Any, Iterable, List, Literal, Optional, Tuple, Union
 
 from . import errors
+from ._names import name_this_thread
 from ._native import ffi, lib
+from .session import Session
 
 __all__ = ["profile", "Profiler"]
 
-try:
-    from . import _vperfetto_profile as _p
-except ImportError:  # PyPy, or a build without the extension
-    _p = None
+def _load() -> Any:
+    try:
+        from . import _vperfetto_profile
+    except ImportError:  # PyPy, or a build without the extension
+        return None
+    return _vperfetto_profile
+
+
+_p: Any = _load()
+_mon: Any = getattr(sys, "monitoring", None)  # 3.12+
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MONITORING = sys.version_info >= (3, 12)
 _lock = threading.Lock()
 _active: Optional["Profiler"] = None
-_decided_for = None  # the patterns the code objects' decisions were made for
+_decided_for: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None  # the patterns decided for
 _table_full_said = False
 
 
-def _patterns(values, what) -> list:
+def _patterns(values: Union[str, Iterable[str], None], what: str) -> List[str]:
     if values is None:
         return []
     if isinstance(values, str):
@@ -56,14 +65,14 @@ def _matches(pattern: str, module: str, filename: str) -> bool:
     return fnmatch.fnmatchcase(module, pattern) or module.startswith(pattern + ".")
 
 
-def code_name(code, module: str) -> str:
-    name = getattr(code, "co_qualname", code.co_name)  # co_qualname: 3.11+
+def code_name(code: CodeType, module: str) -> str:
+    name = str(getattr(code, "co_qualname", code.co_name))  # co_qualname: 3.11+
     if name == "<module>":
         return f"<module {module}>"
     return name.replace("<locals>.", "")
 
 
-def c_name(func) -> str:
+def c_name(func: object) -> str:
     name = getattr(func, "__name__", None)
     owner = getattr(func, "__self__", None)
     if name is not None and owner is not None and not isinstance(owner, type(sys)):
@@ -81,7 +90,7 @@ class Profiler:
 
     def __init__(self, *, include: Union[str, Iterable[str], None] = None,
                  exclude: Union[str, Iterable[str], None] = None, min_duration_us: float = 0,
-                 max_depth: int = 0, c_calls: bool = False):
+                 max_depth: int = 0, c_calls: bool = False) -> None:
         if _p is None:
             raise errors.UnsupportedError("whole-program tracing needs CPython and the "
                                           "_vperfetto_profile extension")
@@ -95,12 +104,12 @@ class Profiler:
         self.min_duration_us = min_duration_us
         self.max_depth = max_depth
         self.c_calls = bool(c_calls)
-        self._tool = None
+        self._tool: Optional[int] = None
         self._running = False
 
     # --- decisions, called once per code object / C function from C --------
 
-    def _decide(self, code, module) -> int:
+    def _decide(self, code: CodeType, module: object) -> int:
         module = module if isinstance(module, str) else "?"
         filename = code.co_filename
         if filename.startswith(PACKAGE_DIR + os.sep):
@@ -114,7 +123,7 @@ class Profiler:
         return _registered(lib.vp_func_register(name, len(name), path, len(path),
                                                 max(code.co_firstlineno, 0)))
 
-    def _decide_c(self, func) -> int:
+    def _decide_c(self, func: object) -> int:
         try:
             name = c_name(func)
         except Exception:  # noqa: BLE001 - odd callables get their type's name
@@ -136,9 +145,8 @@ class Profiler:
             if _active is not None:
                 raise errors.TracingStateError("a profiler is already running in this process")
             _active = self
-        from .tracing import name_this_thread
         _p.init(self._decide, self._decide_c, name_this_thread,
-                sys.monitoring.DISABLE if _MONITORING else None)
+                _mon.DISABLE if _MONITORING else None)
         patterns = (tuple(self.include), tuple(self.exclude))
         _p.configure(self.c_calls, patterns != _decided_for)
         _decided_for = patterns
@@ -157,7 +165,7 @@ class Profiler:
         return self
 
     def _start_monitoring(self) -> None:
-        mon = sys.monitoring
+        mon = _mon
         for tool in (mon.PROFILER_ID, 3, 4):
             try:
                 mon.use_tool_id(tool, "vperfetto")
@@ -189,7 +197,7 @@ class Profiler:
         self._running = False
         lib.vp_func_close_all()
         if _MONITORING:
-            mon = sys.monitoring
+            mon = _mon
             mon.set_events(self._tool, 0)
             for event in (mon.events.PY_START, mon.events.PY_RESUME, mon.events.PY_THROW,
                           mon.events.PY_RETURN, mon.events.PY_YIELD, mon.events.PY_UNWIND,
@@ -229,17 +237,17 @@ class profile:
     ``c_calls`` (also calls of C functions: builtins, C methods).
     """
 
-    def __init__(self, path=None, *, mode: str = "ring", buffer_kb: int = 262144, **options):
+    def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, *, mode: str = "ring",
+                 buffer_kb: int = 262144, **options: Any) -> None:
         self.path = path
-        self.session = None
-        self._session_args = dict(mode=mode, buffer_kb=buffer_kb)
+        self.session: Optional[Session] = None
+        self._mode, self._buffer_kb = mode, buffer_kb
         self.profiler = Profiler(**options)
 
     def __enter__(self) -> "profile":
-        from .tracing import Session, is_tracing
         if self.path is not None:
-            self.session = Session(self.path, **self._session_args).start()
-        elif not is_tracing():
+            self.session = Session(self.path, mode=self._mode, buffer_kb=self._buffer_kb).start()
+        elif not lib.vp_is_tracing():
             raise errors.TracingStateError("profile() needs a path or a running Session")
         try:
             self.profiler.start()
@@ -249,7 +257,7 @@ class profile:
             raise
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.profiler.stop()
         if self.session is not None:
             self.session.stop()

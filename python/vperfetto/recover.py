@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from . import errors
 from ._cli import Parser as _Parser
@@ -67,9 +67,9 @@ class Recovery:
         return s
 
 
-def image_path_for(trace_path) -> str:
+def image_path_for(trace_path: Union[str, "os.PathLike[str]"]) -> str:
     """The crash image of a session writing ``trace_path``."""
-    return os.fspath(trace_path) + SUFFIX
+    return str(os.fspath(trace_path)) + SUFFIX
 
 
 def _locked(path: str) -> bool:
@@ -86,7 +86,8 @@ def _locked(path: str) -> bool:
         os.close(fd)
 
 
-def recover(image, output=None, *, remove: bool = False) -> Recovery:
+def recover(image: Union[str, "os.PathLike[str]"], output: Union[str, "os.PathLike[str]", None] = None, *,
+            remove: bool = False) -> Recovery:
     """Writes the trace recovered from crash image ``image`` to ``output``
     (default: the dead session's own output path) and says what it found.
     ``remove``: delete the image afterwards (not while its process runs).
@@ -122,7 +123,7 @@ def recover(image, output=None, *, remove: bool = False) -> Recovery:
     return r
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = _Parser(prog="python -m vperfetto.recover",
                  description="Rebuild the trace of a process that died while tracing, "
                              "from its crash-safe buffer (TRACE.vpbuf).")

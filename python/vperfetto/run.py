@@ -19,8 +19,10 @@ import atexit
 import os
 import sys
 import types
+from typing import List, Optional, Sequence, Tuple
 
 from . import _follow, errors
+from ._cli import Parser as _Parser
 from .profiler import Profiler
 from .session import Session, running_session
 
@@ -31,11 +33,6 @@ EXAMPLE = """example:
 
 patterns: a module name glob ("json", "myapp.*"; a module includes its submodules)
 or a file glob when it has a '/' or ends in .py ("*/site-packages/*")."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _split(argv):
+def _split(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
     """Our options end at the script (or at -m MODULE); the rest is the program's."""
     argv = list(argv)
     for i, a in enumerate(argv):
@@ -85,7 +82,7 @@ def _takes_value(opt: str) -> bool:
                    "--min-duration-us", "--max-depth")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ours, program = _split(argv)
     ap = build_parser()
@@ -128,7 +125,7 @@ def main(argv=None) -> int:
     quiet = a.quiet or not sys.stderr.isatty()
     atexit.register(_finish, profiler, session, follow, quiet, os.getpid())
 
-    sys.argv = [main_mod.__file__ if a.module else target[0], *program]
+    sys.argv = [str(main_mod.__file__) if a.module else target[0], *program]
     sys.modules["__main__"] = main_mod
     if follow is not None:
         follow.start()
@@ -146,31 +143,31 @@ def main(argv=None) -> int:
     return 0
 
 
-def _load_script(path: str):
+def _load_script(path: str) -> Tuple[types.CodeType, types.ModuleType]:
     with open(path, "rb") as f:
         source = f.read()
     code = compile(source, path, "exec", dont_inherit=True)
     sys.path[0] = os.path.dirname(os.path.abspath(path))
     mod = types.ModuleType("__main__")
     mod.__file__ = path
-    mod.__builtins__ = __builtins__
+    setattr(mod, "__builtins__", __builtins__)
     mod.__spec__ = None
-    mod.__cached__ = None
+    setattr(mod, "__cached__", None)
     return code, mod
 
 
-def _load_module(name: str):
+def _load_module(name: str) -> Tuple[types.CodeType, types.ModuleType]:
     import runpy
 
     sys.path[0] = os.getcwd()
-    mod_name, spec, code = runpy._get_module_details(name)  # noqa: SLF001 - what python -m uses
+    mod_name, spec, code = runpy._get_module_details(name)  # type: ignore[attr-defined]  # noqa: SLF001 - what python -m uses
     mod = types.ModuleType("__main__")
     mod.__file__ = spec.origin
-    mod.__builtins__ = __builtins__
+    setattr(mod, "__builtins__", __builtins__)
     mod.__spec__ = spec
     mod.__loader__ = spec.loader
     mod.__package__ = spec.parent
-    mod.__cached__ = spec.cached
+    setattr(mod, "__cached__", spec.cached)
     return code, mod
 
 
@@ -182,10 +179,12 @@ def _print_exception() -> None:
         tb = tb.tb_next
     if exc is not None:
         exc.__traceback__ = tb  # what the default hook prints
-    sys.excepthook(exc_type, exc, tb)
+    if exc_type is not None and exc is not None:
+        sys.excepthook(exc_type, exc, tb)
 
 
-def _finish(profiler: Profiler, session: Session, follow, quiet: bool, pid: int) -> None:
+def _finish(profiler: Profiler, session: Session, follow: Optional[_follow.Follower], quiet: bool,
+            pid: int) -> None:
     if os.getpid() != pid:
         return  # a forked child that exits normally: its own handler writes its trace
     profiler.stop()

@@ -75,6 +75,8 @@ class SerialPort:
         """Waits until the port is ready for `events`; while the host side is
         absent (hang-up), looks again every few ms. socket.timeout at the deadline."""
         p = select.poll()
+        if self._fd is None:
+            raise OSError(errno.EBADF, "the serial port is closed")
         p.register(self._fd, events)
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -136,5 +138,5 @@ class SerialPort:
     def __enter__(self) -> "SerialPort":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Literal, Optional, Union
 
 from . import errors
 from ._names import _category_id, _program_name
@@ -40,10 +40,10 @@ class Session:
     fill, on flush and at stop).
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, buffer_kb: int = 16384,
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
                  disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0,
-                 crash_safe: bool = True, flush_period_ms: int = 100):
+                 crash_safe: bool = True, flush_period_ms: int = 100) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError("path must be a str or os.PathLike of str")
@@ -70,9 +70,9 @@ class Session:
             raise ValueError("flush_period_ms must be between 0 and 3600000")
         self.flush_period_ms = flush_period_ms
         self.recovered: Optional[str] = None
-        self._session = None
+        self._session: Any = None
         self._stopped = False
-        self._pid = None
+        self._pid: Optional[int] = None
 
     def start(self) -> "Session":
         if self._session is not None or self._stopped:
@@ -127,7 +127,7 @@ class Session:
             raise errors.TracingStateError("the session has not been started")
 
     @property
-    def stats(self) -> dict:
+    def stats(self) -> Dict[str, int]:
         """Counters of the session: packets written and dropped, bytes, ..."""
         self._require_started()
         s = self._session
@@ -144,14 +144,14 @@ class Session:
     def dropped(self) -> int:
         """Packets lost to a full buffer (discarded or overwritten)."""
         self._require_started()
-        return lib.vp_session_stat(self._session, lib.VP_STAT_PACKETS_DROPPED)
+        return int(lib.vp_session_stat(self._session, lib.VP_STAT_PACKETS_DROPPED))
 
     def __enter__(self) -> "Session":
         if self._session is None:
             self.start()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self._pid != os.getpid():
             return False  # a forked child: the parent owns the session
         self.stop()
@@ -170,7 +170,7 @@ def running_session() -> Optional[Session]:
     return None
 
 
-def _str_list(values, what) -> list:
+def _str_list(values: Optional[Iterable[str]], what: str) -> List[str]:
     if values is None:
         return []
     if isinstance(values, str):

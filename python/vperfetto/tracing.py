@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Callable, Optional
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Literal, Optional, TypeVar,
+                    Union, cast, overload)
 
 from . import _args, _names, errors
 from ._names import (_category_id, _category_id_slow, _category_ids, _ensure_named, _fast,
                      _intern_name, _lock, _name_id_slow, _name_ids, _thread_named,
                      name_this_thread)
+from . import profiler as _profiler
 from ._native import ffi, lib, new_error
 from .session import Session
 
@@ -53,40 +55,50 @@ __all__ = [
     "clock_sync_marker",
 ]
 
-if _fast:
-    _EventBase = _fast.EventBase
-else:
-    class _EventBase:
-        """Event's calls through cffi (PyPy, or a build without _vperfetto_fast)."""
+# Timestamps, flow ids and annotations as the public calls take them.
+Flow = Union[int, Iterable[int], None]
+F = TypeVar("F", bound=Callable[..., Any])
 
-        __slots__ = ("begin", "instant")
 
-        def __init__(self, category: int, name: int, raw: Optional[bytes] = None):
-            if name:
-                b = functools.partial(lib.vp_begin, category, name)
-                i = functools.partial(lib.vp_instant, category, name)
-            else:
-                b = functools.partial(lib.vp_begin_str, category, raw, len(raw))
-                i = functools.partial(lib.vp_instant_str, category, raw, len(raw))
-            self.begin = functools.partial(_pure_event, b, lib.VP_EVENT_BEGIN, self)
-            self.instant = functools.partial(_pure_event, i, lib.VP_EVENT_INSTANT, self)
+class _PureEventBase:
+    """Event's calls through cffi (PyPy, or a build without _vperfetto_fast)."""
 
-        end = staticmethod(_pure_end)
+    __slots__ = ("begin", "instant")
 
-        def __enter__(self):
-            self.begin()
-            return self
-
-        def __exit__(self, *exc):
-            _pure_end()
-            return False
-
-    def _pure_event(call, etype, ev) -> None:
-        _ensure_named()
-        if _tasks.current_task() is None:
-            call()
+    def __init__(self, category: int, name: int, raw: Optional[bytes] = None) -> None:
+        if name:
+            b = functools.partial(lib.vp_begin, category, name)
+            i = functools.partial(lib.vp_instant, category, name)
         else:
-            _emit(etype, ev.name, ev.category, None, None, None, None, None)
+            raw = raw or b""
+            b = functools.partial(lib.vp_begin_str, category, raw, len(raw))
+            i = functools.partial(lib.vp_instant_str, category, raw, len(raw))
+        self.begin = functools.partial(_pure_event, b, lib.VP_EVENT_BEGIN, self)
+        self.instant = functools.partial(_pure_event, i, lib.VP_EVENT_INSTANT, self)
+
+    end = staticmethod(_pure_end)
+
+    def __enter__(self) -> Any:
+        self.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        _pure_end()
+        return False
+
+
+def _pure_event(call: Callable[[], None], etype: int, ev: Any) -> None:
+    _ensure_named()
+    if _tasks.current_task() is None:
+        call()
+    else:
+        _emit(etype, ev.name, ev.category, None, None, None, None, None)
+
+
+if TYPE_CHECKING:
+    from ._vperfetto_fast import EventBase as _EventBase
+else:
+    _EventBase = _fast.EventBase if _fast else _PureEventBase
 
 
 class Event(_EventBase):
@@ -99,7 +111,7 @@ class Event(_EventBase):
 
     __slots__ = ("name", "category", "_name", "_category")
 
-    def __init__(self, name: str, category: Optional[str] = None):
+    def __init__(self, name: str, category: Optional[str] = None) -> None:
         self.name = name
         self.category = category
         self._category = _category_id(category)
@@ -116,7 +128,7 @@ _names.event_type = (Event,)
 
 # --- the general path: annotations, timestamps, tracks, flows ---------------
 
-def _flow_list(flow) -> list:
+def _flow_list(flow: Flow) -> List[int]:
     if flow is None:
         return []
     if isinstance(flow, int):
@@ -124,10 +136,12 @@ def _flow_list(flow) -> list:
     return [int(f) for f in flow]
 
 
-def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counter=None):
+def _emit(etype: int, name: Any, category: Optional[str], args: Any, ts: Optional[int],
+          track: Union["Track", "CounterTrack", None], flow: Flow, terminating_flow: Flow,
+          counter: Union[int, float, None] = None) -> None:
     _ensure_named()
     ev = ffi.new("vp_event*")
-    keep = [ev]
+    keep: List[Any] = [ev]
     ev.type = etype
     if category is not None:
         ev.category = _category_id(category)
@@ -181,7 +195,7 @@ def _emit(etype, name, category, args, ts, track, flow, terminating_flow, counte
     lib.vp_emit(ev)
 
 
-def _bad_track(track):
+def _bad_track(track: object) -> int:
     raise TypeError(f"track must be a vperfetto.Track, not {type(track).__name__}")
 
 
@@ -191,7 +205,8 @@ _vp_begin = lib.vp_begin
 _vp_instant = lib.vp_instant
 
 
-def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) -> None:
+def _named(cfn: Callable[[int, int], None], etype: int, name: str, category: Optional[str], args: Any,
+           ts: Optional[int], track: Optional["Track"], flow: Flow, terminating_flow: Flow) -> None:
     # The plain form (an interned str name) is one C call; the rest goes
     # through vp_emit.
     if args is None and ts is None and track is None and flow is None and terminating_flow is None:
@@ -213,13 +228,14 @@ def _named(cfn, etype, name, category, args, ts, track, flow, terminating_flow) 
     _emit(etype, name, category, args, ts, track, flow, terminating_flow)
 
 
-def begin(name, category=None, args=None, ts=None, track=None, flow=None,
-          terminating_flow=None) -> None:
+def begin(name: str, category: Optional[str] = None, args: Any = None, ts: Optional[int] = None,
+          track: Optional["Track"] = None, flow: Flow = None, terminating_flow: Flow = None) -> None:
     """Begins a slice on the calling thread's track (or on ``track``)."""
     _named(_vp_begin, lib.VP_EVENT_BEGIN, name, category, args, ts, track, flow, terminating_flow)
 
 
-def end(ts=None, args=None, track=None, flow=None, terminating_flow=None) -> None:
+def end(ts: Optional[int] = None, args: Any = None, track: Optional["Track"] = None, flow: Flow = None,
+        terminating_flow: Flow = None) -> None:
     """Ends the innermost slice begun on this thread (or the latest on ``track``).
 
     An end without a matching begin on this thread is ignored, so a trace is
@@ -231,8 +247,8 @@ def end(ts=None, args=None, track=None, flow=None, terminating_flow=None) -> Non
     _emit(lib.VP_EVENT_END, None, None, args, ts, track, flow, terminating_flow)
 
 
-def instant(name, category=None, args=None, ts=None, track=None, flow=None,
-            terminating_flow=None) -> None:
+def instant(name: str, category: Optional[str] = None, args: Any = None, ts: Optional[int] = None,
+            track: Optional["Track"] = None, flow: Flow = None, terminating_flow: Flow = None) -> None:
     """A zero-duration event."""
     _named(_vp_instant, lib.VP_EVENT_INSTANT, name, category, args, ts, track, flow,
            terminating_flow)
@@ -241,7 +257,8 @@ def instant(name, category=None, args=None, ts=None, track=None, flow=None,
 class _Slice:
     __slots__ = ("name", "category", "args", "track", "flow", "terminating_flow")
 
-    def __init__(self, name, category, args, track, flow, terminating_flow):
+    def __init__(self, name: str, category: Optional[str], args: Any, track: Optional["Track"],
+                 flow: Flow, terminating_flow: Flow) -> None:
         self.name = name
         self.category = category
         self.args = args
@@ -249,12 +266,12 @@ class _Slice:
         self.flow = flow
         self.terminating_flow = terminating_flow
 
-    def __enter__(self):
+    def __enter__(self) -> "_Slice":
         begin(self.name, self.category, self.args, None, self.track, self.flow,
               self.terminating_flow)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self.track is None:
             _vp_end()
         else:
@@ -262,14 +279,21 @@ class _Slice:
         return False
 
 
-def slice(name, category=None, args=None, *, track=None, flow=None,  # noqa: A001
-          terminating_flow=None) -> _Slice:
+def slice(name: str, category: Optional[str] = None, args: Any = None, *,  # noqa: A001
+          track: Optional["Track"] = None, flow: Flow = None, terminating_flow: Flow = None) -> _Slice:
     """A context manager: one slice around the ``with`` block."""
     return _Slice(name, category, args, track, flow, terminating_flow)
 
 
-def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
-           category: Optional[str] = None):
+@overload
+def traced(func: F) -> F: ...
+@overload
+def traced(func: None = None, *, name: Optional[str] = None,
+           category: Optional[str] = None) -> Callable[[F], F]: ...
+
+
+def traced(func: Optional[F] = None, *, name: Optional[str] = None,
+           category: Optional[str] = None) -> Any:
     """Decorator: one slice per call, ended even when the call raises.
 
     The slice is named after the function: its qualified name without the
@@ -281,7 +305,7 @@ def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
     its end, so the caller's own slices between two items never nest inside.
     """
 
-    def wrap(f):
+    def wrap(f: F) -> F:
         import inspect
 
         default = getattr(f, "__qualname__", getattr(f, "__name__", "?")).rsplit("<locals>.", 1)[-1]
@@ -289,18 +313,19 @@ def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
         b = ev.begin
         if inspect.iscoroutinefunction(f):
             @functools.wraps(f)
-            async def coroutine(*a, **kw):
+            async def coroutine(*a: Any, **kw: Any) -> Any:
                 b()
                 try:
                     return await f(*a, **kw)
                 finally:
                     _vp_end()
-            return coroutine
+            return cast(F, coroutine)
         if inspect.isasyncgenfunction(f):
             @functools.wraps(f)
-            async def async_generator(*a, **kw):
+            async def async_generator(*a: Any, **kw: Any) -> Any:
                 agen = f(*a, **kw)
-                value, error = None, None
+                value: Any = None
+                error: Optional[BaseException] = None
                 while True:
                     b()
                     try:
@@ -320,12 +345,13 @@ def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
                         raise
                     except BaseException as e:  # noqa: BLE001 - thrown in: passed on
                         value, error = None, e
-            return async_generator
+            return cast(F, async_generator)
         if inspect.isgeneratorfunction(f):
             @functools.wraps(f)
-            def generator(*a, **kw):
+            def generator(*a: Any, **kw: Any) -> Any:
                 gen = f(*a, **kw)
-                value, error = None, None
+                value: Any = None
+                error: Optional[BaseException] = None
                 while True:
                     b()
                     try:
@@ -345,17 +371,17 @@ def traced(func: Optional[Callable] = None, *, name: Optional[str] = None,
                         raise
                     except BaseException as e:  # noqa: BLE001 - thrown in: passed on
                         value, error = None, e
-            return generator
+            return cast(F, generator)
 
         @functools.wraps(f)
-        def wrapper(*a, **kw):
+        def wrapper(*a: Any, **kw: Any) -> Any:
             b()
             try:
                 return f(*a, **kw)
             finally:
                 _vp_end()
 
-        return wrapper
+        return cast(F, wrapper)
 
     return wrap(func) if func is not None else wrap
 
@@ -370,7 +396,7 @@ class Track:
 
     __slots__ = ("name", "_handle", "uuid")
 
-    def __init__(self, name: str, parent: Optional["Track"] = None):
+    def __init__(self, name: str, parent: Optional["Track"] = None) -> None:
         if not isinstance(name, str):
             raise TypeError("track name must be str")
         if parent is not None and not isinstance(parent, Track):
@@ -379,19 +405,23 @@ class Track:
         err = new_error()
         errors.check(lib.vp_track_new(name.encode(), parent._handle if parent else 0, out, err), err)
         self.name = name
-        self._handle = out[0]
-        self.uuid = lib.vp_track_uuid(self._handle)
+        self._handle: int = out[0]
+        self.uuid: int = lib.vp_track_uuid(self._handle)
 
-    def begin(self, name, category=None, args=None, ts=None, flow=None, terminating_flow=None):
+    def begin(self, name: str, category: Optional[str] = None, args: Any = None, ts: Optional[int] = None,
+              flow: Flow = None, terminating_flow: Flow = None) -> None:
         _emit(lib.VP_EVENT_BEGIN, name, category, args, ts, self, flow, terminating_flow)
 
-    def end(self, ts=None, args=None, flow=None, terminating_flow=None):
+    def end(self, ts: Optional[int] = None, args: Any = None, flow: Flow = None,
+            terminating_flow: Flow = None) -> None:
         _emit(lib.VP_EVENT_END, None, None, args, ts, self, flow, terminating_flow)
 
-    def instant(self, name, category=None, args=None, ts=None, flow=None, terminating_flow=None):
+    def instant(self, name: str, category: Optional[str] = None, args: Any = None, ts: Optional[int] = None,
+                flow: Flow = None, terminating_flow: Flow = None) -> None:
         _emit(lib.VP_EVENT_INSTANT, name, category, args, ts, self, flow, terminating_flow)
 
-    def slice(self, name, category=None, args=None, flow=None, terminating_flow=None):
+    def slice(self, name: str, category: Optional[str] = None, args: Any = None, flow: Flow = None,
+              terminating_flow: Flow = None) -> _Slice:
         return _Slice(name, category, args, self, flow, terminating_flow)
 
     def __repr__(self) -> str:
@@ -403,7 +433,7 @@ class CounterTrack:
 
     __slots__ = ("name", "unit", "_handle", "uuid", "set_int", "set_float")
 
-    def __init__(self, name: str, unit: Optional[str] = None):
+    def __init__(self, name: str, unit: Optional[str] = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("counter name must be a non-empty str")
         if unit is not None and not isinstance(unit, str):
@@ -414,15 +444,17 @@ class CounterTrack:
                                           out, err), err)
         self.name = name
         self.unit = unit
-        self._handle = out[0]
-        self.uuid = lib.vp_track_uuid(self._handle)
+        self._handle: int = out[0]
+        self.uuid: int = lib.vp_track_uuid(self._handle)
+        self.set_int: Callable[[int], None]
+        self.set_float: Callable[[float], None]
         if _fast:
             self.set_int, self.set_float = _fast.bind_counter(self._handle)
         else:
             self.set_int = functools.partial(lib.vp_counter_int, self._handle)
             self.set_float = functools.partial(lib.vp_counter_double, self._handle)
 
-    def set(self, value, ts=None) -> None:
+    def set(self, value: Union[int, float], ts: Optional[int] = None) -> None:
         if ts is None:
             if type(value) is int:
                 lib.vp_counter_int(self._handle, value)
@@ -440,11 +472,12 @@ class CounterTrack:
         return f"CounterTrack({self.name!r}, uuid={self.uuid:#x})"
 
 
-_counters: dict = {}
-_counter_handles: dict = {}  # name -> handle, for the builtin counter()
+_counters: Dict[str, CounterTrack] = {}
+_counter_handles: Dict[str, int] = {}  # name -> handle, for the builtin counter()
 
 
-def counter(name: str, value, ts=None, unit: Optional[str] = None) -> None:
+def counter(name: str, value: Union[int, float], ts: Optional[int] = None,
+            unit: Optional[str] = None) -> None:
     """A sample of the counter track ``name`` (int or float)."""
     track = _counters.get(name)
     if track is None:
@@ -474,9 +507,8 @@ def set_thread_name(name: Optional[str] = None) -> None:
     _thread_named.done = True
     if _fast:
         _fast.thread_named()
-    from . import profiler as _profile  # noqa: PLC0415 (profiler imports tracing)
-    if _profile._p is not None:
-        _profile._p.thread_named()
+    if _profiler._p is not None:
+        _profiler._p.thread_named()
 
 
 def is_tracing() -> bool:
@@ -486,7 +518,7 @@ def is_tracing() -> bool:
 
 def uuid_lsb() -> int:
     """A random non-zero 64-bit id, as Perfetto's track uuids."""
-    return lib.vp_uuid_lsb()
+    return int(lib.vp_uuid_lsb())
 
 
 new_flow_id = uuid_lsb
@@ -500,7 +532,7 @@ def clock_sync_marker() -> None:
 
 def boot_time_ns() -> int:
     """CLOCK_BOOTTIME in nanoseconds: the clock of every event timestamp."""
-    return lib.vp_boot_time_ns()
+    return int(lib.vp_boot_time_ns())
 
 
 def sleep_us(us: int) -> None:
@@ -515,6 +547,7 @@ def sleep_us(us: int) -> None:
 if _fast:
     _fast.init(_name_ids, _category_ids, _counter_handles, begin, end, slice, counter,
                name_this_thread)
+    # (the builtins take the same arguments)
     begin, end, slice, counter = _fast.begin, _fast.end, _fast.slice, _fast.counter  # noqa: A001
 
 _tasks.install()

@@ -404,11 +404,27 @@ VP_API void vp_string_free(char* s);
 /* ------------------------------------------------------------------------ */
 
 enum vp_inspect_flags {
-  VP_INSPECT_CHECK = 1 /* also look for what makes Perfetto show it wrongly */
+  VP_INSPECT_CHECK = 1, /* also look for what makes Perfetto show it wrongly */
+  VP_TIMELINE_INSTANT_ARGS = 2 /* vp_timeline: the tracks JSON also holds
+                                  "instant_args", [[ts, name, {key: int}],
+                                  ...] of every instant with int debug
+                                  annotations, ts in ns on the trace clock */
 };
 /* Summarises a trace in one streaming pass; *report receives JSON (free it
  * with vp_string_free). VP_E_UNSUPPORTED in the tracing-only build. */
 VP_API int32_t vp_inspect(const char* path, uint32_t flags, char** report, vp_error* err);
+/* The timeline model of a trace (what vperfetto.timeline draws) from one
+ * streaming pass: *tracks receives a JSON object (times, totals, the table of
+ * slice names, the tracks in display order) and *rows a JSON array (per
+ * track: its slices [ts, dur, name index, depth] and counter points [ts,
+ * value], times in ns from start_ns); free both with vp_string_free. At most
+ * max_slices slices are kept (the longest) and about max_counter_points
+ * points per counter (0: 50000 and 20000). With report non-NULL, the summary
+ * vp_inspect gives (with flags) comes from the same pass. VP_E_UNSUPPORTED in
+ * the tracing-only build. */
+VP_API int32_t vp_timeline(const char* path, uint32_t flags, uint64_t max_slices,
+                           uint64_t max_counter_points, char** tracks, char** rows,
+                           char** report, vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* The host-side VM workflow (the original vperfetto online workflow)       */

@@ -503,9 +503,11 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
 
 }  // namespace
 
-vpsdk::Status Inspect(const std::string& path, bool check, std::string* out) {
+namespace {
+// One pass for the summary (`out`), the timeline (`tl`), or both.
+vpsdk::Status Run(const std::string& path, bool check, std::string* out, Timeline* tl) {
   std::unique_ptr<Checker> checker;
-  if (check) {
+  if (out && check) {
     // What trace_processor learns before parsing: the clocks and the
     // tracing-start times of the whole file.
     checker.reset(new Checker());
@@ -525,16 +527,43 @@ vpsdk::Status Inspect(const std::string& path, bool check, std::string* out) {
   int rc;
   uint64_t index = 0;
   while ((rc = r.Next(&pv)) == 1) {
-    in.Packet(pv.data, pv.size, index, pv.offset, 0);
-    if (checker) checker->Packet(pv.data, pv.size, index, pv.offset, 0);
+    if (out) {
+      in.Packet(pv.data, pv.size, index, pv.offset, 0);
+      if (checker) checker->Packet(pv.data, pv.size, index, pv.offset, 0);
+    }
+    if (tl) {
+      tl->Packet(pv.data, pv.size);
+      if (index == 0 && tl->damaged() && !out)
+        return vpsdk::Status::Error(vpsdk::kFormatError, path + ": not a Perfetto trace");
+    }
     index++;
   }
-  if (rc < 0) return r.status();
-  if (index == 0)
-    return vpsdk::Status::Error(vpsdk::kFormatError, path + ": no packets (empty or not a trace)");
-  in.Finish();
-  if (checker) checker->Finish();
-  *out = in.Json(path, r);
+  if (rc < 0) {
+    if (out || index == 0) return r.status();
+    tl->SetTruncated();  // garbage after good packets: the model of those
+  }
+  if (tl && r.truncated()) tl->SetTruncated();
+  if (out) {
+    if (index == 0)
+      return vpsdk::Status::Error(vpsdk::kFormatError, path + ": no packets (empty or not a trace)");
+    in.Finish();
+    if (checker) checker->Finish();
+    *out = in.Json(path, r);
+  }
+  return vpsdk::Status::Ok();
+}
+}  // namespace
+
+vpsdk::Status Inspect(const std::string& path, bool check, std::string* out) {
+  return Run(path, check, out, nullptr);
+}
+
+vpsdk::Status InspectTimeline(const std::string& path, const TimelineOptions& options, bool check,
+                              std::string* tracks, std::string* rows, std::string* json) {
+  Timeline tl(options);
+  vpsdk::Status st = Run(path, check, json, &tl);
+  if (!st.ok()) return st;
+  tl.Finish(tracks, rows);
   return vpsdk::Status::Ok();
 }
 

@@ -1,5 +1,6 @@
-"""The guest's end of the link: :class:`GuestLink` (re-exported as
-``vperfetto.vm.GuestLink``)."""
+"""The guest side of guest<->host tracing (vperfetto.vm.GuestLink): connects
+to a HostAgent, syncs clocks (again every resync_interval), starts and stops
+host tracing and ships this process's trace at the end."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import logging
 import os
 import threading
 import time
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from . import errors, link, session
 from .link import record_sync_rounds
 from .tracing import instant
 
+__all__ = ["GuestLink"]
+
 log = logging.getLogger("vperfetto.vm")
+
+
+# --- guest ---------------------------------------------------------------------------
 
 class GuestLink:
     """The guest's end: syncs clocks and starts host tracing on entry; on exit
@@ -44,14 +50,14 @@ class GuestLink:
         self.trace_path = trace_path
         # Set when the traced workload died and its trace was recovered
         # (recover_guest_trace): sent with the upload, the host says so.
-        self.crashed: Optional[dict] = None
+        self.crashed: Optional[Dict[str, Any]] = None
         self.sync_rounds = sync_rounds
         self.resync_interval = resync_interval
         self.timeout = timeout
         self.connected = False
         self.error: Optional[str] = None
         self.estimates: List[link.SyncEstimate] = []
-        self.result: Optional[dict] = None
+        self.result: Optional[Dict[str, Any]] = None
         self._ch: Optional[link.Channel] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,9 +97,10 @@ class GuestLink:
             self._resync.start()
         return self
 
-    def _serial_hello(self, hello: dict) -> dict:
+    def _serial_hello(self, hello: Dict[str, Any]) -> Dict[str, Any]:
         """MAGIC + HELLO with a fresh nonce; then the host's MAGIC + WELCOME
         (or ERROR) that echoes it, skipping whatever else is on the port."""
+        assert self._ch is not None, "not connected"
         nonce = os.urandom(8).hex()
         hello["nonce"] = nonce
         self._ch.send_json(link.HELLO, hello, prefix=link.MAGIC)
@@ -126,6 +133,7 @@ class GuestLink:
         with self._lock, self._probe_failure():
             seq = self._probe_seq
             self._probe_seq += 1
+            assert self._ch is not None, "not connected"
             instant("guest_ping", category="vperfetto", args={"seq": seq})
             self._ch.send_json(link.PING, {"seq": seq})
         return seq
@@ -138,6 +146,7 @@ class GuestLink:
         with self._lock, self._probe_failure():
             seq = self._probe_seq
             self._probe_seq += 1
+            assert self._ch is not None, "not connected"
             self._ch.send_json(link.KICK, {"seq": seq})
             got = self._ch.recv_json(link.KICK)
             instant("guest_saw_kick", category="vperfetto", args={"seq": got.get("seq")})
@@ -146,7 +155,7 @@ class GuestLink:
         return seq
 
     @contextlib.contextmanager
-    def _probe_failure(self):
+    def _probe_failure(self) -> Iterator[None]:
         """A probe that finds the link broken ends it (connected False, error
         says why; the guest traces on locally) and raises RuntimeError."""
         try:
@@ -165,6 +174,8 @@ class GuestLink:
         """One burst of request/response rounds; the estimate goes to the host
         and, if this process is tracing, into its trace too."""
         with self._lock:
+            if self._ch is None:
+                raise errors.TracingStateError("the GuestLink is not connected (use it in a `with` block)")
             rounds = link.sync_rounds(self._ch, self.sync_rounds, self._seq, self.timeout)
             self._seq += len(rounds)
             est = link.estimate(rounds)
@@ -186,7 +197,7 @@ class GuestLink:
         self.connected = False
         log.warning("%s (tracing goes on locally)", why)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._resync:
             self._resync.join(timeout=self.timeout)
@@ -212,12 +223,13 @@ class GuestLink:
             self._ch.close()
 
     def _upload(self, path: str) -> None:
+        assert self._ch is not None, "not connected"
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         size = os.path.getsize(path)
-        hdr = {"size": size, "sha256": h.hexdigest()}
+        hdr: Dict[str, Any] = {"size": size, "sha256": h.hexdigest()}
         if self.crashed is not None:
             hdr["crashed"] = self.crashed
         self._ch.send_json(link.UPLOAD, hdr)
@@ -232,28 +244,6 @@ def _last_stopped_trace() -> Optional[str]:
     return session._last_stopped_path
 
 
-def _crash_info(obj) -> Optional[dict]:
-    """A guest's crash report, untrusted: known keys with bounded values only."""
-    if not isinstance(obj, dict):
-        raise link.ProtocolError("bad crash report")
-    out = {}
-    how = obj.get("how")
-    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
-    for key in ("packets", "packets_lost"):
-        v = obj.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
-            out[key] = v
-    return out
-
-
-def crash_message(c: dict) -> str:
-    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
-        f"crash-safe buffer"
-    if "packets" in c:
-        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
-    return s
-
-
 def _how_it_ended(rc: int) -> str:
     import signal
 
@@ -265,7 +255,7 @@ def _how_it_ended(rc: int) -> str:
     return f"exit status {rc}"
 
 
-def recover_guest_trace(out: str, rc: int) -> Optional[dict]:
+def recover_guest_trace(out: str, rc: int) -> Optional[Dict[str, Any]]:
     """After the workload ended: when it died tracing into ``out`` (its
     crash image is there), the trace is recovered into ``out`` and the crash
     report for the host returned; None otherwise."""
@@ -279,7 +269,7 @@ def recover_guest_trace(out: str, rc: int) -> Optional[dict]:
     except errors.VperfettoError as e:
         log.error("the workload died and its trace could not be recovered from %s: %s", image, e)
         return {"how": _how_it_ended(rc)}
-    info = {"how": _how_it_ended(rc), "packets": r.packets,
-            "packets_lost": r.packets_lost + r.packets_skipped}
+    info: Dict[str, Any] = {"how": _how_it_ended(rc), "packets": r.packets,
+                            "packets_lost": r.packets_lost + r.packets_skipped}
     log.warning("the workload died (%s); %s", info["how"], r.summary())
     return info
