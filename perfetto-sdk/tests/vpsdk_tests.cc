@@ -35,6 +35,7 @@
 #include "vpsdk/proto_decoder.h"
 #include "vpsdk/proto_utils.h"
 #include "vpsdk/proto_writer.h"
+#include "seq_time.h"
 
 namespace {
 
@@ -517,7 +518,9 @@ using InternedList = std::vector<std::pair<uint64_t, std::string>>;
 
 struct Packet {
   bool has_ts = false;
-  uint64_t ts = 0;
+  uint64_t ts = 0;      // absolute CLOCK_BOOTTIME (Validate resolves the clocks)
+  uint64_t raw_ts = 0;  // as written
+  uint32_t clock_id = 0;  // timestamp_clock_id; 0 when unset
   uint32_t seq = 0;
   uint64_t flags = 0;
   bool first_on_seq = false, prev_dropped = false;
@@ -541,6 +544,10 @@ struct Packet {
   double cdouble = 0;
   TrackDesc td;
   bool clock = false;
+  std::vector<vpsdk_test::SnapshotClock> snapshot;
+  bool trace_config = false;
+  bool disable_incremental = false, has_disable_incremental = false;
+  uint64_t unit_multiplier = 0;
   bool stats = false;
   std::map<uint32_t, uint64_t> buffer_stats;
   uint64_t stats_chunks_discarded = 0;
@@ -704,29 +711,42 @@ bool ParseStats(const Field& outer, Packet* p) {
   return !d.error();
 }
 
-bool ParseClock(const Field& outer) {
+// The session's snapshots (4+ global clocks, BOOTTIME primary) and, on a
+// writer sequence, BOOTTIME and the incremental clock 64 (checked in
+// Validate).
+bool ParseClock(const Field& outer, Packet* p) {
+  uint32_t primary = pf::BuiltinClock::kBoottime;
+  if (!vpsdk_test::ReadSnapshotClocks(outer.data, outer.size, &p->snapshot, &primary)) return false;
+  return primary == pf::BuiltinClock::kBoottime && p->snapshot.size() >= 2;
+}
+
+// The session's TraceConfig: its track_event data source's config.
+bool ParseTraceConfig(const Field& outer, Packet* p) {
+  p->trace_config = true;
   ProtoDecoder d(outer.data, outer.size);
   Field f;
-  int clocks = 0;
   while (d.Next(&f)) {
-    if (f.id == pf::ClockSnapshot::kClocks && IsLd(f)) {
-      ProtoDecoder cd(f.data, f.size);
-      Field g;
-      bool id = false, ts = false;
-      while (cd.Next(&g)) {
-        if (g.id == pf::ClockSnapshot::Clock::kClockId && IsVar(g)) id = true;
-        else if (g.id == pf::ClockSnapshot::Clock::kTimestamp && IsVar(g)) ts = true;
-        else return false;
+    if (f.id != pf::TraceConfig::kDataSources || !IsLd(f)) continue;
+    ProtoDecoder ds(f.data, f.size);
+    Field g;
+    while (ds.Next(&g)) {
+      if (g.id != pf::TraceConfig::DataSource::kConfig || !IsLd(g)) continue;
+      ProtoDecoder dc(g.data, g.size);
+      Field h;
+      while (dc.Next(&h)) {
+        if (h.id != pf::DataSourceConfig::kTrackEventConfig || !IsLd(h)) continue;
+        ProtoDecoder te(h.data, h.size);
+        Field k;
+        while (te.Next(&k)) {
+          if (k.id == pf::TrackEventConfig::kDisableIncrementalTimestamps && IsVar(k))
+            p->disable_incremental = k.int_value != 0, p->has_disable_incremental = true;
+          if (k.id == pf::TrackEventConfig::kTimestampUnitMultiplier && IsVar(k))
+            p->unit_multiplier = k.int_value;
+        }
       }
-      if (cd.error() || !id || !ts) return false;
-      clocks++;
-    } else if (f.id == pf::ClockSnapshot::kPrimaryTraceClock && IsVar(f)) {
-      if (f.int_value != pf::BuiltinClock::kBoottime) return false;
-    } else {
-      return false;
     }
   }
-  return !d.error() && clocks >= 4;
+  return !d.error();
 }
 
 bool ParseDefaults(const Field& outer, Packet* p) {
@@ -758,7 +778,12 @@ bool ParsePacket(const Field& outer, Packet* p) {
   while (d.Next(&f)) {
     bool ok = true;
     switch (f.id) {
-      case TP::kTimestamp: ok = IsVar(f); p->has_ts = true; p->ts = f.int_value; break;
+      case TP::kTimestamp: ok = IsVar(f); p->has_ts = true; p->ts = p->raw_ts = f.int_value; break;
+      case TP::kTimestampClockId:
+        ok = IsVar(f) && f.int_value != 0;
+        p->clock_id = static_cast<uint32_t>(f.int_value);
+        break;
+      case TP::kTraceConfig: ok = IsLd(f) && ParseTraceConfig(f, p); break;
       case TP::kTrustedPacketSequenceId:
         ok = IsVar(f) && f.int_value <= 0xffffffffu;
         p->seq = static_cast<uint32_t>(f.int_value);
@@ -769,7 +794,7 @@ bool ParsePacket(const Field& outer, Packet* p) {
       case TP::kTracePacketDefaults: ok = IsLd(f) && ParseDefaults(f, p); break;
       case TP::kTrackEvent: ok = IsLd(f) && ParseTrackEvent(f, p); break;
       case TP::kTrackDescriptor: ok = IsLd(f) && ParseTrackDescriptor(f, &p->td); break;
-      case TP::kClockSnapshot: ok = IsLd(f) && ParseClock(f); p->clock = true; break;
+      case TP::kClockSnapshot: ok = IsLd(f) && ParseClock(f, p); p->clock = true; break;
       case TP::kTraceStats: ok = IsLd(f) && ParseStats(f, p); break;
       case TP::kInternedData: {
         ok = IsLd(f);
@@ -806,6 +831,8 @@ struct SeqInfo {
   std::string thread_name;
   uint64_t thread_uuid = 0;
   std::vector<size_t> idx;  // its packets, in file order
+  vpsdk_test::SequenceTime time;
+  uint64_t snapshots = 0, absolute_packets = 0;  // clock snapshots; packets on BOOTTIME
 };
 
 struct Expect {
@@ -821,7 +848,9 @@ struct Trace {
   std::map<uint32_t, SeqInfo> seqs;  // writer sequences (id != 1)
   uint64_t writer_packets = 0;
   std::map<uint64_t, TrackDesc> described;  // every described track, by uuid
-  int clock_snapshots = 0;
+  int clock_snapshots = 0;  // the session's
+  int trace_configs = 0;
+  Packet config;
   int stats_packets = 0;
   Packet stats;
 
@@ -867,7 +896,14 @@ void Validate(Trace* t, const Expect& ex) {
     Packet& p = t->packets[i];
     if (!p.has_ts) t->Problem("packet %zu has no timestamp", i);
     if (p.td.present) t->described[p.td.uuid] = p.td;
-    if (p.clock) t->clock_snapshots++;
+    if (p.clock && p.seq == 1) {
+      t->clock_snapshots++;
+      if (p.snapshot.size() < 4) t->Problem("packet %zu: a session snapshot of %zu clocks", i, p.snapshot.size());
+    }
+    if (p.trace_config) {
+      t->trace_configs++;
+      t->config = p;
+    }
     if (p.stats) {
       t->stats_packets++;
       t->stats = p;
@@ -878,6 +914,7 @@ void Validate(Trace* t, const Expect& ex) {
     }
     if (p.seq == 1) {
       if (p.has_te || p.flags) t->Problem("packet %zu on the session sequence has events", i);
+      if (p.clock_id) t->Problem("packet %zu on the session sequence has a clock", i);
       continue;
     }
     t->writer_packets++;
@@ -905,9 +942,31 @@ void Validate(Trace* t, const Expect& ex) {
     if (p.has_defaults) {
       s.has_default = true;
       s.default_track = p.default_track;
-      if (p.default_clock != pf::BuiltinClock::kBoottime)
+      if (p.default_clock != pf::BuiltinClock::kBoottime && p.default_clock != pf::kSequenceClockIncremental)
         t->Problem("packet %zu: default clock %llu", i,
                    static_cast<unsigned long long>(p.default_clock));
+      s.time.SetDefaultClock(static_cast<uint32_t>(p.default_clock));
+    }
+    // Time, as trace_processor reads it: a packet with a snapshot defines
+    // the clocks (its own time is not used: it is the snapshot's BOOTTIME);
+    // the others are on their clock or the sequence's default.
+    if (p.clock) {
+      s.snapshots++;
+      bool inc64 = p.snapshot.size() == 2 && p.snapshot[1].id == pf::kSequenceClockIncremental &&
+                   p.snapshot[1].incremental && p.snapshot[0].id == pf::BuiltinClock::kBoottime;
+      if (!inc64 || !(p.flags & pf::TracePacket::kSeqIncrementalStateCleared) || !p.has_defaults ||
+          p.default_clock != pf::kSequenceClockIncremental || !s.time.Snapshot(p.snapshot))
+        t->Problem("packet %zu: a writer-sequence snapshot other than a reset defining clock 64", i);
+      if (p.td.present || p.has_te || p.i_names.size())
+        t->Problem("packet %zu: a snapshot packet with more (trace_processor reads only its clocks)", i);
+      p.ts = p.snapshot.empty() ? 0 : p.snapshot[0].ts;
+    } else if (p.has_ts) {
+      if (p.clock_id == pf::BuiltinClock::kBoottime) s.absolute_packets++;
+      if (s.time.default_clock() == pf::kSequenceClockIncremental &&
+          !(p.flags & pf::TracePacket::kSeqNeedsIncrementalState))
+        t->Problem("packet %zu: a time on the incremental clock without SEQ_NEEDS_INCREMENTAL_STATE", i);
+      if (!s.time.Absolute(p.raw_ts, p.clock_id, &p.ts))
+        t->Problem("packet %zu: clock %u not defined on sequence %u", i, p.clock_id, p.seq);
     }
     auto add = [&](const InternedList& l, std::map<uint64_t, std::string>& m, const char* what) {
       for (auto& e : l) {
@@ -1021,6 +1080,9 @@ void Validate(Trace* t, const Expect& ex) {
                  static_cast<unsigned long long>(d.parent));
   }
   if (t->clock_snapshots < 2) t->Problem("%d clock snapshots", t->clock_snapshots);
+  if (t->trace_configs != 1 || !t->config.has_disable_incremental)
+    t->Problem("%d trace configs (disable_incremental_timestamps %s)", t->trace_configs,
+               t->config.has_disable_incremental ? "set" : "unset");
   if (t->stats_packets != 1) t->Problem("%d trace_stats packets", t->stats_packets);
 }
 
@@ -1067,6 +1129,8 @@ struct Cfg {
   uint32_t kb = 65536;
   int32_t mode = VP_BUFFER_RING;
   std::vector<std::string> enable, disable;
+  int incremental = -1;  // -1: the default; else vp_config_set_incremental_timestamps
+  uint32_t unit = 0;
 };
 
 vp_session* StartSession(const Cfg& c, const char* file, int line) {
@@ -1076,6 +1140,8 @@ vp_session* StartSession(const Cfg& c, const char* file, int line) {
             vp_config_set_buffer(cfg, c.kb, c.mode, &err) == VP_OK;
   for (auto& e : c.enable) ok = ok && vp_config_enable_category(cfg, e.c_str(), &err) == VP_OK;
   for (auto& e : c.disable) ok = ok && vp_config_disable_category(cfg, e.c_str(), &err) == VP_OK;
+  if (c.incremental >= 0)
+    ok = ok && vp_config_set_incremental_timestamps(cfg, c.incremental, c.unit, &err) == VP_OK;
   vp_session* s = nullptr;
   if (ok) ok = vp_session_start(cfg, &s, &err) == VP_OK;
   vp_config_free(cfg);
@@ -1483,6 +1549,161 @@ void TestRingOverwrite() {
     if (p.has_te && p.type == 3 && !p.anns.empty()) last = p.anns[0].i;
   CHECK_EQ(last, 29999);
   CHECK(t.stats.buffer_stats[pf::TraceStats::BufferStats::kChunksOverwritten] == overwritten);
+}
+
+// --- timestamps (issue 14) ----------------------------------------------------------------
+
+// Events whose time is known (explicit timestamps: forward, equal, back,
+// far back, far ahead) or bracketed (now), on the thread track, a named
+// track and a counter track, from two threads; each carries its id (an
+// annotation or the counter value). Read back as trace_processor resolves
+// clocks, every surviving event is where it was put: exactly, or within
+// one unit of the incremental clock; across chunk resets and ring wraps.
+void TestTimestamps(int32_t mode, uint32_t kb, int incremental, uint32_t unit) {
+  Cfg c;
+  c.path = TmpPath(("ts_" + std::string(ModeName(mode)) + std::to_string(kb) + "_" +
+                    std::to_string(incremental) + "_" + std::to_string(unit) + ".pftrace").c_str());
+  c.mode = mode;
+  c.kb = kb;
+  c.incremental = incremental;
+  c.unit = unit;
+  uint32_t cat = vp_category("tscat");
+  uint32_t name = vp_intern("ts_event", 8);
+  uint32_t argn = vp_intern("ts_id", 5);
+  uint32_t track = 0, counter = 0;
+  vp_error err{};
+  CHECK(vp_track_new("ts track", 1, &track, &err) == VP_OK);
+  CHECK(vp_counter_track("ts counter", nullptr, &counter, &err) == VP_OK);
+  constexpr int kThreads = 2, kEvents = 12000;
+  // Per event id: [lo, hi] of its time (lo == hi when explicit).
+  std::vector<std::pair<uint64_t, uint64_t>> want(kThreads * kEvents);
+  vp_session* s = START(c);
+  if (!s) return;
+  auto work = [&](int k) {
+    uint64_t base = vp_boot_time_ns();
+    uint64_t prev = base;
+    for (int i = 0; i < kEvents; i++) {
+      int64_t id = k * kEvents + i;
+      uint64_t ts = 0, now = vp_boot_time_ns();
+      switch (i % 8) {
+        case 0: break;                                     // now
+        case 1: ts = now + 13; break;                      // ahead of now
+        case 2: ts = now - 5000000; break;                 // 5 ms back
+        case 3: ts = prev; break;                          // the previous one again
+        case 4: ts = now + 7; break;
+        case 5: ts = now + (i % 1024 == 5 ? 50000 : 3); break;  // rarely 50 us ahead
+        case 6: break;                                     // now
+        case 7: ts = base / 2 + i; break;                  // far back
+      }
+      if (i == kEvents - 20) ts = vp_boot_time_ns() + 3000000000ull;  // 3 s ahead, once
+      vp_arg a = {};
+      a.name = argn;
+      a.type = VP_ARG_INT;
+      a.i = id;
+      vp_event e = {};
+      e.timestamp_ns = ts;
+      e.category = cat;
+      e.name = name;
+      if (i % 3 == 0) {
+        e.type = VP_EVENT_COUNTER;
+        e.track = counter;
+        e.counter_int = id;
+      } else {
+        e.type = VP_EVENT_INSTANT;
+        e.track = (i % 3 == 1) ? 0 : track;
+        e.args = &a;
+        e.nargs = 1;
+      }
+      uint64_t lo = ts ? ts : vp_boot_time_ns();
+      vp_emit(&e);
+      uint64_t hi = ts ? ts : vp_boot_time_ns();
+      want[id] = {lo, hi};
+      if (ts) prev = ts;
+    }
+  };
+  std::vector<std::thread> th;
+  for (int k = 0; k < kThreads; k++) th.emplace_back(work, k);
+  for (auto& t : th) t.join();
+  STOP(s);
+  uint64_t dropped = vp_session_stat(s, VP_STAT_PACKETS_DROPPED);
+  vp_session_free(s);
+  bool small = mode != VP_BUFFER_STREAM && kb < 1024;
+  Expect ex;
+  ex.first_packet = !small;
+  Trace t = LoadTrace(c.path, ex);
+  CHECK_TRACE(t);
+  CHECK_EQ(t.config.disable_incremental, incremental == 0);
+  CHECK_EQ(t.config.unit_multiplier, incremental != 0 && unit > 1 ? unit : 0);
+  uint64_t u = incremental != 0 && unit > 1 ? unit : 1;
+  size_t found = 0, misplaced = 0, absolute = 0, deltas = 0;
+  std::vector<bool> seen(want.size());
+  for (const Packet& p : t.packets) {
+    if (!p.has_te || p.seq == 1) continue;
+    int64_t id = -1;
+    if (p.type == pf::TrackEvent::kTypeCounter) id = p.cint;
+    else if (!p.anns.empty()) id = p.anns[0].i;
+    if (id < 0 || id >= static_cast<int64_t>(want.size()) || seen[id]) {
+      CHECK_MSG(false, "event id %lld unknown or twice", static_cast<long long>(id));
+      continue;
+    }
+    seen[id] = true;
+    found++;
+    auto w = want[id];
+    // Rounded down to the unit (relative to the reset) unless written absolute.
+    bool ok = p.ts <= w.second && p.ts + u > w.first;
+    if (!ok && misplaced++ < 5)
+      CHECK_MSG(false, "event %lld at %llu, put at [%llu, %llu] (unit %llu, clock %u, raw %llu)",
+                static_cast<long long>(id), static_cast<unsigned long long>(p.ts),
+                static_cast<unsigned long long>(w.first), static_cast<unsigned long long>(w.second),
+                static_cast<unsigned long long>(u), p.clock_id,
+                static_cast<unsigned long long>(p.raw_ts));
+    if (p.clock_id == pf::BuiltinClock::kBoottime) {
+      absolute++;
+      if (w.first == w.second) CHECK_EQ(p.ts, w.first);  // exact
+    } else if (incremental != 0) {
+      deltas++;
+    }
+  }
+  CHECK_EQ(misplaced, 0u);
+  if (!small) CHECK_EQ(found, want.size());
+  else CHECK(found > 1000 && found < want.size() && dropped > 0);
+  size_t writer_snapshots = 0;
+  for (auto& kv : t.seqs) writer_snapshots += kv.second.snapshots;
+  if (incremental != 0) {
+    // The ones before their sequence's time (back, far back, ...) are
+    // absolute, the others deltas.
+    CHECK_MSG(deltas > found / 16 && absolute > found / 5, "%zu deltas, %zu absolute of %zu", deltas,
+              absolute, found);
+    CHECK(writer_snapshots >= t.seqs.size());
+    if (small) {
+      for (auto& kv : t.seqs) CHECK(kv.second.snapshots == kv.second.clears);
+      CHECK(writer_snapshots > 4);
+    }
+    for (const Packet& p : t.packets)
+      if (p.seq != 1 && p.has_ts && !p.clock && !p.clock_id) CHECK(p.raw_ts < (uint64_t{1} << 32) / u + 1);
+  } else {
+    CHECK_EQ(writer_snapshots, 0u);
+    CHECK_EQ(absolute, 0u);
+    for (const Packet& p : t.packets) CHECK(p.clock_id == 0 && p.ts == p.raw_ts);
+  }
+}
+void TestTsStream() { TestTimestamps(VP_BUFFER_STREAM, 1024, -1, 0); }
+void TestTsRing() { TestTimestamps(VP_BUFFER_RING, 65536, 1, 0); }
+void TestTsRingWrap() { TestTimestamps(VP_BUFFER_RING, 64, 1, 1); }
+void TestTsDiscardSmall() { TestTimestamps(VP_BUFFER_DISCARD, 64, 1, 0); }
+void TestTsUnitRingWrap() { TestTimestamps(VP_BUFFER_RING, 64, 1, 1000); }
+void TestTsUnitStream() { TestTimestamps(VP_BUFFER_STREAM, 1024, 1, 7); }
+void TestTsAbsoluteStream() { TestTimestamps(VP_BUFFER_STREAM, 1024, 0, 0); }
+void TestTsAbsoluteRingWrap() { TestTimestamps(VP_BUFFER_RING, 64, 0, 1000); }
+
+void TestTimestampConfigErrors() {
+  vp_config* cfg = vp_config_new();
+  vp_error err{};
+  CHECK(vp_config_set_incremental_timestamps(nullptr, 1, 1, &err) == VP_E_INVALID_ARGUMENT);
+  CHECK(vp_config_set_incremental_timestamps(cfg, 1, 1000000001u, &err) == VP_E_INVALID_ARGUMENT);
+  CHECK(vp_config_set_incremental_timestamps(cfg, 1, 1000000000u, &err) == VP_OK);
+  CHECK(vp_config_set_incremental_timestamps(cfg, 0, 0, &err) == VP_OK);
+  vp_config_free(cfg);
 }
 
 void TestSessionErrors() {
@@ -2339,6 +2560,15 @@ const TestCase kTests[] = {
     {"discard_tiny", TestDiscardTiny},
     {"ring_overwrite", TestRingOverwrite},
     {"session_errors", TestSessionErrors},
+    {"ts_stream", TestTsStream},
+    {"ts_ring", TestTsRing},
+    {"ts_ring_wrap", TestTsRingWrap},
+    {"ts_discard_small", TestTsDiscardSmall},
+    {"ts_unit_ring_wrap", TestTsUnitRingWrap},
+    {"ts_unit_stream", TestTsUnitStream},
+    {"ts_absolute_stream", TestTsAbsoluteStream},
+    {"ts_absolute_ring_wrap", TestTsAbsoluteRingWrap},
+    {"ts_config_errors", TestTimestampConfigErrors},
     {"end_without_begin", TestEndWithoutBegin},
     {"disabled_category_nesting", TestDisabledCategoryNesting},
     {"flush_ring", TestFlushRing},
