@@ -46,6 +46,7 @@ _P_TRACK_EVENT = 11
 _P_INTERNED = 12
 _P_SEQ_FLAGS = 13
 _P_INCR_CLEARED = 41
+_P_PREV_DROPPED = 42
 _P_COMPRESSED = 50
 _P_CLOCK_ID = 58
 _P_DEFAULTS = 59
@@ -54,6 +55,7 @@ _P_MACHINE_ID = 98
 
 _BOOTTIME = 6
 _SEQ_CLEARED = 1
+_SEQ_NEEDS = 2
 
 _TYPE_BEGIN, _TYPE_END, _TYPE_INSTANT, _TYPE_COUNTER = 1, 2, 3, 4
 _GUEST_PREFIX = re.compile(r"^(.{1,64}?): (.*)$", re.S)
@@ -197,7 +199,7 @@ def _top_level_packets(f, stats: dict) -> Iterator[bytes]:
 
 class _Seq:
     __slots__ = ("names", "cats", "default_track", "default_clock", "clocks",
-                 "extra_counters", "extra_double_counters")
+                 "extra_counters", "extra_double_counters", "valid")
 
     def __init__(self):
         self.names: Dict[int, str] = {}
@@ -207,6 +209,7 @@ class _Seq:
         self.clocks: Dict[int, list] = {}   # clock id -> [ref units, ref boottime, mult, incremental, last]
         self.extra_counters: List[int] = []
         self.extra_double_counters: List[int] = []
+        self.valid = False  # incremental state: cleared since the start or the last loss
 
     def clear(self):
         self.names.clear()
@@ -453,7 +456,7 @@ class _Builder:
         seq_id = 0
         te = interned = defaults = desc = snap = None
         clock = None
-        cleared = False
+        cleared = needs = dropped = False
         machine = 0
         compressed = None
         for fid, _, v in _fields(data):
@@ -467,6 +470,9 @@ class _Builder:
                 interned = v
             elif fid == _P_SEQ_FLAGS:
                 cleared = cleared or bool(v & _SEQ_CLEARED)
+                needs = needs or bool(v & _SEQ_NEEDS)
+            elif fid == _P_PREV_DROPPED:
+                dropped = dropped or bool(v)
             elif fid == _P_INCR_CLEARED:
                 cleared = cleared or bool(v)
             elif fid == _P_DEFAULTS:
@@ -496,19 +502,27 @@ class _Builder:
             seq = self.seqs[seq_id] = _Seq()
         if cleared:
             seq.clear()
+            seq.valid = True
+        elif dropped:
+            seq.valid = False
+        if needs and not seq.valid:
+            return  # trace_processor skips it (its interned data and clocks are gone)
         if defaults is not None:
             self.defaults(seq, defaults)
         if interned is not None:
             self.interned(seq, interned)
         if snap is not None:
             self.clock_snapshot(seq, snap)
+            return  # trace_processor reads nothing else of a snapshot packet
         if desc is not None:
             self.descriptor(desc, machine)
-        if te is None or ts is None:
+        if ts is None:
             return
+        # Every timed packet moves its sequence's incremental clock, whatever
+        # it carries (descriptors too), as trace_processor reads them.
         c = clock if clock is not None else seq.default_clock
         ts = self.to_boottime(seq, c if c is not None else _BOOTTIME, ts)
-        if ts is None:
+        if te is None or ts is None:
             return
         self.track_event(seq, seq_id, te, ts, machine)
 
