@@ -26,6 +26,10 @@ from conftest import BOOTTIME, SEQ_CLEARED, TYPE_COUNTER, TYPE_END, load_trace, 
 
 THREADS = 3
 N = 1500
+# The chosen times start this far ahead of the clock, so that however slowly
+# a loaded machine records, they stay after the sequence's resets (which are
+# at "now"): written as deltas, as a live trace's would be.
+AHEAD = 60_000_000_000
 
 
 def _workload(k: int, base: int, shared, now_marks: dict) -> None:
@@ -92,7 +96,7 @@ MODES = [("ring", 65536), ("ring", 256), ("discard", 256), ("stream", 1024)]
 
 @pytest.mark.parametrize("mode,buffer_kb", MODES)
 def test_same_times_as_absolute_mode(tmp_path, mode, buffer_kb):
-    base = vperfetto.boot_time_ns() + 1_000_000_000
+    base = vperfetto.boot_time_ns() + AHEAD
     inc_path, abs_path = tmp_path / "inc.pftrace", tmp_path / "abs.pftrace"
     s_inc, marks_inc = _record(inc_path, mode, buffer_kb, None, base)   # the default
     s_abs, _ = _record(abs_path, mode, buffer_kb, False, base)
@@ -114,7 +118,7 @@ def test_same_times_as_absolute_mode(tmp_path, mode, buffer_kb):
             assert p.sequence_flags == 2  # SEQ_NEEDS_INCREMENTAL_STATE
             assert p.timestamp_clock_id in (0, BOOTTIME)
     back_abs = [p for p in inc_trace.packet if p.timestamp_clock_id == BOOTTIME]
-    assert back_abs and all(p.timestamp > base - 10**10 for p in back_abs)
+    assert back_abs and all(p.timestamp > base - AHEAD - 10**10 for p in back_abs)  # BOOTTIME
     assert not any(p.HasField("timestamp_clock_id") or (p.sequence_flags & SEQ_CLEARED and
                    p.HasField("clock_snapshot")) for p in abs_trace.packet)
     wrapped = mode != "stream" and buffer_kb < 1024
@@ -161,7 +165,7 @@ def test_same_times_as_absolute_mode(tmp_path, mode, buffer_kb):
 
 
 def test_timeline_reads_incremental_traces(tmp_path):
-    base = vperfetto.boot_time_ns() + 1_000_000_000
+    base = vperfetto.boot_time_ns() + AHEAD
     models = {}
     for inc in (True, False):
         path = tmp_path / f"{inc}.pftrace"
@@ -211,7 +215,7 @@ def test_readers_skip_what_lost_its_reset(tmp_path):
 def test_unit_multiplier(tmp_path):
     """timestamp_unit_ns: deltas in its units, every time within one unit of
     where it was put (never after it), the config says which."""
-    base = vperfetto.boot_time_ns() + 1_000_000_000
+    base = vperfetto.boot_time_ns() + AHEAD
     path = tmp_path / "t.pftrace"
     marks: dict = {}
     with vperfetto.Session(path, buffer_kb=256, timestamp_unit_ns=1000):
@@ -246,7 +250,7 @@ def test_merge_lands_every_event_where_time_diff_says(tmp_path, buffer_kb):
     not), merged with --time-diff both ways: every moved event at its time
     minus (or plus) the diff, exactly; the main side's unchanged."""
     diff = 1_000_000_007
-    base = vperfetto.boot_time_ns() + 1_000_000_000
+    base = vperfetto.boot_time_ns() + AHEAD
     guest, host = tmp_path / "guest.pftrace", tmp_path / "host.pftrace"
     _record(guest, "ring", buffer_kb, True, base)
     _record(host, "ring", buffer_kb, True, base + 5_000_000)
