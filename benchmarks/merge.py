@@ -727,7 +727,9 @@ def measure_merge(guest, host, out, reps, cpu, label, mb, dry_run=False):
                 "print(r.alignments[0].offset_ns)")
         cmd = [sys.executable, "-c", code, guest, host]
     else:
-        cmd = [sys.executable, "-m", "vperfetto.merge", guest, host, out, "-q", "--json"]
+        # pinned to one core: one thread (more would only take turns on it)
+        cmd = [sys.executable, "-m", "vperfetto.merge", guest, host, out, "-q", "--json",
+               "--threads", "1" if cpu is not None else "0"]
     runs = []
     report = None
     for _ in range(reps):

@@ -4,7 +4,7 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  fuzzing time per target (default 60)
-#   TARGET   decoder_fuzzer and/or rewriter_fuzzer (default: both)
+#   TARGET   decoder_fuzzer, rewriter_fuzzer and/or recover_fuzzer (default: all)
 # Environment:
 #   VPFUZZ_BUILD   build directory (default build-fuzz/; corpora, seeds and
 #                  raw artifacts are kept there between runs)
@@ -25,7 +25,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} == 0 ]] && targets=(decoder_fuzzer rewriter_fuzzer)
+[[ ${#targets[@]} == 0 ]] && targets=(decoder_fuzzer rewriter_fuzzer recover_fuzzer)
 if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
   sed -n '2,21p' "$0"
   exit 2
@@ -61,7 +61,7 @@ trap 'rm -rf "$VPFUZZ_TMPDIR"' EXIT
 # --- seed corpora ----------------------------------------------------------------------
 seeds="$build/seeds"
 rm -rf "$seeds"
-mkdir -p "$seeds/traces" "$seeds/split"
+mkdir -p "$seeds/traces" "$seeds/split" "$seeds/images"
 add_seed() {  # add_seed FILE: copy (gunzip .gz) into the shared seed directory
   local f="$1" name
   name="$(basename "$f")"
@@ -116,6 +116,36 @@ record(os.path.join(out, "py_unit.pftrace"), "unit_py", 12, timestamp_unit_ns=10
 merge(g, h, os.path.join(out, "py_merged.pftrace"))
 merge(g, h, os.path.join(out, "py_merged_ids.pftrace"), mode="guest-into-host", machine_ids=True)
 PY
+  # Crash images for recover_fuzzer: processes killed while tracing, cut
+  # after their last chunk with data (a stream image: IMAGE VPSPLIT! FILE).
+  python3 - "$seeds/images" <<'PY' || echo "fuzz.sh: generating crash images failed (skipped)"
+import os, struct, subprocess, sys, tempfile
+child = r"""
+import os, signal, sys, threading, vperfetto
+vperfetto.Session(sys.argv[1], mode=sys.argv[2], buffer_kb=int(sys.argv[3]), flush_period_ms=0).start()
+def work(t):
+    for i in range(int(sys.argv[4])):
+        vperfetto.begin("work", args={"t": t, "i": i, "s": "x" * (i % 7)})
+        vperfetto.counter("c", i)
+        vperfetto.end()
+ts = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+for th in ts: th.start()
+for th in ts: th.join()
+os.kill(os.getpid(), 9)
+"""
+d = tempfile.mkdtemp()
+for n, (mode, kb, ev) in enumerate((("ring", 8, 60), ("ring", 8, 10), ("discard", 8, 80),
+                                    ("stream", 4, 30), ("ring", 4, 5))):
+    t = os.path.join(d, f"t{n}.pftrace")
+    subprocess.call([sys.executable, "-c", child, t, mode, str(kb), str(ev)])
+    img = open(t + ".vpbuf", "rb").read()
+    off, = struct.unpack_from("<Q", img, 32)
+    size, count = struct.unpack_from("<II", img, 20)
+    last = max([off + i * size + (struct.unpack_from("<Q", img, 4096 + 48 * i + 16)[0] >> 24)
+                for i in range(count)] + [8192])
+    img = img[:last] + (b"VPSPLIT!" + open(t, "rb").read() if mode == "stream" else b"")
+    open(os.path.join(sys.argv[1], f"image{n}-{mode}"), "wb").write(img)
+PY
 else
   echo "fuzz.sh: vperfetto is not installed: no generated seed traces"
 fi
@@ -154,6 +184,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$art" "$reg"
   dirs=("$corpus" "$seeds/traces")
   extra=(-max_len=131072)
+  if [[ $t == recover_fuzzer ]]; then
+    dirs=("$corpus" "$seeds/images")
+  fi
   if [[ $t == rewriter_fuzzer ]]; then
     dirs+=("$seeds/split")
     extra=(-max_len="${VPFUZZ_MAX_LEN:-1048576}" -dict="$root/fuzz/rewriter.dict")

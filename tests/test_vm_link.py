@@ -5,6 +5,7 @@ peers that misbehave."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -525,3 +526,26 @@ def test_workflow_set_guest_time_aligns(tmp_path):
     host_ev = [e for e in resolve(load_trace(tmp_path / "h.pftrace")) if e.name == "host_event"]
     comb = [e for e in resolve(load_trace(tmp_path / "c.pftrace")) if e.name == "host_event"]
     assert [e.ts + diff for e in host_ev] == [e.ts for e in comb]  # the host moved into guest time
+
+
+def test_guest_cli_ships_the_trace_of_a_workload_that_died(tmp_path):
+    # The workload (auto-started stream session) is killed mid-slice: the
+    # guest recovers its trace from the crash-safe buffer and ships it, the
+    # host merges it and says the guest crashed.
+    workload = ("import os, signal, vperfetto\n"
+                "for i in range(5000):\n"
+                "    vperfetto.begin('doomed', args={'i': i}); vperfetto.end()\n"
+                "vperfetto.begin('dying')\n"
+                "os.kill(os.getpid(), signal.SIGKILL)\n")
+    with HostAgent("tcp:127.0.0.1:0", str(tmp_path / "t")) as agent:
+        p = _guest_cli("--connect", agent.address, "--name", "vmc", "--out", tmp_path / "vmc.pftrace",
+                       "--", sys.executable, "-c", workload)
+        (res,) = agent.wait_for(1, 60)
+    assert p.returncode == 128 + signal.SIGKILL, p.stderr  # as a shell says it
+    assert "host: the guest crashed (killed by SIGKILL)" in p.stderr, p.stderr
+    assert res.crashed["how"] == "killed by SIGKILL" and res.crashed["packets"] > 0
+    assert any("the guest crashed (killed by SIGKILL)" in w for w in res.warnings)
+    assert res.combined and not res.error
+    names = [e.name for e in resolve(load_trace(res.combined))]
+    assert names.count("doomed") == 5000 and "dying" in names
+    assert not (tmp_path / "vmc.pftrace.vpbuf").exists()

@@ -32,6 +32,7 @@ struct MergeOptions {
   MergeMode mode = MergeMode::kHostIntoGuest;
   AlignOptions align;
   bool machine_ids = false, link_flows = false, dry_run = false, progress = false;
+  unsigned threads = 0;
 };
 }  // namespace vpmerge
 #endif
@@ -138,6 +139,10 @@ void vp_merge_set_machine_ids(vp_merge_options* o, int32_t enable) {
 }
 void vp_merge_set_link_flows(vp_merge_options* o, int32_t enable) {
   if (o) o->opt.link_flows = enable != 0;
+}
+
+void vp_merge_set_threads(vp_merge_options* o, uint32_t threads) {
+  if (o) o->opt.threads = threads > 256 ? 256 : threads;
 }
 
 void vp_merge_set_dry_run(vp_merge_options* o, int32_t enable) {

@@ -175,6 +175,19 @@ int32_t vp_config_set_incremental_timestamps(vp_config* c, int32_t incremental, 
   return Report(err, vpsdk::Status::Ok());
 }
 
+int32_t vp_config_set_crash_safe(vp_config* c, int32_t on, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  c->cfg.crash_safe = on != 0;
+  return Report(err, vpsdk::Status::Ok());
+}
+
+int32_t vp_config_set_flush_period_ms(vp_config* c, uint32_t ms, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (ms > 3600000) return Fail(err, VP_E_INVALID_ARGUMENT, "flush period must be 0 .. 3600000 ms");
+  c->cfg.flush_period_ms = ms;
+  return Report(err, vpsdk::Status::Ok());
+}
+
 int32_t vp_session_start(const vp_config* c, vp_session** out, vp_error* err) {
   if (!c || !out) return Fail(err, VP_E_INVALID_ARGUMENT, "config or out is NULL");
   *out = nullptr;
@@ -209,6 +222,36 @@ int32_t vp_is_tracing(void) { return vpsdk::IsTracing() ? 1 : 0; }
 
 uint64_t vp_session_stat(const vp_session* s, int32_t stat) {
   return s ? s->session->Stat(stat) : 0;
+}
+
+const char* vp_session_recovered(const vp_session* s) {
+  return s ? s->session->recovered_path().c_str() : "";
+}
+
+int32_t vp_recover(const char* image, const char* output, vp_recovery* report, vp_error* err) {
+  if (!image || !*image) return Fail(err, VP_E_INVALID_ARGUMENT, "no crash image was given");
+  return Guard(err, [&] {
+    vpsdk::RecoverReport r;
+    vpsdk::Status st = vpsdk::RecoverImage(image, output ? output : "", &r);
+    if (report) {
+      std::memset(report, 0, sizeof(*report));
+      report->image_version = r.image_version;
+      report->pid = r.pid;
+      report->mode = r.mode;
+      report->sequences = r.sequences;
+      report->packets = r.packets;
+      report->bytes = r.bytes;
+      report->chunks = r.chunks;
+      report->stream_bytes = r.stream_bytes;
+      report->packets_lost = r.packets_lost;
+      report->packets_skipped = r.packets_skipped;
+      report->chunks_lost = r.chunks_lost;
+      report->last_timestamp_ns = r.last_timestamp_ns;
+      std::snprintf(report->session_output, sizeof(report->session_output), "%s",
+                    r.output_path.c_str());
+    }
+    return Report(err, st);
+  });
 }
 
 uint32_t vp_category(const char* name) {

@@ -6,15 +6,18 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "crash_image.h"
 #include "vpsdk/tracing.h"
 
 #define VPSDK_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -97,7 +100,7 @@ class ThreadWriter;
 
 // Bytes committed in a chunk and the number of packets they hold, published
 // together in one 64-bit word: bytes << 24 | packets.
-constexpr unsigned kPacketBits = 24;
+constexpr unsigned kPacketBits = image::kPacketBits;
 
 class SessionCore {
  public:
@@ -115,12 +118,23 @@ class SessionCore {
   const int32_t pid;  // process that started it
   size_t chunk_size;
   size_t buffer_bytes;
+  uint32_t num_chunks = 0;
 
-  // Hands [data, data+n) holding `packets` packets of sequence `seq` to the
-  // buffer or file. Returns false when it was dropped. Caller holds mu.
-  bool Commit(const uint8_t* data, size_t n, uint32_t packets);
-  // Takes what `w` completed since the last hand-over. Caller holds mu.
-  void Scrape(ThreadWriter* w, bool request_reset);
+  // Maps the chunk pool: the crash image `image_path` (created, locked and
+  // initialised) or anonymous memory. Before the session is published.
+  Status MapPool(const std::string& image_path);
+
+  // Gives `w` a chunk with room for `need` bytes: one of the pool's (the
+  // ring takes its oldest complete one back) or, when none is free, when
+  // the packet is larger than a chunk or after stop, memory of its own.
+  // Caller holds mu; w has no chunk.
+  void AcquireChunk(ThreadWriter* w, size_t need);
+  // Hands w's chunk over: complete in the buffer, or written to the file
+  // (stream). Caller holds mu.
+  void ReleaseChunk(ThreadWriter* w);
+  // Stream mode: writes what `w` completed since the last hand-over. Caller
+  // holds mu.
+  void Scrape(ThreadWriter* w);
 
   Status Finish();  // writes the trace; caller holds mu
   bool WriteAll(const void* data, size_t n);  // caller holds mu
@@ -128,6 +142,10 @@ class SessionCore {
   std::string TraceConfigPacket();
   Status io_status;  // first I/O error; under mu
   uint64_t Stat(int32_t stat);  // caller holds mu
+  void ForkChild();  // in a forked child: let go of the image's lock
+  void StartFlusher();
+  void StopFlusher();  // not under mu
+  void SetStreamStart(size_t n);  // the output file's first n bytes are written
 
   // Statistics (under mu).
   uint64_t packets_accepted = 0, bytes_accepted = 0, chunks_accepted = 0;
@@ -135,17 +153,40 @@ class SessionCore {
   uint64_t packets_overwritten = 0, bytes_overwritten = 0;
   uint64_t sequences = 0;
   uint64_t service_packets = 0;  // the session's own: clock snapshots, stats
+  std::string recovered_path;    // set by Session::Start
 
  private:
-  struct Chunk {
+  struct Big {  // a chunk larger than the pool's (ring/discard): in memory
     std::string data;
     uint32_t packets;
+    uint64_t order;
   };
   std::string TraceStatsPacket();
+  void SyncStats();
+  // Stream mode: writes [from, to) of w's chunk to the file, announced in
+  // the image first.
+  void StreamWrite(ThreadWriter* w, size_t from, size_t to);
+  uint8_t* ChunkData(uint32_t i) { return data_ + static_cast<size_t>(i) * chunk_size; }
 
   int fd_;
-  std::deque<Chunk> ring_;
-  size_t ring_bytes_ = 0;
+  uint8_t* map_ = nullptr;
+  size_t map_size_ = 0;
+  image::Header* hdr_ = nullptr;
+  image::ChunkHeader* chunks_ = nullptr;
+  uint8_t* data_ = nullptr;
+  int image_fd_ = -1;
+  std::string image_path_;
+  std::vector<uint32_t> free_;       // free pool chunks
+  std::vector<uint64_t> sealed_;     // committed word of each complete chunk
+  std::vector<uint8_t> populated_;   // chunks whose pages were faulted in
+  std::deque<uint32_t> complete_;    // complete pool chunks, oldest first
+  std::deque<Big> big_;
+  size_t big_bytes_ = 0;
+  uint64_t next_order_ = 0;
+  uint64_t complete_bytes_ = 0;      // bytes in complete_ and big_
+  std::thread flusher_;
+  std::condition_variable flush_cv_;
+  bool flusher_stop_ = false;        // under mu
 };
 
 // --- the per-thread writer ----------------------------------------------------
@@ -165,14 +206,21 @@ class ThreadWriter {
   std::shared_ptr<SessionCore> session;
   uint32_t sequence_id = 0;
 
-  // The chunk. `buf` and `cap` change only under session->mu; the owner
-  // writes at [pos, cap) and publishes complete packets through `committed`.
+  // The chunk. `buf`, `cap` and `committed` change only under session->mu;
+  // the owner writes at [pos, cap) and publishes complete packets through
+  // `*committed`: the chunk's header in the pool (the crash image), or
+  // `own_committed` for memory of its own (`heap`).
   uint8_t* buf = nullptr;
   size_t cap = 0;
   size_t pos = 0;
   uint32_t packets = 0;                 // complete packets since offset 0
-  std::atomic<uint64_t> committed{0};   // pos << kPacketBits | packets
-  uint64_t handed = 0;                  // same encoding; under session->mu
+  std::atomic<uint64_t> own_committed{0};
+  std::atomic<uint64_t>* committed = &own_committed;  // pos << kPacketBits | packets
+  uint64_t handed = 0;                  // stream: same encoding; under session->mu
+  uint32_t chunk = image::kNoChunk;     // the pool chunk `buf` is, or kNoChunk
+  uint64_t next_chunk_index = 0;        // of this sequence
+  uint8_t* heap = nullptr;              // owned; `buf` when not in the pool
+  size_t heap_cap = 0;
 
   // Incremental state.
   bool need_reset = true;
@@ -208,8 +256,8 @@ class ThreadWriter {
   void Publish(uint8_t* end) {
     pos = static_cast<size_t>(end - buf);
     ++packets;
-    committed.store((static_cast<uint64_t>(pos) << kPacketBits) | packets,
-                    std::memory_order_release);
+    committed->store((static_cast<uint64_t>(pos) << kPacketBits) | packets,
+                     std::memory_order_release);
   }
 };
 

@@ -25,7 +25,8 @@ COMMANDS = """commands (each has --help):
 modules:
   python -m vperfetto.merge     merge guest and host traces onto one clock
   python -m vperfetto.inspect   summarise or --check a trace; --svg/--html timelines
-  python -m vperfetto.open      serve a trace to ui.perfetto.dev and print the link"""
+  python -m vperfetto.open      serve a trace to ui.perfetto.dev and print the link
+  python -m vperfetto.recover   rebuild the trace of a process that died (from TRACE.vpbuf)"""
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")

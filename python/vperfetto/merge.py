@@ -3,11 +3,16 @@
     python -m vperfetto.merge guest.trace host.trace combined.trace [guestClockBootTimeNs]
            [--guest-tsc-offset N] [--merge-guest-into-host] [--add-traces] [--time-diff NS] [-q]
     python -m vperfetto.merge --host host.trace --guest vm1=a.trace --guest vm2=b.trace -o combined.trace
+    python -m vperfetto.merge --jobs jobs.jsonl [-j N]
 
 The positional form means what it meant for the original C++ vperfetto_merge:
 the guest is the main timeline and the host is moved into guest time, unless
 ``--merge-guest-into-host``; ``--add-traces`` puts both in one file unchanged.
-The second form merges any number of guests into the host's timeline.
+The second form merges any number of guests into the host's timeline. The
+third runs many merges at once: one JSON object of merge()'s keyword
+arguments per line of jobs.jsonl (``{"host": ..., "guests": {...}, "output":
+...}``), one JSON result line per job on stdout as each ends, exit status 1
+when any failed (see merge_many()).
 
 The work is done by the C++ rewriter in libvperfetto (two streaming passes,
 output written atomically); this module only drives it.
@@ -24,6 +29,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from . import errors
 from ._cli import Parser as _Parser
+from ._fleet import JobResult, merge_many  # noqa: F401 -- the fleet's API lives here too
 from ._native import ffi, lib, new_error
 
 __all__ = ["merge", "MergeReport", "Alignment", "main"]
@@ -98,7 +104,7 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
           mode: Optional[str] = None, guest_boot_time_ns: Optional[int] = None,
           time_diff_ns: Optional[int] = None, guest_tsc_offset: int = 0,
           machine_ids: bool = False, link_flows: bool = False, dry_run: bool = False,
-          progress: bool = False) -> MergeReport:
+          progress: bool = False, threads: int = 0) -> MergeReport:
     """Merges traces and returns a report of what was done.
 
     ``merge(guest, host, output)`` is the original tool's form (``mode``
@@ -110,6 +116,8 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     and aligns (no output is written; ``output`` may be None).
     ``link_flows=True`` keeps flow ids that both sides use (ids passed across
     the VM boundary link their events); by default they are kept apart.
+    ``threads`` rewrites on that many threads (0: as many as pay, up to 4;
+    the output is the same bytes whatever the number).
     """
     if host is None or (output is None and not dry_run):
         raise TypeError("merge() needs host and output")
@@ -153,6 +161,9 @@ def merge(guest: Optional[PathLike] = None, host: Optional[PathLike] = None,
     lib.vp_merge_set_guest_tsc_offset(opts, _int64(guest_tsc_offset, "guest_tsc_offset"))
     lib.vp_merge_set_machine_ids(opts, 1 if machine_ids else 0)
     lib.vp_merge_set_link_flows(opts, 1 if link_flows else 0)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 0 <= threads <= 256:
+        raise ValueError("threads must be an int in [0, 256] (0: automatic)")
+    lib.vp_merge_set_threads(opts, threads)
     out = ffi.new("char**")
     errors.check(lib.vp_merge_run(opts, out, err), err)
     try:
@@ -202,8 +213,16 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--link-flows", action="store_true",
                     help="keep flow ids both traces use, so they link events across the VM "
                          "boundary (by default they are kept apart)")
+    ap.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="rewrite on N threads (default 0: as many as pay, up to 4; "
+                         "the output is the same whatever N)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--jobs", metavar="JOBS.jsonl",
+                    help="run many merges: one JSON object of merge() keyword arguments per "
+                         "line; one JSON result line per job on stdout; exit 1 if any failed")
+    ap.add_argument("-j", "--workers", type=int, default=0, metavar="N",
+                    help="with --jobs: merges at once (default: the CPUs)")
     ap.add_argument("--archive", metavar="OUT.tar",
                     help="also (or only) write the inputs and a perfetto_manifest to a TAR "
                          "that trace_processor v58+ merges itself (see vperfetto.archive)")
@@ -213,11 +232,18 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.merge") -> int:
     ap = _build_parser(prog)
     a = ap.parse_args(argv)
+    if a.jobs is not None:
+        if a.traces or a.host or a.guest or a.output or a.archive is not None:
+            ap.error("--jobs takes the merges from its file: no traces or -o beside it")
+        if a.workers < 0:
+            ap.error("-j must be at least 1 (0: the CPUs)")
+        from ._fleet import run_jobs_cli
+        return run_jobs_cli(a.jobs, a.workers, a.quiet)
     if a.archive is not None:
         from .archive import cli as _archive_cli
         return _archive_cli(ap, a, prog)
     kwargs = dict(time_diff_ns=a.time_diff, guest_tsc_offset=a.guest_tsc_offset,
-                  machine_ids=a.machine_id, link_flows=a.link_flows,
+                  machine_ids=a.machine_id, link_flows=a.link_flows, threads=a.threads,
                   progress=not a.quiet and sys.stderr.isatty())
     if a.merge_guest_into_host and a.add_traces:
         ap.error("--merge-guest-into-host and --add-traces exclude each other")
@@ -252,10 +278,14 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m vperfetto.
         return 2
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if a.json:
-        print(json.dumps(_report_dict(report), indent=2))
-    elif not a.quiet:
-        _print_report(report)
+    try:
+        if a.json:
+            print(json.dumps(_report_dict(report), indent=2))
+        elif not a.quiet:
+            _print_report(report)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: the merge is done, the rest is unread
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -37,12 +37,20 @@ class Session:
     timestamp on a clock the sequence defines after every incremental-state
     reset, in units of ``timestamp_unit_ns`` (times rounded down to it);
     off, every packet carries its absolute CLOCK_BOOTTIME ns.
+
+    ``crash_safe`` (default True): the buffer lives in ``path + ".vpbuf"``,
+    a file mapped shared, so a process that dies keeps its trace
+    (``python -m vperfetto.recover``, or the next Session on ``path``, which
+    recovers it and says where: ``recovered``). ``flush_period_ms``: stream
+    mode writes every thread's packets at least this often (0: when chunks
+    fill, on flush and at stop).
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
                  disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0,
-                 incremental_timestamps: bool = True, timestamp_unit_ns: int = 1):
+                 incremental_timestamps: bool = True, timestamp_unit_ns: int = 1,
+                 crash_safe: bool = True, flush_period_ms: int = 100):
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError("path must be a str or os.PathLike of str")
@@ -68,6 +76,15 @@ class Session:
             raise ValueError("timestamp_unit_ns must be between 1 and 1000000000")
         self.incremental_timestamps = incremental_timestamps
         self.timestamp_unit_ns = timestamp_unit_ns
+        if not isinstance(crash_safe, bool):
+            raise TypeError("crash_safe must be a bool")
+        self.crash_safe = crash_safe
+        if isinstance(flush_period_ms, bool) or not isinstance(flush_period_ms, int):
+            raise TypeError("flush_period_ms must be an int")
+        if not 0 <= flush_period_ms <= 3600000:
+            raise ValueError("flush_period_ms must be between 0 and 3600000")
+        self.flush_period_ms = flush_period_ms
+        self.recovered: Optional[str] = None
         self._session = None
         self._stopped = False
         self._pid = None
@@ -84,6 +101,8 @@ class Session:
         errors.check(lib.vp_config_set_sequence_base(cfg, self.sequence_base, err), err)
         errors.check(lib.vp_config_set_incremental_timestamps(
             cfg, int(self.incremental_timestamps), self.timestamp_unit_ns, err), err)
+        errors.check(lib.vp_config_set_crash_safe(cfg, int(self.crash_safe), err), err)
+        errors.check(lib.vp_config_set_flush_period_ms(cfg, self.flush_period_ms, err), err)
         for c in self.categories:
             _category_id(c)  # registered now, so its id exists before the first event
             errors.check(lib.vp_config_enable_category(cfg, c.encode(), err), err)
@@ -93,6 +112,8 @@ class Session:
         lib.vp_set_default_process_name(_program_name().encode("utf-8", "replace"))
         errors.check(lib.vp_session_start(cfg, out, err), err)
         self._session = ffi.gc(out[0], lib.vp_session_free)
+        self.recovered = ffi.string(lib.vp_session_recovered(self._session)).decode(
+            "utf-8", "surrogateescape") or None
         self._pid = os.getpid()
         _running.add(self)
         return self

@@ -81,6 +81,10 @@ class GuestResult:
     closed: bool = False                # the guest's connection has ended
     estimates: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # the merge's (e.g. the main timeline switched)
+    # The guest's workload died; its trace was recovered from the crash-safe
+    # buffer: {"how": "killed by SIGKILL" | "exit status 1", "packets": n,
+    # "packets_lost": n} (as the guest said).
+    crashed: Optional[dict] = None
 
 
 @dataclass
@@ -324,7 +328,7 @@ class HostAgent:
                                         "offset_ns": result.offset_ns,
                                         "error_bound_ns": result.error_bound_ns,
                                         "pending": result.combined is None and result.error is None,
-                                        "error": result.error})
+                                        "error": result.error, "crashed": result.crashed})
                 return
             else:
                 raise link.ProtocolError(f"unexpected {link.TYPE_NAMES[mtype]}")
@@ -356,6 +360,10 @@ class HostAgent:
             raise link.ProtocolError("bad UPLOAD header")
         if size > self.max_upload:
             raise link.ProtocolError(f"upload of {size} bytes exceeds the limit of {self.max_upload}")
+        crashed = hdr.get("crashed")
+        if crashed is not None:
+            result.crashed = _crash_info(crashed)
+            log.warning("%s: %s", result.name, crash_message(result.crashed))
         path = os.path.join(self.out_dir, f"{result.name}.guest.pftrace")
         tmp = path + ".part"
         h = hashlib.sha256()
@@ -454,6 +462,8 @@ class HostAgent:
                 r.warnings = list(rep.warnings)
                 for w in r.warnings:
                     log.warning("%s: %s", r.name, w)
+                if r.crashed:
+                    r.warnings.insert(0, crash_message(r.crashed))
                 if not r.complete:
                     r.error = "the guest trace arrived incomplete; merged what arrived"
                 log.info("%s: wrote %s (%s)", r.name, out, r.merge_method)
@@ -463,6 +473,59 @@ class HostAgent:
             if r not in self.results:
                 self.results.append(r)
         self._cv.notify_all()
+
+
+def _crash_info(obj) -> Optional[dict]:
+    """A guest's crash report, untrusted: known keys with bounded values only."""
+    if not isinstance(obj, dict):
+        raise link.ProtocolError("bad crash report")
+    out = {}
+    how = obj.get("how")
+    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
+    for key in ("packets", "packets_lost"):
+        v = obj.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
+            out[key] = v
+    return out
+
+
+def crash_message(c: dict) -> str:
+    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
+        f"crash-safe buffer"
+    if "packets" in c:
+        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
+    return s
+
+
+def _how_it_ended(rc: int) -> str:
+    import signal
+
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def recover_guest_trace(out: str, rc: int) -> Optional[dict]:
+    """After the workload ended: when it died tracing into ``out`` (its
+    crash image is there), the trace is recovered into ``out`` and the crash
+    report for the host returned; None otherwise."""
+    from . import recover as _recover
+
+    image = _recover.image_path_for(out)
+    if not os.path.isfile(image) or _recover._locked(image):  # none, or its process lives
+        return None
+    try:
+        r = _recover.recover(image, out, remove=True)
+    except errors.VperfettoError as e:
+        log.error("the workload died and its trace could not be recovered from %s: %s", image, e)
+        return {"how": _how_it_ended(rc)}
+    info = {"how": _how_it_ended(rc), "packets": r.packets,
+            "packets_lost": r.packets_lost + r.packets_skipped}
+    log.warning("the workload died (%s); %s", info["how"], r.summary())
+    return info
 
 
 # --- guest ---------------------------------------------------------------------------
@@ -483,6 +546,9 @@ class GuestLink:
         self.name = name
         self.token = token
         self.trace_path = trace_path
+        # Set when the traced workload died and its trace was recovered
+        # (recover_guest_trace): sent with the upload, the host says so.
+        self.crashed: Optional[dict] = None
         self.sync_rounds = sync_rounds
         self.resync_interval = resync_interval
         self.timeout = timeout
@@ -561,6 +627,8 @@ class GuestLink:
                 self._ch.send_json(link.STOP, {})
                 self._ch.recv_json(link.STOPPED)
                 path = self.trace_path or _last_stopped_trace()
+                if path and self.crashed is None and os.path.isfile(path + ".vpbuf"):
+                    self.crashed = recover_guest_trace(path, 0)  # died unseen by us
                 if path and os.path.isfile(path):
                     self._upload(path)
                 self._ch.send_json(link.DONE, {})
@@ -576,7 +644,10 @@ class GuestLink:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         size = os.path.getsize(path)
-        self._ch.send_json(link.UPLOAD, {"size": size, "sha256": h.hexdigest()})
+        hdr = {"size": size, "sha256": h.hexdigest()}
+        if self.crashed is not None:
+            hdr["crashed"] = self.crashed
+        self._ch.send_json(link.UPLOAD, hdr)
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(link.CHUNK_SIZE), b""):
                 self._ch.send(link.CHUNK, block)
@@ -740,6 +811,9 @@ def main_guest(argv=None) -> int:
             print(f"python -m vperfetto guest: error: cannot run {cmd[0]!r}: "
                   f"{e.strerror or e}", file=sys.stderr)
             rc = 2
+        # A workload that died tracing left its crash-safe buffer: its trace
+        # is recovered into `out` and shipped, and the host is told.
+        gl.crashed = recover_guest_trace(out, rc)
     wrote = os.path.isfile(out) and os.path.getsize(out) > 0
     if not wrote:
         print(f"python -m vperfetto guest: the command wrote no trace (did it import vperfetto, "
@@ -749,9 +823,11 @@ def main_guest(argv=None) -> int:
               file=sys.stderr)
     elif gl.result:
         r = gl.result
+        if r.get("crashed"):
+            print(f"host: {crash_message(r['crashed'])}", file=sys.stderr)
         if r.get("error"):
             print(f"host: {r['error']}", file=sys.stderr)
         if r.get("combined"):
             print(f"guest trace {out}; host wrote {r['combined']}; offset {gl.offset_ns} ns",
                   flush=True)
-    return rc
+    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says

@@ -131,6 +131,17 @@ VP_API int32_t vp_config_set_sequence_base(vp_config* config, uint32_t base, vp_
  * the trace's TraceConfig (disable_incremental_timestamps). */
 VP_API int32_t vp_config_set_incremental_timestamps(vp_config* config, int32_t incremental,
                                                     uint32_t unit_ns, vp_error* err);
+/* Crash-proof buffers (default on): the session's chunks live in
+ * `<output>.vpbuf`, a file mapped shared, so a process that dies (SIGKILL, a
+ * segfault, _exit) leaves every packet it completed there; vp_recover()
+ * rebuilds the trace, and so does the next session started on the same
+ * output path. The file is removed once the trace is written. 0: the chunks
+ * stay in anonymous memory. */
+VP_API int32_t vp_config_set_crash_safe(vp_config* config, int32_t on, vp_error* err);
+/* Stream mode: every thread's complete packets reach the file at least every
+ * `ms` milliseconds (default 100; 0: only when a chunk fills, on flush and at
+ * stop). At most 3600000. */
+VP_API int32_t vp_config_set_flush_period_ms(vp_config* config, uint32_t ms, vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -166,6 +177,38 @@ enum vp_stat {
 };
 /* A statistic of the session (see vp_stat); 0 for an unknown one. */
 VP_API uint64_t vp_session_stat(const vp_session* session, int32_t stat);
+/* Where vp_session_start recovered the trace of a process that had died
+ * tracing into the same output path ("" when it found none): beside the
+ * output, `<stem>.crash-<pid><ext>`. It also said so on stderr. */
+VP_API const char* vp_session_recovered(const vp_session* session);
+
+/* ------------------------------------------------------------------------ */
+/* Crash recovery                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct vp_recovery {
+  uint32_t image_version;    /* format version of the crash image */
+  uint32_t pid;              /* the process that died */
+  int32_t mode;              /* its vp_buffer_mode */
+  uint32_t sequences;        /* writer sequences recovered */
+  uint64_t packets;          /* packets recovered from the image */
+  uint64_t bytes;
+  uint64_t chunks;
+  uint64_t stream_bytes;     /* stream mode: bytes kept from the output file */
+  uint64_t packets_lost;     /* overwritten or dropped while it ran */
+  uint64_t packets_skipped;  /* malformed, or without their incremental state */
+  uint64_t chunks_lost;      /* chunks missing between recovered ones */
+  uint64_t last_timestamp_ns;/* the newest recovered timestamp (BOOTTIME) */
+  char session_output[2048]; /* the output path the dead session wrote */
+} vp_recovery;
+
+/* Rebuilds a valid trace from a crash image (`<output>.vpbuf`) into
+ * `output` (NULL or "": the dead session's own output path), written to a
+ * temporary file and renamed. The image is left alone. `report` may be NULL.
+ * A corrupt or truncated image gives VP_E_FORMAT (or fewer packets), a newer
+ * format version VP_E_UNSUPPORTED. */
+VP_API int32_t vp_recover(const char* image, const char* output, vp_recovery* report,
+                          vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* Names, categories, tracks                                                */
@@ -354,6 +397,9 @@ VP_API void vp_merge_set_machine_ids(vp_merge_options* opts, int32_t enable);
  * events (ids passed across the VM boundary). By default such ids are
  * renumbered apart, as ids that meet by chance would join unrelated flows. */
 VP_API void vp_merge_set_link_flows(vp_merge_options* opts, int32_t enable);
+/* Threads that rewrite (0, the default: as many as pay, up to 4). The
+ * output is the same bytes whatever the number. */
+VP_API void vp_merge_set_threads(vp_merge_options* opts, uint32_t threads);
 /* Scan and align only: the report is produced, no output is written (and
  * none need be set). */
 VP_API void vp_merge_set_dry_run(vp_merge_options* opts, int32_t enable);

@@ -7,6 +7,7 @@
 #define VPERFETTO_MERGE_FTRACE_IDS_H_
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <iterator>
 
@@ -105,6 +106,44 @@ inline const FtraceEventIds* FindFtraceEventIds(uint32_t event) {
       [](const FtraceEventIds& e, uint32_t id) { return e.event < id; });
   return it != end && it->event == event ? it : nullptr;
 }
+
+// The same as bit masks, looked up in O(1) on the hot paths: bit k is set
+// when field k of the event holds a pid (or a cpu). Every such field number
+// is below 64 and every event number below kMaxFtraceEventId (checked at
+// compile time).
+struct FtraceFieldMasks {
+  uint64_t pids = 0, cpus = 0;
+};
+constexpr uint32_t kMaxFtraceEventId = 1024;
+
+constexpr std::array<FtraceFieldMasks, kMaxFtraceEventId> MakeFtraceMasks() {
+  std::array<FtraceFieldMasks, kMaxFtraceEventId> t{};
+  for (const FtraceEventIds& e : kFtraceEventIds) {
+    for (uint32_t id : e.pids)
+      if (id) t[e.event].pids |= uint64_t{1} << id;
+    for (uint32_t id : e.cpus)
+      if (id) t[e.event].cpus |= uint64_t{1} << id;
+  }
+  return t;
+}
+constexpr std::array<FtraceFieldMasks, kMaxFtraceEventId> kFtraceMasks = MakeFtraceMasks();
+
+constexpr bool FtraceIdsFitMasks() {
+  for (const FtraceEventIds& e : kFtraceEventIds) {
+    if (e.event >= kMaxFtraceEventId) return false;
+    for (uint32_t id : e.pids)
+      if (id >= 64) return false;
+    for (uint32_t id : e.cpus)
+      if (id >= 64) return false;
+  }
+  return true;
+}
+static_assert(FtraceIdsFitMasks(), "an ftrace event or field number beyond the masks");
+
+inline FtraceFieldMasks FtraceMasks(uint32_t event) {
+  return event < kMaxFtraceEventId ? kFtraceMasks[event] : FtraceFieldMasks{};
+}
+inline bool InMask(uint64_t mask, uint32_t field) { return field < 64 && ((mask >> field) & 1); }
 
 }  // namespace vpmerge
 

@@ -1,13 +1,16 @@
 #include "merge.h"
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <unordered_set>
 
 #include <sys/stat.h>
 
+#include "copy_side.h"
 #include "json.h"
 #include "progress.h"
 #include "proto_fields.h"
@@ -27,6 +30,7 @@ struct Side {
   Alignment alignment;
   RewriteStats stats;
   size_t uuids_remapped = 0, flows_remapped = 0;
+  std::unique_ptr<IdRemap> uuid_remap, flow_remap;
   size_t shared_flow_ids = 0;  // its flow ids the main also uses
   // What a first plan would have put before the main clock's zero.
   uint64_t below_zero_packets = 0, below_zero_timestamps = 0;
@@ -48,33 +52,22 @@ int64_t PidBase(int64_t max_pid) {
 
 // Rewrites one side into `out`, or only counts what the rewrite would do
 // when `out` is null (a dry run).
-Status CopySide(Side& side, OutputFile* out, Progress* progress) {
-  TraceReader r;
-  Status st = r.Open(side.summary.path);
-  if (!st.ok()) return st;
-  Rewriter rw(side.transform);
-  ByteBuffer buf;
-  PacketView pv;
-  int rc;
-  uint64_t n = 0;
-  while ((rc = r.Next(&pv)) == 1) {
-    progress->Add(pv.raw_size);
-    st = rw.Packet(pv, &buf);
-    if (!st.ok())
-      return Status::Error(st.code, side.summary.path + ": packet " + std::to_string(n) +
-                                        " at byte " + std::to_string(pv.offset) + ": " + st.message);
-    n++;
-    if (buf.size() >= (1u << 20)) {
-      if (out) st = out->Write(buf.data(), buf.size());
-      if (!st.ok()) return st;
-      buf.clear();
-    }
+Status CopySide(Side& side, unsigned threads, OutputFile* out, Progress* progress) {
+  Transform& t = side.transform;
+  // Its new ids, from the ids its scan found (and the ones taken so far).
+  if (t.remap_uuids) {
+    side.uuid_remap.reset(new IdRemap());
+    side.uuid_remap->Init(side.summary.uuids, t.uuid_salt, t.reserved_uuids);
+    t.uuid_remap = side.uuid_remap.get();
   }
-  if (rc < 0) return r.status();
-  if (out) st = out->Write(buf.data(), buf.size());
-  side.stats = rw.stats();
-  side.uuids_remapped = rw.uuids_remapped();
-  side.flows_remapped = rw.flows_remapped();
+  if (t.remap_flows) {
+    side.flow_remap.reset(new IdRemap());
+    side.flow_remap->Init(side.summary.flow_ids, t.uuid_salt ^ 0x5bd1e9955bd1e995ull, t.reserved_flows);
+    t.flow_remap = side.flow_remap.get();
+  }
+  Status st = RewriteSide(side.summary.path, t, threads, out, progress, &side.stats);
+  side.uuids_remapped = side.uuid_remap ? side.uuid_remap->size() : 0;
+  side.flows_remapped = side.flow_remap ? side.flow_remap->size() : 0;
   return st;
 }
 
@@ -395,7 +388,7 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
   for (Side* s : order) {
     // A dry run only needs to count what the moved sides would become.
     if (!out && s->transform.Identity()) continue;
-    st = CopySide(*s, out, progress);
+    st = CopySide(*s, opt.threads, out, progress);
     if (!st.ok()) return st;
     if (s == order[0] && out && order.size() > 1 && order[1]->transform.shift_time) {
       ByteBuffer snap;
@@ -459,6 +452,28 @@ std::string BelowZeroMessage(const std::vector<Side*>& order, std::string* first
 
 }  // namespace
 
+// Pass 1 over every input, on up to `opt.threads` threads at once (each
+// input's summary is its own); the first input's error in input order wins.
+Status ScanInputs(const MergeOptions& opt, Side* host, std::vector<Side>* guests, Progress* progress) {
+  std::vector<Side*> sides{host};
+  for (auto& g : *guests) sides.push_back(&g);
+  std::vector<Status> status(sides.size());
+  unsigned threads = opt.threads ? opt.threads : AutoThreads();
+  threads = static_cast<unsigned>(std::min<size_t>(threads, sides.size()));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < sides.size();)
+      status[i] = ScanInput(i ? opt.guests[i - 1].path : opt.host_path, &sides[i]->summary, progress);
+  };
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < threads; k++) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  for (auto& st : status)
+    if (!st.ok()) return st;
+  return Status::Ok();
+}
+
 Status Merge(const MergeOptions& opt, std::string* report_json) {
   if (opt.host_path.empty()) return Status::Error(vpsdk::kInvalidArgument, "no host trace given");
   if (opt.guests.empty()) return Status::Error(vpsdk::kInvalidArgument, "no guest trace given");
@@ -485,15 +500,13 @@ Status Merge(const MergeOptions& opt, std::string* report_json) {
   // Pass 1.
   Side host;
   host.name = "host";
-  Status st = ScanInput(opt.host_path, &host.summary, &progress);
-  if (!st.ok()) return st;
   std::vector<Side> guests(opt.guests.size());
   for (size_t i = 0; i < guests.size(); i++) {
     guests[i].name = SanitizeName(opt.guests[i].name);
     guests[i].is_guest = true;
-    st = ScanInput(opt.guests[i].path, &guests[i].summary, &progress);
-    if (!st.ok()) return st;
   }
+  Status st = ScanInputs(opt, &host, &guests, &progress);
+  if (!st.ok()) return st;
   for (Side* s : [&] {
          std::vector<Side*> v{&host};
          for (auto& g : guests) v.push_back(&g);

@@ -33,6 +33,7 @@ struct MergeOptions {
   // links their events (ids passed across the VM boundary); by default they
   // are renumbered apart from the main's (ids that meet by chance).
   bool link_flows = false;
+  unsigned threads = 0;      // 0: as many as pay (AutoThreads()); the output is the same
   bool dry_run = false;      // scan and align only: no output is written
   bool progress = false;     // a progress line on stderr (terminals, large inputs)
 };

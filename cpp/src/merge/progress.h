@@ -1,12 +1,15 @@
 // A progress line on stderr for long merges (only when stderr is a terminal).
+// Add() may be called from several threads (inputs scanned at once).
 #ifndef VPERFETTO_MERGE_PROGRESS_H_
 #define VPERFETTO_MERGE_PROGRESS_H_
 
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 
 namespace vpmerge {
 
@@ -18,17 +21,19 @@ class Progress {
   ~Progress() { Done(); }
 
   void Add(uint64_t bytes) {
-    done_ += bytes;
-    if (!on_ || ++calls_ % 256) return;
+    uint64_t done = done_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    if (!on_ || (calls_.fetch_add(1, std::memory_order_relaxed) + 1) % 256) return;
+    std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return;  // another thread is showing it
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
     if (now - last_ms_ < 200) return;
     last_ms_ = now;
-    unsigned pct = total_ ? static_cast<unsigned>(done_ * 100 / total_) : 0;
+    unsigned pct = total_ ? static_cast<unsigned>(done * 100 / total_) : 0;
     if (pct > 99) pct = 99;
     std::fprintf(stderr, "\rmerging: %3u%%  %llu / %llu MB", pct,
-                 static_cast<unsigned long long>(done_ >> 20),
+                 static_cast<unsigned long long>(done >> 20),
                  static_cast<unsigned long long>(total_ >> 20));
     shown_ = true;
   }
@@ -41,8 +46,9 @@ class Progress {
   bool on_;
   bool shown_ = false;
   uint64_t total_;
-  uint64_t done_ = 0;
-  uint64_t calls_ = 0;
+  std::atomic<uint64_t> done_{0};
+  std::atomic<uint64_t> calls_{0};
+  std::mutex mu_;
   uint64_t last_ms_ = 0;
 };
 

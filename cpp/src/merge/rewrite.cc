@@ -57,12 +57,6 @@ bool IsTracingStart(const Field& f) {
   return false;
 }
 
-bool In(const uint32_t* list, size_t n, uint32_t id) {
-  for (size_t i = 0; i < n; i++)
-    if (list[i] && list[i] == id) return true;
-  return false;
-}
-
 // Fields of TracePacket that carry no content of their own.
 bool IsEnvelope(uint32_t id) {
   switch (id) {
@@ -82,26 +76,63 @@ bool IsEnvelope(uint32_t id) {
 
 }  // namespace
 
+void IdRemap::Init(const std::unordered_set<uint64_t>& ids, uint64_t salt,
+                   std::unordered_set<uint64_t>* reserved) {
+  salt_ = salt;
+  reserved_ = reserved;
+  fixed_.clear();
+  extra_.clear();
+  std::vector<uint64_t> sorted(ids.begin(), ids.end());
+  std::sort(sorted.begin(), sorted.end());
+  fixed_.reserve(sorted.size());
+  for (uint64_t id : sorted)
+    if (id) fixed_.emplace(id, Pick(id));
+}
+
+uint64_t IdRemap::Pick(uint64_t id) {
+  uint64_t x = Mix(id ^ salt_);
+  while (x == 0 || (reserved_ && reserved_->count(x))) x = Mix(x + 1);
+  if (reserved_) reserved_->insert(x);
+  return x;
+}
+
+uint64_t IdRemap::Extra(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = extra_.find(id);
+  if (it != extra_.end()) return it->second;
+  uint64_t x = Pick(id);
+  extra_.emplace(id, x);
+  return x;
+}
+
+void RewriteStats::Add(const RewriteStats& o) {
+  packets_read += o.packets_read;
+  packets_written += o.packets_written;
+  packets_dropped += o.packets_dropped;
+  snapshots_dropped += o.snapshots_dropped;
+  session_packets_dropped += o.session_packets_dropped;
+  timestamps_shifted += o.timestamps_shifted;
+  unconvertible_timestamps += o.unconvertible_timestamps;
+  compressed_rewritten += o.compressed_rewritten;
+  timestamps_below_zero += o.timestamps_below_zero;
+  zero_timestamps_kept += o.zero_timestamps_kept;
+  tracing_start_events_dropped += o.tracing_start_events_dropped;
+  stale_ftrace_events_dropped += o.stale_ftrace_events_dropped;
+  unplaced_log_events += o.unplaced_log_events;
+  task_states_translated += o.task_states_translated;
+  task_states_approximated += o.task_states_approximated;
+  packets_below_zero += o.packets_below_zero;
+  earliest_below_zero = std::min(earliest_below_zero, o.earliest_below_zero);
+}
+
 uint64_t Rewriter::Uuid(uint64_t u) {
   if (!t_.remap_uuids || u == 0) return u;
-  auto it = uuid_map_.find(u);
-  if (it != uuid_map_.end()) return it->second;
-  uint64_t x = Mix(u ^ t_.uuid_salt);
-  while (x == 0 || (t_.reserved_uuids && t_.reserved_uuids->count(x))) x = Mix(x + 1);
-  uuid_map_.emplace(u, x);
-  if (t_.reserved_uuids) t_.reserved_uuids->insert(x);
-  return x;
+  return t_.uuid_remap->Get(u);
 }
 
 uint64_t Rewriter::Flow(uint64_t id) {
   if (!t_.remap_flows) return id;
-  auto it = flow_map_.find(id);
-  if (it != flow_map_.end()) return it->second;
-  uint64_t x = Mix(id ^ t_.uuid_salt ^ 0x5bd1e9955bd1e995ull);
-  while (x == 0 || (t_.reserved_flows && t_.reserved_flows->count(x))) x = Mix(x + 1);
-  flow_map_.emplace(id, x);
-  if (t_.reserved_flows) t_.reserved_flows->insert(x);
-  return x;
+  return t_.flow_remap->Get(id);
 }
 
 void Rewriter::Flows(const Field& g, ByteBuffer* o) {
@@ -510,9 +541,11 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       continue;
     }
     if (IsLen(g)) {
-      const FtraceEventIds* ids = FindFtraceEventIds(g.id);
+      FtraceFieldMasks masks = FtraceMasks(g.id);
+      if (!t_.pid_offset) masks.pids = 0;
+      if (!t_.cpu_offset) masks.cpus = 0;
       bool states = t_.translate_states && g.id == fld::FtraceEvent::kSchedSwitch;
-      if (!states && (!ids || (!t_.pid_offset && !t_.cpu_offset))) {
+      if (!states && !masks.pids && !masks.cpus) {
         o->AppendRaw(g);
         continue;
       }
@@ -522,8 +555,8 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
       while (e.Next(&h)) {
         if (IsLen(h)) o->AppendRaw(h);
         else if (states && h.id == fld::SchedSwitch::kPrevState) o->ScalarField(h, TaskState(h.int_value));
-        else if (ids && In(ids->pids, 4, h.id)) o->ScalarField(h, Pid(h.int_value));
-        else if (ids && In(ids->cpus, 2, h.id)) o->ScalarField(h, Cpu(h.int_value));
+        else if (InMask(masks.pids, h.id)) o->ScalarField(h, Pid(h.int_value));
+        else if (InMask(masks.cpus, h.id)) o->ScalarField(h, Cpu(h.int_value));
         else o->AppendRaw(h);
       }
       o->EndNested(m, g.size);
@@ -1076,6 +1109,64 @@ bool MayChange(const PacketView& pv, const Transform& t) {
   return d.error();  // let Body() report it
 }
 }  // namespace
+
+void Rewriter::SetSequences(const SeqStates& seqs) {
+  seqs_.clear();
+  for (auto& kv : seqs) seqs_.emplace(kv.first, kv.second);
+  last_seq_ = nullptr;
+  last_seq_id_ = 0;
+}
+
+void SeqTracker::Packet(const uint8_t* data, size_t size, int depth) {
+  // What Rewriter::Body() reads of a packet's sequence, in the same order.
+  ProtoDecoder d(data, size);
+  Field g;
+  uint32_t seq_id = 0, default_clock = 0;
+  bool cleared = false, has_default_clock = false;
+  while (d.Next(&g)) {
+    switch (g.id) {
+      case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kSequenceFlags:
+        if (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared) cleared = true;
+        break;
+      case pf::TracePacket::kIncrementalStateCleared: if (g.int_value) cleared = true; break;
+      case pf::TracePacket::kTracePacketDefaults:
+        if (IsLen(g)) {
+          ProtoDecoder e(g.data, g.size);
+          Field h;
+          while (e.Next(&h))
+            if (h.id == pf::TracePacketDefaults::kTimestampClockId)
+              default_clock = static_cast<uint32_t>(h.int_value), has_default_clock = true;
+        }
+        break;
+      case pf::TracePacket::kCompressedPackets:
+        // Rewriter::Compressed() rewrites the inner packets first.
+        if (IsLen(g) && depth == 0 && Inflate(g.data, g.size, kMaxInflatedPacket, &inflated_).ok()) {
+          ByteBuffer inner;
+          inner.Append(inflated_.data(), inflated_.size());
+          ProtoDecoder e(inner.data(), inner.size());
+          Field h;
+          while (e.Next(&h))
+            if (h.id == 1 && IsLen(h)) Packet(h.data, h.size, depth + 1);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  if (d.error()) return;  // the rewrite reports it and stops
+  if (!cleared && !has_default_clock) return;
+  Rewriter::Seq& seq = seqs_[seq_id];
+  if (cleared) seq = Rewriter::Seq();
+  if (has_default_clock) seq.default_clock = default_clock, seq.explicit_default = true;
+  if (seq.IsDefault()) seqs_.erase(seq_id);
+}
+
+Rewriter::SeqStates SeqTracker::State() const {
+  Rewriter::SeqStates v(seqs_.begin(), seqs_.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return v;
+}
 
 Status Rewriter::Packet(const PacketView& pv, ByteBuffer* out) {
   stats_.packets_read++;

@@ -3,9 +3,10 @@
 #ifndef VPERFETTO_MERGE_REWRITE_H_
 #define VPERFETTO_MERGE_REWRITE_H_
 
-#include <cstdint>
-#include <string>
 #include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -17,6 +18,35 @@
 #define VPMERGE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 namespace vpmerge {
+
+// One side's renumbering of ids (track uuids, flow ids): a deterministic
+// bijection into ids no other side uses. Computed up front from the ids the
+// scan found, in ascending order, so the result depends neither on the order
+// the rewrite meets them nor on how many threads rewrite; read concurrently by
+// a side's rewriters. An id the scan did not see is added under a lock.
+class IdRemap {
+ public:
+  // `reserved`: ids taken (the main side's, every earlier side's new ones);
+  // this side's new ids are added to it.
+  void Init(const std::unordered_set<uint64_t>& ids, uint64_t salt, std::unordered_set<uint64_t>* reserved);
+  uint64_t Get(uint64_t id) {
+    auto it = fixed_.find(id);
+    return it != fixed_.end() ? it->second : Extra(id);
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return fixed_.size() + extra_.size();
+  }
+
+ private:
+  uint64_t Pick(uint64_t id);
+  uint64_t Extra(uint64_t id);
+  uint64_t salt_ = 0;
+  std::unordered_set<uint64_t>* reserved_ = nullptr;
+  std::unordered_map<uint64_t, uint64_t> fixed_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, uint64_t> extra_;
+};
 
 struct Transform {
   bool shift_time = false;
@@ -52,6 +82,10 @@ struct Transform {
   // Uuids taken (the main side's and every remapped one so far); shared by
   // the rewriters of one merge so no two tracks ever share a uuid.
   std::unordered_set<uint64_t>* reserved_uuids = nullptr;
+  // The side's renumberings (set up from the reserved sets before it is
+  // rewritten; required when remap_uuids / remap_flows).
+  IdRemap* uuid_remap = nullptr;
+  IdRemap* flow_remap = nullptr;
   std::string name_prefix;              // prepended to process names
   bool drop_session_packets = false;    // trace_config, trace_stats, sync markers, system_info
   bool drop_global_snapshots = false;   // its clocks are re-expressed instead
@@ -105,23 +139,30 @@ struct RewriteStats {
   uint64_t task_states_approximated = 0; // that kernel cannot say all of them
   uint64_t packets_below_zero = 0;  // packets with at least one of them
   int64_t earliest_below_zero = 0;  // the most negative, as trace_processor reads it
+
+  void Add(const RewriteStats& o);  // counts summed, the earliest kept
 };
 
 class Rewriter {
  public:
+  // What the rewrite keeps of a sequence from packet to packet.
+  struct Seq {
+    uint32_t default_clock = clk::kBoottime;
+    bool explicit_default = false;  // TracePacketDefaults give it
+    bool IsDefault() const { return default_clock == clk::kBoottime && !explicit_default; }
+  };
+  using SeqStates = std::vector<std::pair<uint32_t, Seq>>;
+
   explicit Rewriter(const Transform& t) : t_(t) {}
   // Appends the packet, rewritten, as a Trace.packet field; nothing when the
   // rewrite leaves it without content.
   Status Packet(const PacketView& pv, ByteBuffer* out);
+  // Continues at another point of the input: the sequences' state there
+  // (those not listed are as after a reset).
+  void SetSequences(const SeqStates& seqs);
   const RewriteStats& stats() const { return stats_; }
-  size_t uuids_remapped() const { return uuid_map_.size(); }
-  size_t flows_remapped() const { return flow_map_.size(); }
 
  private:
-  struct Seq {
-    uint32_t default_clock = clk::kBoottime;
-    bool explicit_default = false;  // TracePacketDefaults give it
-  };
   // What a packet says about its sequence and clock, read while rewriting it.
   struct PacketInfo {
     uint32_t seq_id = 0, clock = 0, default_clock = 0;
@@ -199,7 +240,19 @@ class Rewriter {
   uint32_t last_seq_id_ = 0;
   Seq* last_seq_ = nullptr;  // seqs_[last_seq_id_] (node addresses are stable)
   uint32_t ts_clock_guess_ = clk::kBoottime;  // the clock of the last packet's timestamp
-  std::unordered_map<uint64_t, uint64_t> uuid_map_, flow_map_;
+};
+
+// Follows what Rewriter keeps of each sequence, reading only packets' top
+// levels (and inside compressed_packets), so that a rewrite can start
+// anywhere: Rewriter::SetSequences(tracker.State()).
+class SeqTracker {
+ public:
+  void Packet(const uint8_t* data, size_t size, int depth = 0);
+  Rewriter::SeqStates State() const;  // the sequences not as after a reset
+
+ private:
+  std::unordered_map<uint32_t, Rewriter::Seq> seqs_;
+  ByteBuffer inflated_;
 };
 
 }  // namespace vpmerge

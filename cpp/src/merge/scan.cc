@@ -352,29 +352,73 @@ void Scanner::PidsIn(const Field& f, uint32_t pid_field, uint32_t nested_field, 
   }
 }
 
+// The hot loop of the scan over ftrace: a lean walk of one message's fields
+// that decodes only the varints `want(id)` asks for (the values go to
+// `got`), skips the rest without decoding them and hands length-delimited
+// fields to `nested(id, data, size)`. It stops at malformed input (the
+// rewrite reports that).
+template <typename Want, typename Got, typename Nested>
+inline void WalkFields(const uint8_t* p, const uint8_t* end, Want&& want, Got&& got, Nested&& nested) {
+  while (p < end) {
+    uint64_t tag;
+    p = proto::ReadVarint(p, end, &tag);
+    if (!p) return;
+    uint32_t id = static_cast<uint32_t>(tag >> 3);
+    switch (tag & 7) {
+      case proto::kVarint:
+        if (want(id)) {
+          uint64_t v;
+          p = proto::ReadVarint(p, end, &v);
+          if (!p) return;
+          got(v);
+        } else {
+          const uint8_t* q = p;
+          while (q < end && (*q & 0x80)) q++;
+          if (q >= end || q - p >= 10) return;
+          p = q + 1;
+        }
+        break;
+      case proto::kLengthDelimited: {
+        uint64_t len;
+        p = proto::ReadVarint(p, end, &len);
+        if (!p || len > static_cast<uint64_t>(end - p)) return;
+        nested(id, p, static_cast<size_t>(len));
+        p += len;
+        break;
+      }
+      case proto::kFixed64:
+        if (end - p < 8) return;
+        p += 8;
+        break;
+      case proto::kFixed32:
+        if (end - p < 4) return;
+        p += 4;
+        break;
+      default:
+        return;
+    }
+  }
+}
+
 void Scanner::Ftrace(const Field& f) {
+  auto pid = [this](uint64_t v) { Pid(static_cast<int32_t>(v)); };
+  auto none = [](uint32_t, const uint8_t*, size_t) {};
+  // An event's own pid, and every pid the rewrite offsets in its payload
+  // (they count for the offset's base).
+  auto payload = [&](uint32_t id, const uint8_t* data, size_t size) {
+    uint64_t pids = FtraceMasks(id).pids;
+    if (pids) WalkFields(data, data + size, [pids](uint32_t k) { return InMask(pids, k); }, pid, none);
+  };
+  auto event = [&](const uint8_t* data, size_t size) {
+    WalkFields(data, data + size, [](uint32_t k) { return k == fld::FtraceEvent::kPid; }, pid, payload);
+  };
   ProtoDecoder d(f.data, f.size);
   Field g;
   while (d.Next(&g)) {
     if (g.id == fld::FtraceEventBundle::kCpu) {
       Cpu(g.int_value);
     } else if (g.id == fld::FtraceEventBundle::kEvent && g.type == proto::kLengthDelimited) {
-      ProtoDecoder e(g.data, g.size);
-      Field h;
-      while (e.Next(&h)) {
-        if (h.id == fld::FtraceEvent::kPid && h.type == proto::kVarint) {
-          Pid(static_cast<int32_t>(h.int_value));
-        } else if (h.type == proto::kLengthDelimited) {
-          // every pid the rewrite offsets counts for the offset's base
-          const FtraceEventIds* ids = FindFtraceEventIds(h.id);
-          if (!ids) continue;
-          ProtoDecoder x(h.data, h.size);
-          Field k;
-          while (x.Next(&k))
-            for (uint32_t id : ids->pids)
-              if (id && k.id == id && k.type == proto::kVarint) Pid(static_cast<int32_t>(k.int_value));
-        }
-      }
+      event(g.data, g.size);
     } else if (g.id == fld::FtraceEventBundle::kCompactSched && g.type == proto::kLengthDelimited) {
       ProtoDecoder e(g.data, g.size);
       Field h;

@@ -38,7 +38,7 @@ class ProtoDecoder {
 
   // Reads the next field. Returns false at the end of input or on malformed
   // input; error() tells which.
-  bool Next(Field* f) {
+  __attribute__((always_inline)) bool Next(Field* f) {
     if (p_ >= end_) return false;
     const uint8_t* start = p_;
     uint64_t tag;

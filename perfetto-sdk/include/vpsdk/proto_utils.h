@@ -46,14 +46,10 @@ inline uint64_t ZigZag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
 }
 
-// Reads a varint from [p, end). Returns the byte after it, or nullptr when the
-// varint is truncated or longer than 10 bytes.
-inline const uint8_t* ReadVarint(const uint8_t* p, const uint8_t* end,
-                                 uint64_t* out) {
-  if (p < end && *p < 0x80) {  // tags, ids, small values: one byte
-    *out = *p;
-    return p + 1;
-  }
+// The general case of ReadVarint (out of line: hot loops inline the short
+// forms only).
+inline __attribute__((noinline)) const uint8_t* ReadVarintSlow(const uint8_t* p, const uint8_t* end,
+                                                               uint64_t* out) {
   if (end - p >= static_cast<ptrdiff_t>(kMaxVarintSize)) {  // no bounds checks needed
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 70; shift += 7) {
@@ -76,6 +72,21 @@ inline const uint8_t* ReadVarint(const uint8_t* p, const uint8_t* end,
     }
   }
   return nullptr;
+}
+
+// Reads a varint from [p, end). Returns the byte after it, or nullptr when the
+// varint is truncated or longer than 10 bytes.
+inline __attribute__((always_inline)) const uint8_t* ReadVarint(const uint8_t* p, const uint8_t* end,
+                                                                uint64_t* out) {
+  if (p < end && *p < 0x80) {  // tags, ids, small values: one byte
+    *out = *p;
+    return p + 1;
+  }
+  if (end - p >= 2 && p[1] < 0x80) {  // two-byte tags, lengths, values
+    *out = (p[0] & 0x7fu) | (static_cast<uint64_t>(p[1]) << 7);
+    return p + 2;
+  }
+  return ReadVarintSlow(p, end, out);
 }
 
 }  // namespace proto

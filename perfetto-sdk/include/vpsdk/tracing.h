@@ -54,7 +54,40 @@ struct SessionConfig {
   // of timestamp_unit_ns; false: absolute CLOCK_BOOTTIME ns on every packet.
   bool incremental_timestamps = true;
   uint32_t timestamp_unit_ns = 1;
+  // Chunks live in `<output_path>.vpbuf`, mapped shared, so that a process
+  // that dies keeps its trace (RecoverImage); false: anonymous memory.
+  bool crash_safe = true;
+  // Stream mode: every thread's complete packets go to the file at least
+  // this often (0: only when a chunk fills, on flush and at stop).
+  uint32_t flush_period_ms = 100;
 };
+
+// What a recovery found in a crash image.
+struct RecoverReport {
+  uint32_t image_version = 0;
+  uint32_t pid = 0;             // the process that died
+  int32_t mode = 0;             // BufferMode
+  uint32_t sequences = 0;       // writer sequences recovered
+  uint64_t packets = 0;         // packets recovered (the session's own not counted)
+  uint64_t bytes = 0;
+  uint64_t chunks = 0;
+  uint64_t stream_bytes = 0;    // stream mode: bytes taken from the output file
+  uint64_t packets_lost = 0;    // overwritten or dropped while running
+  uint64_t packets_skipped = 0; // malformed, or lost their incremental state
+  uint64_t chunks_lost = 0;     // gaps in a sequence's chunks
+  uint64_t last_timestamp_ns = 0;
+  std::string output_path;      // the crashed session's output
+};
+
+// Rebuilds a valid trace from the crash image at `image_path` into
+// `out_path` (empty: the crashed session's own output path), written to a
+// temporary file and renamed. Never crashes on a corrupt or truncated image.
+Status RecoverImage(const std::string& image_path, const std::string& out_path,
+                    RecoverReport* report);
+// The same over an image in memory; `stream_file` is the output file's bytes
+// (stream mode). Appends the trace to `out`.
+Status RecoverImageBytes(const uint8_t* image, size_t n, const uint8_t* stream_file,
+                         size_t stream_n, std::string* out, RecoverReport* report);
 
 enum SessionStat : int32_t {
   kStatPacketsWritten = 0,
@@ -76,6 +109,9 @@ class Session {
   Status Stop();  // idempotent
   bool active() const;
   uint64_t Stat(int32_t stat) const;
+  // Where the trace of a crashed earlier session on the same path was
+  // recovered to at Start (empty: none).
+  const std::string& recovered_path() const;
 
  private:
   explicit Session(std::shared_ptr<SessionCore> core);

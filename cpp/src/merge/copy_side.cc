@@ -1,0 +1,219 @@
+#include "copy_side.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace vpmerge {
+namespace {
+
+constexpr size_t kBatchBytes = 1u << 20;  // input per batch
+
+struct Batch {
+  ByteBuffer in;                  // the batch's raw Trace.packet fields
+  std::vector<uint64_t> offsets;  // each packet's input offset
+  uint64_t first_index = 0;       // the input's packet number of the first
+  Rewriter::SeqStates seqs;       // the sequences' state before it
+  ByteBuffer out;
+  Status status;
+  bool done = false;
+};
+
+// Rewrites one batch with `rw` (any worker's: nothing of one batch carries
+// over to the next but what SetSequences() sets).
+void RewriteBatch(Rewriter& rw, const std::string& path, Batch& b) {
+  rw.SetSequences(b.seqs);
+  ProtoDecoder d(b.in.data(), b.in.size());
+  Field g;
+  size_t i = 0;
+  while (d.Next(&g)) {
+    PacketView pv{g.data, g.size, g.begin, static_cast<size_t>(g.end - g.begin), b.offsets[i]};
+    Status st = rw.Packet(pv, &b.out);
+    if (!st.ok()) {
+      b.status = Status::Error(st.code, path + ": packet " + std::to_string(b.first_index + i) +
+                                            " at byte " + std::to_string(pv.offset) + ": " + st.message);
+      return;
+    }
+    i++;
+  }
+}
+
+// Worker threads taking batches from a queue; the caller collects them in
+// order.
+class Pool {
+ public:
+  Pool(const Transform& t, const std::string& path, unsigned n) : path_(path) {
+    // Every rewriter before any thread: the vector must not move under them.
+    for (unsigned k = 0; k < n; k++) rewriters_.emplace_back(new Rewriter(t));
+    for (unsigned k = 0; k < n; k++) threads_.emplace_back([this, k] { Run(*rewriters_[k]); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (auto& th : threads_) th.join();
+  }
+  void Submit(Batch* b) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(b);
+    }
+    work_.notify_one();
+  }
+  void Wait(Batch* b) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [b] { return b->done; });
+  }
+  // After every batch is done.
+  void AddStats(RewriteStats* s) const {
+    for (auto& rw : rewriters_) s->Add(rw->stats());
+  }
+
+ private:
+  void Run(Rewriter& rw) {
+    for (;;) {
+      Batch* b;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        work_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        b = queue_.front();
+        queue_.pop_front();
+      }
+      RewriteBatch(rw, path_, *b);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        b->done = true;
+      }
+      done_.notify_all();
+    }
+  }
+  const std::string& path_;
+  std::vector<std::unique_ptr<Rewriter>> rewriters_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable work_, done_;
+  std::deque<Batch*> queue_;
+  bool stop_ = false;
+};
+
+// An input copied as it is (the main side when nothing of it changes).
+Status CopyVerbatim(TraceReader& r, const Transform& t, OutputFile* out, Progress* progress,
+                    RewriteStats* stats) {
+  Rewriter rw(t);
+  ByteBuffer buf;
+  PacketView pv;
+  int rc;
+  while ((rc = r.Next(&pv)) == 1) {
+    progress->Add(pv.raw_size);
+    Status st = rw.Packet(pv, &buf);  // (a copy: Identity())
+    if (!st.ok()) return st;
+    if (buf.size() >= kBatchBytes) {
+      if (out) st = out->Write(buf.data(), buf.size());
+      if (!st.ok()) return st;
+      buf.clear();
+    }
+  }
+  if (rc < 0) return r.status();
+  *stats = rw.stats();
+  return out ? out->Write(buf.data(), buf.size()) : Status::Ok();
+}
+
+}  // namespace
+
+unsigned AutoThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return std::max(1u, std::min(n, 4u));
+}
+
+Status RewriteSide(const std::string& path, const Transform& t, unsigned threads, OutputFile* out,
+                   Progress* progress, RewriteStats* stats) {
+  TraceReader r;
+  Status st = r.Open(path);
+  if (!st.ok()) return st;
+  *stats = RewriteStats();
+  if (t.Identity()) return CopyVerbatim(r, t, out, progress, stats);
+
+  // One thread: the batches are rewritten here, in turn. More: by workers,
+  // while this thread reads the next ones and writes the finished ones in
+  // order (at most 2 per worker in flight: memory stays flat).
+  if (threads == 0) threads = AutoThreads();
+  std::unique_ptr<Rewriter> inline_rw;
+  std::unique_ptr<Pool> pool;
+  if (threads == 1) inline_rw.reset(new Rewriter(t));
+  else pool.reset(new Pool(t, path, threads));
+  const size_t max_in_flight = threads == 1 ? 1 : 2 * threads;
+
+  std::deque<std::unique_ptr<Batch>> in_flight;
+  std::vector<std::unique_ptr<Batch>> spare;
+  Status failed;
+  // Writes (and recycles) the oldest batch once it is done.
+  auto retire = [&]() -> Status {
+    Batch* b = in_flight.front().get();
+    if (pool) pool->Wait(b);
+    Status s = b->status;
+    if (s.ok() && out) s = out->Write(b->out.data(), b->out.size());
+    spare.push_back(std::move(in_flight.front()));
+    in_flight.pop_front();
+    return s;
+  };
+  auto submit = [&](std::unique_ptr<Batch> b) -> Status {
+    Batch* p = b.get();
+    in_flight.push_back(std::move(b));
+    if (pool) pool->Submit(p);
+    else RewriteBatch(*inline_rw, path, *p);
+    return in_flight.size() >= max_in_flight ? retire() : Status::Ok();
+  };
+  auto fresh = [&](uint64_t index, const SeqTracker& seqs) {
+    std::unique_ptr<Batch> b;
+    if (!spare.empty()) {
+      b = std::move(spare.back());
+      spare.pop_back();
+    } else {
+      b.reset(new Batch());
+    }
+    b->in.clear();
+    b->out.clear();
+    b->offsets.clear();
+    b->status = Status::Ok();
+    b->done = false;
+    b->first_index = index;
+    b->seqs = seqs.State();
+    return b;
+  };
+
+  SeqTracker seqs;
+  uint64_t n = 0;
+  std::unique_ptr<Batch> cur = fresh(0, seqs);
+  PacketView pv;
+  int rc;
+  while ((rc = r.Next(&pv)) == 1) {
+    progress->Add(pv.raw_size);
+    cur->in.Append(pv.raw, pv.raw_size);
+    cur->offsets.push_back(pv.offset);
+    seqs.Packet(pv.data, pv.size);
+    n++;
+    if (cur->in.size() >= kBatchBytes) {
+      st = submit(std::move(cur));
+      cur = fresh(n, seqs);
+      if (!st.ok()) break;
+    }
+  }
+  if (st.ok() && rc < 0) st = r.status();
+  if (st.ok() && !cur->offsets.empty()) st = submit(std::move(cur));
+  while (!in_flight.empty()) {  // in order: the first failure is the one said
+    Status s = retire();
+    if (st.ok()) st = s;
+  }
+  if (pool) pool->AddStats(stats);
+  else stats->Add(inline_rw->stats());
+  return st;
+}
+
+}  // namespace vpmerge

@@ -1,0 +1,108 @@
+"""The merge on several threads: the same bytes as on one, whatever the input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vperfetto.merge import merge
+from conftest import SHARED, load_trace, pb2
+
+REAL = SHARED / "real"
+SDK = SHARED / "sdk-v7"
+BOOT, MONO = pb2.BUILTIN_CLOCK_BOOTTIME, pb2.BUILTIN_CLOCK_MONOTONIC
+EMULATOR = "android12_emulator_x86_64_sched_perf.pftrace"
+GUESTS = ["android12_emulator_x86_64_sched_perf_callstacks.pftrace",
+          "android11_s20_process_sys_stats.pftrace",
+          "android11_s20_sched_ftrace_sdk.perfetto-trace",
+          "android11_s21_gpu_counters.pftrace",
+          "android13_pixel7pro_atrace_frametimeline.perfetto-trace",
+          "linux_desktop_systing_compact_sched.pb",
+          "chrome89_windows_track_event.pftrace.gz",  # several MB once inflated: many batches
+          "flutter_ios_dartvm_track_event.pftrace"]
+
+
+def _merge_bytes(tmp_path, threads, **kw):
+    out = tmp_path / f"t{threads}.pftrace"
+    report = merge(output=out, threads=threads, **kw)
+    return out.read_bytes(), report
+
+
+def _same_for_any_threads(tmp_path, **kw):
+    one, r1 = _merge_bytes(tmp_path, 1, **kw)
+    for n in (2, 3, 8):
+        data, r = _merge_bytes(tmp_path, n, **kw)
+        assert data == one, f"{n} threads wrote other bytes"
+        assert r.inputs == r1.inputs and r.warnings == r1.warnings
+    return one, r1
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/testdata/real is not beside the project")
+@pytest.mark.parametrize("machine_ids", [False, True], ids=["pids", "machines"])
+@pytest.mark.parametrize("guest", GUESTS)
+def test_real_traces_same_bytes_on_any_threads(tmp_path, guest, machine_ids):
+    _, r = _same_for_any_threads(tmp_path, host=REAL / EMULATOR, guests={"vm": REAL / guest},
+                                 time_diff_ns=0, machine_ids=machine_ids)
+    assert r.inputs[1]["packets_written"] > 0
+
+
+@pytest.mark.skipif(not SDK.is_dir(), reason="../shared/testdata/sdk-v7 is not beside the project")
+@pytest.mark.parametrize("mode", ["host-into-guest", "guest-into-host"])
+def test_sdk_pair_same_bytes_on_any_threads(tmp_path, mode):
+    _same_for_any_threads(tmp_path, guest=SDK / "guest.pftrace", host=SDK / "host.pftrace", mode=mode)
+
+
+def _big_monotonic_guest(path, n=120_000):
+    """A guest whose track events are timed on MONOTONIC by its sequence's
+    defaults, set once at the start: megabytes later (other batches of the
+    rewrite) they still are."""
+    t = pb2.Trace()
+    p = t.packet.add(trusted_packet_sequence_id=1)
+    p.clock_snapshot.clocks.add(clock_id=BOOT, timestamp=10_000_000_000)
+    p.clock_snapshot.clocks.add(clock_id=MONO, timestamp=7_000_000_000)  # BOOTTIME - 3 s
+    p = t.packet.add(trusted_packet_sequence_id=2, sequence_flags=1)
+    p.trace_packet_defaults.timestamp_clock_id = MONO
+    p.track_descriptor.uuid = 5
+    p.track_descriptor.name = "mono"
+    for i in range(n):
+        p = t.packet.add(trusted_packet_sequence_id=2, timestamp=7_000_001_000 + i, sequence_flags=2)
+        p.track_event.type = pb2.TrackEvent.TYPE_INSTANT
+        p.track_event.track_uuid = 5
+        p.track_event.name = "tick with a name long enough to fill batches"
+    path.write_bytes(t.SerializeToString())
+    return n
+
+
+def test_sequence_defaults_carry_across_batches(tmp_path):
+    guest = tmp_path / "g.pftrace"
+    n = _big_monotonic_guest(guest)
+    assert guest.stat().st_size > 4 << 20  # several 1 MB batches
+    host = pb2.Trace()
+    p = host.packet.add(trusted_packet_sequence_id=1)
+    p.clock_snapshot.clocks.add(clock_id=BOOT, timestamp=1_000_000_000)
+    (tmp_path / "h.pftrace").write_bytes(host.SerializeToString())
+    data, r = _same_for_any_threads(tmp_path, host=tmp_path / "h.pftrace", guests={"vm1": guest},
+                                    time_diff_ns=5_000_000_000)
+    comb = pb2.Trace()
+    comb.ParseFromString(data)
+    ticks = [p for p in comb.packet if p.HasField("track_event") and p.track_event.name.startswith("tick")]
+    # MONOTONIC 7 s + 1000 + i is BOOTTIME 10 s + 1000 + i, minus the 5 s diff
+    # (the sequence's defaults now say BOOTTIME)
+    assert len(ticks) == n
+    assert [p.timestamp for p in ticks] == [5_000_001_000 + i for i in range(n)]
+    defaults = [p.trace_packet_defaults for p in comb.packet if p.HasField("trace_packet_defaults")]
+    assert [d.timestamp_clock_id for d in defaults] == [BOOT]
+    assert r.inputs[1]["unconvertible_timestamps"] == 0
+
+
+def test_threads_argument(tmp_path):
+    for bad in (-1, 257, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            merge(host=tmp_path / "h", guests={"vm": tmp_path / "g"}, output=tmp_path / "o",
+                  threads=bad)
+    p = subprocess.run([sys.executable, "-m", "vperfetto.merge", "--host", "h", "--guest", "vm=g",
+                        "-o", str(tmp_path / "o"), "--threads", "-1"], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "threads" in p.stderr
