@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -106,3 +107,36 @@ def test_threads_argument(tmp_path):
                         "-o", str(tmp_path / "o"), "--threads", "-1"], capture_output=True, text=True)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "threads" in p.stderr
+
+
+@pytest.mark.skipif(not SDK.is_dir(), reason="../shared/testdata/sdk-v7 is not beside the project")
+def test_unchanged_main_copied_as_a_range(tmp_path):
+    # The host as the main timeline stays as it is: copied as a byte range
+    # (in the kernel where it can be), a truncated last packet left out, and
+    # the same through a pipe as into a file.
+    data = (SDK / "host.pftrace").read_bytes()
+    cut = tmp_path / "cut.pftrace"
+    cut.write_bytes(data[:-7])
+    out = tmp_path / "o.pftrace"
+    r = merge(host=cut, guests={"vm": SDK / "guest.pftrace"}, output=out)
+    assert not r.main_switched and any("truncated" in w for w in r.warnings)
+    host = pb2.Trace()
+    host.ParseFromString(data)
+    complete = 0  # the bytes of every packet but the last
+    for _ in range(len(host.packet) - 1):
+        i, n, shift = complete + 1, 0, 0  # after the tag: the length varint
+        while True:
+            n |= (data[i] & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if data[i - 1] < 0x80:
+                break
+        complete = i + n
+    got = out.read_bytes()
+    assert got[:complete] == data[:complete]
+    assert len(load_trace(out).packet) == r.packets_written  # nothing of the cut packet
+    assert r.inputs[0]["packets_read"] == r.inputs[0]["packets_written"] == len(host.packet) - 1
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    merge(host=cut, guests={"vm": SDK / "guest.pftrace"}, output=fifo)
+    assert reader.communicate(timeout=60)[0] == got

@@ -15,10 +15,12 @@ namespace vpmerge {
 // at most 4 (beyond that the writer and the page cache are the limit).
 unsigned AutoThreads();
 
-// Rewrites the input at `path` with `t` into `out` (a dry run when null:
-// only `stats` are produced). The output does not depend on `threads`: each
-// batch of packets is rewritten from the sequences' state at its start.
-Status RewriteSide(const std::string& path, const Transform& t, unsigned threads, OutputFile* out,
+// Rewrites the input `in` (scanned) with `t` into `out` (a dry run when
+// null: only `stats` are produced). The output does not depend on `threads`:
+// each batch of packets is rewritten from the sequences' state at its start.
+// An input that stays as it is and holds nothing but packets is copied as a
+// byte range.
+Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads, OutputFile* out,
                    Progress* progress, RewriteStats* stats);
 
 }  // namespace vpmerge

@@ -65,7 +65,7 @@ Status CopySide(Side& side, unsigned threads, OutputFile* out, Progress* progres
     side.flow_remap->Init(side.summary.flow_ids, t.uuid_salt ^ 0x5bd1e9955bd1e995ull, t.reserved_flows);
     t.flow_remap = side.flow_remap.get();
   }
-  Status st = RewriteSide(side.summary.path, t, threads, out, progress, &side.stats);
+  Status st = RewriteSide(side.summary, t, threads, out, progress, &side.stats);
   side.uuids_remapped = side.uuid_remap ? side.uuid_remap->size() : 0;
   side.flows_remapped = side.flow_remap ? side.flow_remap->size() : 0;
   return st;

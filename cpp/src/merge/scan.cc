@@ -613,6 +613,7 @@ Status ScanInput(const std::string& path, InputSummary* s, Progress* progress) {
   uint64_t n = 0;
   while ((rc = r.Next(&pv)) == 1) {
     n++;
+    s->packet_bytes += pv.raw_size;
     if (progress) progress->Add(pv.raw_size);
     st = scanner.Packet(pv.data, pv.size, 0);
     if (!st.ok())
@@ -621,6 +622,7 @@ Status ScanInput(const std::string& path, InputSummary* s, Progress* progress) {
   }
   if (rc < 0) return r.status();
   s->bytes = r.bytes_read();
+  s->top_level_packets = n;
   s->truncated = r.truncated();
   s->truncated_at = r.truncated_at();
   if (n == 0)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -272,6 +273,52 @@ Status OutputFile::Write(const void* data, size_t n) {
   }
   if (n >= (1u << 20) && buf_.size() == 0) return WriteAll(data, n);  // large: no copy
   buf_.Append(data, n);
+  return Status::Ok();
+}
+
+Status OutputFile::CopyFrom(const std::string& path, uint64_t len) {
+  Status st = FlushBuffer();
+  if (!st.ok()) return st;
+  int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::Error(vpsdk::kIoError, Errno("cannot open '" + path + "'"));
+  uint64_t left = len;
+  bool kernel = true;
+  while (left && kernel) {
+    ssize_t r = copy_file_range(in, nullptr, fd_, nullptr, static_cast<size_t>(std::min<uint64_t>(left, 1u << 30)), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP ||
+                  errno == EBADF || errno == EPERM)) {
+      kernel = false;  // not between these files: the same through a buffer, from here
+      break;
+    }
+    if (r <= 0) {
+      Status e = Status::Error(vpsdk::kIoError, r < 0 ? Errno("copying '" + path + "'")
+                                                      : "'" + path + "' is shorter than it was");
+      close(in);
+      return e;
+    }
+    left -= static_cast<uint64_t>(r);
+  }
+  ByteBuffer b;
+  b.resize(1u << 20);
+  while (left) {
+    ssize_t r = read(in, b.data(), static_cast<size_t>(std::min<uint64_t>(left, b.size())));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      Status e = Status::Error(vpsdk::kIoError, r < 0 ? Errno("reading '" + path + "'")
+                                                      : "'" + path + "' is shorter than it was");
+      close(in);
+      return e;
+    }
+    st = WriteAll(b.data(), static_cast<size_t>(r));
+    if (!st.ok()) {
+      close(in);
+      return st;
+    }
+    left -= static_cast<uint64_t>(r);
+  }
+  close(in);
+  bytes_ += len;
   return Status::Ok();
 }
 

@@ -69,6 +69,9 @@ class OutputFile {
   ~OutputFile();
   Status Open(const std::string& path);
   Status Write(const void* data, size_t n);
+  // Appends the first `len` bytes of the file at `path`, in the kernel where
+  // it can (copy_file_range), else through a buffer.
+  Status CopyFrom(const std::string& path, uint64_t len);
   Status Commit();
   uint64_t bytes() const { return bytes_; }
 

@@ -77,6 +77,10 @@ struct InputSummary {
   bool gzip = false;
   uint64_t packets = 0;
   uint64_t bytes = 0;
+  // Trace.packet fields at its top level (a compressed_packets container
+  // counts once) and their bytes: when these are all of the input, an
+  // unchanged side can be copied as a byte range.
+  uint64_t top_level_packets = 0, packet_bytes = 0;
   bool truncated = false;
   uint64_t truncated_at = 0;
 
