@@ -358,7 +358,9 @@ def test_own_traces_offset_is_the_merges_measurement(tmp_path):
     assert c["offset_ns"] == -measured.offset_ns
     assert manifest["attributes"]["vperfetto.vm.method"] == measured.method
     if os.uname().machine == "x86_64":  # one machine: the true offset is 0
-        assert abs(measured.offset_ns) < 5_000
+        # (within what a marker's TSC and BOOTTIME reads can be apart when the
+        # writer is preempted between them on a loaded machine: 5.9 us seen)
+        assert abs(measured.offset_ns) < 50_000
     assert data[entries(manifest)["vm"]["path"]] == g.read_bytes()
     assert data[entries(manifest)["host"]["path"]] == h.read_bytes()
 

@@ -37,9 +37,15 @@ def run_crash(tmp_path, mode, nthreads, death, k, buffer_kb=16384):
     trace = tmp_path / "t.pftrace"
     progress = tmp_path / "progress"
     progress.write_bytes(struct.pack("<q", -1) * nthreads)
+    # Under AddressSanitizer (scripts/sanitize.sh --python) the deliberate
+    # NULL write must die of SIGSEGV as it would in production, not be
+    # turned into an ASan report and an abort.
+    env = dict(os.environ)
+    if "ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] += ":handle_segv=0"
     p = subprocess.run([sys.executable, str(PROGRAM), str(trace), mode, str(nthreads), death,
                         str(k), str(progress), str(buffer_kb)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == DEATHS[death], p.stderr
     done = list(struct.unpack(f"<{nthreads}q", progress.read_bytes()))
     return trace, done

@@ -59,8 +59,11 @@ def test_fifo_written_through(tmp_path, kind):
     reader.join(timeout=60)
     if kind == "merge":
         assert got == [ref.read_bytes()]
-    else:  # (the archive's members carry no varying data but mtimes of the inputs)
-        assert len(got[0]) == ref.stat().st_size and got[0][:512] == ref.read_bytes()[:512]
+    else:  # (the archive's members carry no varying data but mtimes, the manifest's the
+        # time of writing: the two writes may fall in different seconds)
+        def header(b):   # the first member's tar header without mtime and checksum
+            return b[:136] + b[156:512]
+        assert len(got[0]) == ref.stat().st_size and header(got[0]) == header(ref.read_bytes())
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

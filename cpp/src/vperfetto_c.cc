@@ -1,8 +1,12 @@
 // The C ABI (vperfetto.h) over the vpsdk runtime. No exception crosses it:
 // every entry point that can fail catches and returns a status.
+#include <stdlib.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "vperfetto/vperfetto.h"
 #include "vpsdk/clock.h"
@@ -358,3 +362,52 @@ void vp_emit(const vp_event* event) {
 }
 
 }  // extern "C"
+
+// --- VPERFETTO_AUTOSTART ---------------------------------------------------------
+// A C/C++ program linked to libvperfetto traces from its start into the file
+// VPERFETTO_AUTOSTART names -- streaming, stopped at exit -- as a Python
+// process does (`python -m vperfetto guest ... -- CMD` sets it for CMD). The
+// variable is taken out of the environment, so the program's own children do
+// not write to the same file. The Python package takes it out before it loads
+// this library (vperfetto/_native.py), and starts its own session from it.
+//
+// A dynamic initializer: this file comes after clock.cc and session.cc on the
+// link line (CMakeLists.txt), so their globals are initialised before it runs.
+namespace {
+
+vp_session* g_autostarted = nullptr;
+
+void StopAutostarted() {
+  vp_error err = {};
+  if (g_autostarted && vp_session_stop(g_autostarted, &err) != VP_OK)
+    std::fprintf(stderr, "vperfetto: VPERFETTO_AUTOSTART: the trace was not saved: %s\n",
+                 err.message);
+}
+
+struct Autostart {
+  Autostart() {
+    const char* env = std::getenv("VPERFETTO_AUTOSTART");
+    if (!env || !*env) return;
+    std::string path = env;
+    unsetenv("VPERFETTO_AUTOSTART");
+    vp_error err = {};
+    vp_config* c = vp_config_new();
+    if (!c) {
+      std::snprintf(err.message, sizeof(err.message), "out of memory");
+    } else if (vp_config_set_output(c, path.c_str(), &err) == VP_OK &&
+               vp_config_set_buffer(c, 16384, VP_BUFFER_STREAM, &err) == VP_OK &&
+               vp_session_start(c, &g_autostarted, &err) == VP_OK) {
+      // Registered after the session started: runs before the destructors
+      // of what the start constructed.
+      std::atexit(StopAutostarted);
+    }
+    vp_config_free(c);
+    if (!g_autostarted)
+      std::fprintf(stderr, "vperfetto: VPERFETTO_AUTOSTART=%s: not tracing: %s\n", path.c_str(),
+                   err.message);
+  }
+};
+
+Autostart g_autostart;
+
+}  // namespace

@@ -4,6 +4,7 @@
     python -m vperfetto run [-o trace.pftrace] ... (script.py | -m module) [args...]
     python -m vperfetto host --listen tcp:0.0.0.0:7777 --out-dir traces/
     python -m vperfetto guest --connect tcp:10.0.2.2:7777 --name vm1 -- python workload.py
+    python -m vperfetto guest --connect serial:/dev/virtio-ports/vperfetto -- ./workload
     python -m vperfetto --includes | --libs                 # compiler flags, like pybind11's helpers
     python -m vperfetto --cmake-dir | --pkgconfig-dir       # for find_package / pkg-config
     python -m vperfetto --version
@@ -26,7 +27,8 @@ modules:
   python -m vperfetto.merge     merge guest and host traces onto one clock
   python -m vperfetto.inspect   summarise or --check a trace; --svg/--html timelines
   python -m vperfetto.open      serve a trace to ui.perfetto.dev and print the link
-  python -m vperfetto.recover   rebuild the trace of a process that died (from TRACE.vpbuf)"""
+  python -m vperfetto.recover   rebuild the trace of a process that died (from TRACE.vpbuf)
+  python -m vperfetto.probes    check the link's kicks and pings (causality) in a merged trace"""
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
@@ -46,9 +48,9 @@ def main(argv=None) -> int:
 
         return run_main(argv[1:])
     if argv and argv[0] in ("host", "guest"):
-        from . import vm
+        from . import _vmcli
 
-        return (vm.main_host if argv[0] == "host" else vm.main_guest)(argv[1:])
+        return (_vmcli.main_host if argv[0] == "host" else _vmcli.main_guest)(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m vperfetto",
                                  usage="python -m vperfetto COMMAND ... | [options]",
                                  description="Perfetto tracing across the VM boundary.",

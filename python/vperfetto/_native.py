@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ._vperfetto_cffi import ffi, lib  # noqa: F401  (re-exported)
+import os
+
+# Set by `python -m vperfetto guest ... -- CMD`: trace this process into that
+# file from its start. Taken out of the environment before libvperfetto loads
+# (which would otherwise start a session of its own from it, as it does in a
+# C/C++ program) and before any child inherits it; session.py starts the
+# Python session.
+AUTOSTART = os.environ.pop("VPERFETTO_AUTOSTART", None)
+
+from ._vperfetto_cffi import ffi, lib  # noqa: E402,F401  (re-exported)
 
 # The ABI this Python code was written against (VPERFETTO_ABI_VERSION).
 ABI_VERSION = 1

@@ -23,6 +23,21 @@ hostile peer costs a bounded amount of time and memory.
                                    <-      UPLOADED {path, bytes}
     DONE {}                        ->      (host merges)
                                    <-      BYE {combined, offset_ns, ...}
+
+Causality probes, at any time between START and STOP (the host records
+them in its trace, the guest in its own):
+
+    PING {seq}  (guest wrote guest_ping)   ->  (host writes host_saw_ping)
+    KICK {seq}                             ->  (host writes host_kick, then)
+                                   <-      KICK {seq}  (guest writes guest_saw_kick)
+
+Over a serial port (``serial:/dev/virtio-ports/NAME``) there are no
+connection events: one byte stream carries guest session after guest
+session, and stale or garbage bytes may sit on it. There each session starts
+with MAGIC on both sides (before HELLO, and before the host's WELCOME or
+ERROR), HELLO carries a nonce the host echoes, and a reader that meets a bad
+frame searches for the next MAGIC. As a frame header MAGIC reads as a length
+beyond any frame limit, so a session start can never pass for a frame.
 """
 
 from __future__ import annotations
@@ -35,20 +50,24 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from .tracing import boot_time_ns
+from .tracing import boot_time_ns, instant, is_tracing
 
 PROTOCOL_VERSION = 1
 
 HELLO, WELCOME, ERROR, SYNC, SYNC_REPLY, SYNC_RESULT = 1, 2, 3, 4, 5, 6
 START, STARTED, STOP, STOPPED = 7, 8, 9, 10
 UPLOAD, CHUNK, UPLOAD_END, UPLOADED, DONE, BYE = 11, 12, 13, 14, 15, 16
+PING, KICK = 17, 18
 TYPE_NAMES = {v: k for k, v in dict(
     HELLO=HELLO, WELCOME=WELCOME, ERROR=ERROR, SYNC=SYNC, SYNC_REPLY=SYNC_REPLY,
     SYNC_RESULT=SYNC_RESULT, START=START, STARTED=STARTED, STOP=STOP, STOPPED=STOPPED,
     UPLOAD=UPLOAD, CHUNK=CHUNK, UPLOAD_END=UPLOAD_END, UPLOADED=UPLOADED, DONE=DONE,
-    BYE=BYE).items()}
+    BYE=BYE, PING=PING, KICK=KICK).items()}
 
 HEADER = struct.Struct(">IB")
+# Starts a session on a serial stream (see the module's docstring).
+MAGIC = b"\xffVPLINK1\n"
+assert HEADER.unpack_from(MAGIC)[0] > 1 << 31
 # seq, t1 on BOOTTIME, MONOTONIC and the TSC (0 where there is none)
 SYNC_REQ = struct.Struct(">IQQQ")
 # seq, t1 (echo), t2, t3 (BOOTTIME), t2, t3 (MONOTONIC), t2, t3 (TSC)
@@ -69,10 +88,18 @@ def monotonic_ns() -> int:
 # --- addresses ---------------------------------------------------------------
 
 def parse_address(addr: str, listen: bool = False):
-    """'tcp:HOST:PORT', 'unix:/path', 'vsock:CID:PORT' ('vsock:PORT' to listen).
+    """'tcp:HOST:PORT', 'unix:/path', 'vsock:CID:PORT' ('vsock:PORT' to
+    listen), or (the guest's end of a VMM's port) 'serial:/dev/...'.
 
-    Returns (family, sockaddr)."""
+    Returns (family, sockaddr); for serial: (None, path)."""
     kind, _, rest = addr.partition(":")
+    if kind == "serial":
+        if listen:
+            raise ValueError(f"{addr!r}: a serial port is the guest's end; the host serves the "
+                             "VMM's socket of that port (--listen unix:PATH or --connect-vmm unix:PATH)")
+        if not rest:
+            raise ValueError(f"bad serial address {addr!r}: want serial:/dev/virtio-ports/NAME")
+        return None, rest
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
         if not port.isdigit():
@@ -93,11 +120,20 @@ def parse_address(addr: str, listen: bool = False):
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise ValueError(f"bad vsock address {addr!r}: want vsock:CID:PORT (vsock:PORT to listen)")
         return socket.AF_VSOCK, (int(parts[0]), int(parts[1]))
-    raise ValueError(f"unknown address kind in {addr!r}: use tcp:, unix: or vsock:")
+    raise ValueError(f"unknown address kind in {addr!r}: use tcp:, unix:, vsock: or serial:")
 
 
-def connect(addr: str, timeout: float = 10.0) -> socket.socket:
+def is_serial(addr: str) -> bool:
+    return addr.startswith("serial:")
+
+
+def connect(addr: str, timeout: float = 10.0):
+    """A connected socket, or for serial: a SerialPort (socket-like)."""
     family, sa = parse_address(addr)
+    if family is None:
+        from .serialport import SerialPort
+
+        return SerialPort(sa, timeout)
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
@@ -113,13 +149,18 @@ def connect(addr: str, timeout: float = 10.0) -> socket.socket:
 # --- framing ---------------------------------------------------------------------
 
 class Channel:
-    """One framed connection. Reads have a per-frame deadline."""
+    """One framed byte stream. Reads are buffered and have a per-frame
+    deadline; a frame is taken off the buffer only once it is whole and
+    valid, so that after a bad one a serial stream can be searched for the
+    next MAGIC from where the bad frame began (:meth:`seek_magic`)."""
 
-    def __init__(self, sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME,
+    def __init__(self, sock, max_frame: int = DEFAULT_MAX_FRAME,
                  frame_timeout: float = 30.0):
         self.sock = sock
         self.max_frame = max_frame
         self.frame_timeout = frame_timeout
+        self._buf = bytearray()
+        self._last = b""     # the last frame recv() returned, whole
 
     def close(self) -> None:
         try:
@@ -127,40 +168,50 @@ class Channel:
         except OSError:
             pass
 
-    def send(self, mtype: int, payload: bytes = b"") -> None:
-        self.sock.sendall(HEADER.pack(len(payload), mtype) + payload)
+    def send(self, mtype: int, payload: bytes = b"", prefix: bytes = b"") -> None:
+        self.sock.settimeout(self.frame_timeout)   # a peer that reads nothing costs this long
+        self.sock.sendall(prefix + HEADER.pack(len(payload), mtype) + payload)
 
-    def send_json(self, mtype: int, obj: dict) -> None:
-        self.send(mtype, json.dumps(obj, separators=(",", ":")).encode())
+    def send_json(self, mtype: int, obj: dict, prefix: bytes = b"") -> None:
+        self.send(mtype, json.dumps(obj, separators=(",", ":")).encode(), prefix)
 
-    def _recv_exact(self, n: int, deadline: float) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ProtocolError("timed out in the middle of a frame")
-            self.sock.settimeout(left)
+    def _fill(self, n: int, deadline: Optional[float], what: str = "in the middle of a frame") -> None:
+        """Reads until the buffer holds n bytes (no deadline: waits for ever)."""
+        while len(self._buf) < n:
+            if deadline is None:
+                self.sock.settimeout(None)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProtocolError(f"timed out {what}")
+                self.sock.settimeout(left)
             try:
-                chunk = self.sock.recv(min(n - len(buf), 1 << 16))
+                chunk = self.sock.recv(max(n - len(self._buf), 1 << 16))
             except socket.timeout:
-                raise ProtocolError("timed out in the middle of a frame") from None
+                raise ProtocolError(f"timed out {what}") from None
             if not chunk:
-                raise ProtocolError("connection closed" + (" in the middle of a frame" if buf else ""))
-            buf += chunk
-        return bytes(buf)
+                raise ProtocolError("connection closed" + (" in the middle of a frame" if self._buf else ""))
+            self._buf += chunk
 
     def recv(self, timeout: Optional[float] = None) -> Tuple[int, bytes]:
         """The next frame; waits at most `timeout` for it to start, then
         frame_timeout for the rest."""
         start_deadline = time.monotonic() + (timeout if timeout is not None else self.frame_timeout)
-        head = self._recv_exact(HEADER.size, start_deadline)
-        length, mtype = HEADER.unpack(head)
+        self._last = b""
+        self._fill(1, start_deadline, "waiting for a frame")
+        self._fill(HEADER.size, time.monotonic() + self.frame_timeout)
+        length, mtype = HEADER.unpack_from(self._buf)
+        if self._buf.startswith(MAGIC[:HEADER.size]):
+            raise ProtocolError("a new session started on the stream (did the guest restart?)")
         if mtype not in TYPE_NAMES:
             raise ProtocolError(f"unknown message type {mtype}")
         if length > self.max_frame:
             raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
-        payload = self._recv_exact(length, time.monotonic() + self.frame_timeout) if length else b""
-        return mtype, payload
+        end = HEADER.size + length
+        self._fill(end, time.monotonic() + self.frame_timeout)
+        self._last = bytes(self._buf[:end])
+        del self._buf[:end]
+        return mtype, self._last[HEADER.size:]
 
     def recv_json(self, expect: int, timeout: Optional[float] = None) -> dict:
         mtype, payload = self.recv(timeout)
@@ -169,6 +220,43 @@ class Channel:
         if mtype != expect:
             raise ProtocolError(f"expected {TYPE_NAMES[expect]}, got {TYPE_NAMES[mtype]}")
         return _json(payload)
+
+    def unread_last(self) -> None:
+        """Serial streams, after a frame that turned out not to belong (it
+        broke the session, or answered someone else): its bytes but the first
+        go back, to be searched for a MAGIC -- a frame cut short by a guest's
+        reboot swallows the next session's start into its payload."""
+        if self._last:
+            self._buf[0:0] = self._last[1:]
+            self._last = b""
+
+    def seek_magic(self, deadline: Optional[float] = None) -> int:
+        """Serial streams: drops bytes up to and including the next MAGIC
+        (waits for it until `deadline`, for ever without one). Returns how
+        many bytes before it were skipped."""
+        skipped = 0
+        while True:
+            i = self._buf.find(MAGIC)
+            if i >= 0:
+                del self._buf[:i + len(MAGIC)]
+                return skipped + i
+            keep = len(MAGIC) - 1     # a MAGIC may be cut at the buffer's end
+            if len(self._buf) > keep:
+                skipped += len(self._buf) - keep
+                del self._buf[:len(self._buf) - keep]
+            self._fill(len(self._buf) + 1, deadline, "waiting for the start of a session")
+
+    def starts_with_magic(self, first_timeout: float, rest_timeout: float) -> bool:
+        """Whether the stream begins with MAGIC (a serial stream), reading no
+        further than the first byte that differs; nothing is consumed."""
+        deadline = time.monotonic() + first_timeout
+        for n in range(1, len(MAGIC) + 1):
+            self._fill(n, deadline, "waiting for a frame")
+            if self._buf[:n] != MAGIC[:n]:
+                return False
+            if n == 1:
+                deadline = time.monotonic() + rest_timeout
+        return True
 
 
 def _json(payload: bytes) -> dict:
@@ -182,6 +270,20 @@ def _json(payload: bytes) -> dict:
 
 
 # --- clock sync ----------------------------------------------------------------------
+
+# The trace event that carries one clock-sync round (the merge prefers these).
+SYNC_EVENT = "vperfetto_clock_sync_round"
+
+
+def record_sync_rounds(peer: str, rounds) -> None:
+    """Writes sync rounds into the current trace (if one records)."""
+    if not is_tracing():
+        return
+    for r in rounds:
+        instant(SYNC_EVENT, category="vperfetto",
+                args={"sync_peer": peer, "sync_t1": r.t1, "sync_t2": r.t2,
+                      "sync_t3": r.t3, "sync_t4": r.t4})
+
 
 @dataclass(frozen=True)
 class Round:

@@ -213,9 +213,16 @@ def _stop_running_sessions() -> None:
 def _autostart() -> None:
     # Set by `python -m vperfetto guest ... -- CMD`: trace this process into the
     # given file from its start (not inherited by its own children).
-    path = os.environ.pop("VPERFETTO_AUTOSTART", None)
+    from . import _native
+
+    path, _native.AUTOSTART = _native.AUTOSTART, None
     if path:
-        Session(path, mode="stream").start()
+        try:
+            Session(path, mode="stream").start()
+        except errors.VperfettoError as e:   # as the C library says it
+            import sys
+
+            print(f"vperfetto: VPERFETTO_AUTOSTART={path}: not tracing: {e}", file=sys.stderr)
 
 
 _autostart()

@@ -7,9 +7,16 @@ Host (or VMM) side::
     ...                       # guests connect; traces/vm1.combined.pftrace appear
     agent.close()
 
+    # a virtio-serial port whose QEMU chardev is a Unix socket server:
+    agent = vperfetto.vm.HostAgent(connect_vmm="unix:/run/vm1-vperfetto.sock").start()
+
+(a VMM that connects to the host instead is served by ``HostAgent("unix:PATH")``:
+a connection whose bytes start with the link's MAGIC is taken as a serial
+stream, one guest session after another).
+
 Guest side::
 
-    with vperfetto.vm.GuestLink("tcp:10.0.2.2:7777", name="vm1") as link:
+    with vperfetto.vm.GuestLink("serial:/dev/virtio-ports/vperfetto", name="vm1") as link:
         with vperfetto.Session("guest.pftrace"):
             ...               # guest events
     print(link.result)        # where the host wrote the combined trace
@@ -33,18 +40,19 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from . import errors, link, session
-from ._native import ffi, lib, new_error
+from . import errors, link
+from ._guest import GuestLink, _crash_info, crash_message, recover_guest_trace  # noqa: F401
+from ._native import lib
+from ._workflow import Workflow
+from .link import SYNC_EVENT, record_sync_rounds
 from .tracing import Session, clock_sync_marker, instant, is_tracing
 
-__all__ = ["HostAgent", "GuestLink", "GuestResult", "Workflow", "SYNC_EVENT"]
+__all__ = ["HostAgent", "GuestLink", "GuestResult", "Workflow", "SYNC_EVENT", "record_sync_rounds"]
 
 log = logging.getLogger("vperfetto.vm")
 
-# The trace event that carries one clock-sync round (the merge prefers these).
-SYNC_EVENT = "vperfetto_clock_sync_round"
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -52,16 +60,6 @@ def sanitize_name(name: object) -> str:
     """A guest name safe to use in a file name: [A-Za-z0-9_.-]{1,32}, no leading dot."""
     s = _NAME_OK.sub("_", name if isinstance(name, str) else "")[:32].lstrip(".")
     return s or "guest"
-
-
-def record_sync_rounds(peer: str, rounds) -> None:
-    """Writes sync rounds into the current trace (if one records)."""
-    if not is_tracing():
-        return
-    for r in rounds:
-        instant(SYNC_EVENT, category="vperfetto",
-                args={"sync_peer": peer, "sync_t1": r.t1, "sync_t2": r.t2,
-                      "sync_t3": r.t3, "sync_t4": r.t4})
 
 
 # --- host --------------------------------------------------------------------------
@@ -91,17 +89,39 @@ class GuestResult:
 class _ConnState:
     result: Optional[GuestResult] = None
     started: bool = False       # between START and STOP
+    serial: bool = False        # a session on a serial stream (MAGIC, nonce)
+    nonce: Optional[str] = None
+    welcomed: bool = False
+
+
+# How long a VMM's serial socket is looked for again when it is not there.
+VMM_RETRY_S = 0.5
 
 
 class HostAgent:
     """Serves guests: syncs clocks, traces the host while guests trace, receives
     their traces and merges each into the host trace."""
 
-    def __init__(self, listen: str, out_dir: str = "traces", *, token: Optional[str] = None,
+    def __init__(self, listen: Optional[str] = None, out_dir: str = "traces", *,
+                 connect_vmm: Optional[str] = None, token: Optional[str] = None,
                  max_upload: int = 1 << 30, max_frame: int = link.DEFAULT_MAX_FRAME,
                  max_guests: int = 16, frame_timeout: float = 30.0, idle_timeout: float = 600.0,
-                 host_buffer_kb: int = 65536, trace_host: bool = True):
+                 host_buffer_kb: int = 65536, trace_host: bool = True,
+                 serial: Optional[bool] = None):
+        if (listen is None) == (connect_vmm is None):
+            raise ValueError("give one of listen (an address guests or a VMM connect to) "
+                             "and connect_vmm (a VMM's serial-port socket)")
+        if connect_vmm is not None:
+            family, _ = link.parse_address(connect_vmm)
+            if family is None:
+                raise ValueError(f"connect_vmm={connect_vmm!r}: want the VMM's socket "
+                                 "(unix:PATH or tcp:HOST:PORT), not the guest's serial port")
         self.listen_addr = listen
+        self.vmm_addr = connect_vmm
+        # listen: None -- a connection that starts with MAGIC is a serial
+        # stream, any other one guest; True -- every connection is a VMM's
+        # serial stream (even one whose first bytes are garbage)
+        self.serial = serial
         self.out_dir = os.path.abspath(out_dir)
         self.token = token
         self.max_upload = max_upload
@@ -118,6 +138,7 @@ class HostAgent:
         self._thread: Optional[threading.Thread] = None
         self._closing = False
         self._conns: set = set()
+        self._idle_streams: set = set()   # serial streams between sessions
         self._names: set = set()
         self._active = 0            # guests between START and STOP
         self._session: Optional[Session] = None
@@ -129,6 +150,11 @@ class HostAgent:
     # lifecycle
     def start(self) -> "HostAgent":
         os.makedirs(self.out_dir, exist_ok=True)
+        if self.vmm_addr is not None:
+            self._thread = threading.Thread(target=self._vmm_loop, name="vperfetto-vmm", daemon=True)
+            self._thread.start()
+            log.info("serving the VMM's serial port at %s, writing to %s", self.vmm_addr, self.out_dir)
+            return self
         family, sa = link.parse_address(self.listen_addr, listen=True)
         s = socket.socket(family, socket.SOCK_STREAM)
         if family in (socket.AF_INET, socket.AF_INET6):
@@ -145,7 +171,10 @@ class HostAgent:
 
     @property
     def address(self) -> str:
-        """The address guests connect to (with the real port for tcp:...:0)."""
+        """The address guests connect to (with the real port for tcp:...:0);
+        with connect_vmm, the VMM's socket."""
+        if self.vmm_addr is not None:
+            return self.vmm_addr
         family = self._sock.family
         sa = self._sock.getsockname()
         if family == socket.AF_UNIX:
@@ -173,7 +202,7 @@ class HostAgent:
                 pass
         with self._lock:
             end = time.monotonic() + grace
-            while self._conns and time.monotonic() < end:
+            while self._conns - self._idle_streams and time.monotonic() < end:
                 self._cv.wait(0.05)
             conns = list(self._conns)
         for c in conns:
@@ -191,7 +220,7 @@ class HostAgent:
             self._stop_host_tracing_locked()
 
     def __enter__(self) -> "HostAgent":
-        return self.start() if self._sock is None else self
+        return self.start() if self._thread is None else self
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -230,27 +259,108 @@ class HostAgent:
             threading.Thread(target=self._serve, args=(conn,), name="vperfetto-guest",
                              daemon=True).start()
 
+    def _vmm_loop(self) -> None:
+        """connect_vmm: keeps a connection to the VMM's socket of the serial
+        port (connecting again whenever it ends) and serves its stream."""
+        said = False
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+            try:
+                conn = link.connect(self.vmm_addr, timeout=self.frame_timeout)
+            except OSError as e:
+                if not said:
+                    log.info("waiting for the VMM at %s (%s)", self.vmm_addr, e.strerror or e)
+                    said = True
+                with self._lock:
+                    self._cv.wait(VMM_RETRY_S)
+                continue
+            said = False
+            with self._lock:
+                if self._closing:
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            log.info("connected to the VMM at %s", self.vmm_addr)
+            ch = link.Channel(conn, self.max_frame, self.frame_timeout)
+            try:
+                self._serve_stream(ch)
+            finally:
+                ch.close()
+                with self._lock:
+                    self._conns.discard(conn)
+                    self._cv.notify_all()
+
     def _serve(self, conn: socket.socket) -> None:
         ch = link.Channel(conn, self.max_frame, self.frame_timeout)
-        st = _ConnState()
+        try:
+            try:
+                # a silent connection costs no more than an idle guest's
+                serial = self.serial or ch.starts_with_magic(self.idle_timeout, self.frame_timeout)
+            except (link.ProtocolError, OSError) as e:
+                log.warning("closing a connection before its first frame: %s", e)
+                return
+            if serial:
+                self._serve_stream(ch)
+            else:
+                self._run_session(ch, _ConnState())
+        finally:
+            ch.close()
+            with self._lock:
+                self._conns.discard(conn)
+                self._cv.notify_all()
+
+    def _serve_stream(self, ch: link.Channel) -> None:
+        """A serial stream: guest sessions one after another, each from a
+        MAGIC; garbage between them is skipped, a session that breaks the
+        protocol ends there and the next MAGIC starts a new one. Returns
+        when the stream ends."""
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                self._idle_streams.add(ch.sock)
+            try:
+                skipped = ch.seek_magic(None)
+            except (link.ProtocolError, OSError):
+                return   # the VMM closed its end (or the agent is closing)
+            finally:
+                with self._lock:
+                    self._idle_streams.discard(ch.sock)
+            if skipped:
+                log.warning("skipped %d bytes that were no session on the serial stream", skipped)
+            try:
+                self._run_session(ch, _ConnState(serial=True))
+            except Exception:   # a bug here must not stop the port being served
+                log.exception("internal error in a session on the serial stream; serving on")
+
+    def _run_session(self, ch: link.Channel, st: "_ConnState") -> None:
+        """One guest's session; errors end it (said to the guest and logged)."""
         try:
             self._session_with(ch, st)
         except (link.ProtocolError, OSError, ValueError) as e:
             reason = str(e) or type(e).__name__
             result = st.result
             who = result.name if result else "an unidentified guest"
-            log.warning("closing the connection of %s: %s", who, reason)
+            log.warning("%s of %s: %s", "ending the session" if st.serial else "closing the connection",
+                        who, reason)
             try:
-                ch.send_json(link.ERROR, {"reason": reason})
+                err = {"reason": reason}
+                if st.nonce is not None:
+                    err["nonce"] = st.nonce
+                # before WELCOME a serial guest is looking for a MAGIC
+                prefix = link.MAGIC if st.serial and not st.welcomed else b""
+                ch.send_json(link.ERROR, err, prefix=prefix)
             except OSError:
                 pass
             if result is not None:
                 result.error = reason
+            if st.serial:
+                ch.unread_last()
         finally:
-            ch.close()
             result = st.result
             with self._lock:
-                self._conns.discard(conn)
                 if result is not None:
                     result.closed = True
                     if st.started:  # the guest died or stopped without STOP
@@ -264,6 +374,9 @@ class HostAgent:
 
     def _session_with(self, ch: link.Channel, st: "_ConnState") -> None:
         hello = ch.recv_json(link.HELLO, timeout=self.frame_timeout)
+        nonce = hello.get("nonce")
+        if isinstance(nonce, str) and len(nonce) <= 64:
+            st.nonce = nonce
         if hello.get("version") != link.PROTOCOL_VERSION:
             raise link.ProtocolError(f"unsupported protocol version {hello.get('version')!r}")
         if self.token is not None:
@@ -280,8 +393,12 @@ class HostAgent:
                 i += 1
             self._names.add(name)
         result = st.result = GuestResult(name=name)
-        ch.send_json(link.WELCOME, {"version": link.PROTOCOL_VERSION, "guest": name,
-                                    "max_upload": self.max_upload})
+        welcome = {"version": link.PROTOCOL_VERSION, "guest": name,
+                   "max_upload": self.max_upload, "features": ["ping", "kick"]}
+        if st.nonce is not None:
+            welcome["nonce"] = st.nonce
+        ch.send_json(link.WELCOME, welcome, prefix=link.MAGIC if st.serial else b"")
+        st.welcomed = True
         upload = None
         while True:
             mtype, payload = ch.recv(timeout=self.idle_timeout)
@@ -305,6 +422,16 @@ class HostAgent:
                         self._guest_stopped_locked()
                     st.started = False
                 ch.send_json(link.STOPPED, {})
+            elif mtype == link.PING:
+                seq = _probe_seq(payload)
+                if is_tracing():
+                    instant("host_saw_ping", category="vperfetto",
+                            args={"seq": seq, "guest": result.name})
+            elif mtype == link.KICK:
+                seq = _probe_seq(payload)
+                if is_tracing():
+                    instant("host_kick", category="vperfetto", args={"seq": seq, "guest": result.name})
+                ch.send_json(link.KICK, {"seq": seq})
             elif mtype == link.UPLOAD:
                 upload = self._receive_upload(ch, result, link._json(payload))
                 ch.send_json(link.UPLOADED, {"bytes": upload})
@@ -475,359 +602,8 @@ class HostAgent:
         self._cv.notify_all()
 
 
-def _crash_info(obj) -> Optional[dict]:
-    """A guest's crash report, untrusted: known keys with bounded values only."""
-    if not isinstance(obj, dict):
-        raise link.ProtocolError("bad crash report")
-    out = {}
-    how = obj.get("how")
-    out["how"] = "".join(c for c in how if c.isprintable())[:80] if isinstance(how, str) else "unknown"
-    for key in ("packets", "packets_lost"):
-        v = obj.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64:
-            out[key] = v
-    return out
-
-
-def crash_message(c: dict) -> str:
-    s = f"the guest crashed ({c.get('how', 'unknown')}): its trace was recovered from its " \
-        f"crash-safe buffer"
-    if "packets" in c:
-        s += f" ({c['packets']} packets recovered, {c.get('packets_lost', 0)} lost)"
-    return s
-
-
-def _how_it_ended(rc: int) -> str:
-    import signal
-
-    if rc < 0:
-        try:
-            return f"killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"killed by signal {-rc}"
-    return f"exit status {rc}"
-
-
-def recover_guest_trace(out: str, rc: int) -> Optional[dict]:
-    """After the workload ended: when it died tracing into ``out`` (its
-    crash image is there), the trace is recovered into ``out`` and the crash
-    report for the host returned; None otherwise."""
-    from . import recover as _recover
-
-    image = _recover.image_path_for(out)
-    if not os.path.isfile(image) or _recover._locked(image):  # none, or its process lives
-        return None
-    try:
-        r = _recover.recover(image, out, remove=True)
-    except errors.VperfettoError as e:
-        log.error("the workload died and its trace could not be recovered from %s: %s", image, e)
-        return {"how": _how_it_ended(rc)}
-    info = {"how": _how_it_ended(rc), "packets": r.packets,
-            "packets_lost": r.packets_lost + r.packets_skipped}
-    log.warning("the workload died (%s); %s", info["how"], r.summary())
-    return info
-
-
-# --- guest ---------------------------------------------------------------------------
-
-class GuestLink:
-    """The guest's end: syncs clocks and starts host tracing on entry; on exit
-    syncs again, stops host tracing and ships the guest trace (by default the
-    last Session this process stopped).
-
-    If the host cannot be reached the guest still traces locally: ``connected``
-    is False and ``error`` says why.
-    """
-
-    def __init__(self, address: str, name: str = "guest", *, token: Optional[str] = None,
-                 trace_path: Optional[str] = None, sync_rounds: int = 32,
-                 resync_interval: float = 10.0, timeout: float = 10.0):
-        self.address = address
-        self.name = name
-        self.token = token
-        self.trace_path = trace_path
-        # Set when the traced workload died and its trace was recovered
-        # (recover_guest_trace): sent with the upload, the host says so.
-        self.crashed: Optional[dict] = None
-        self.sync_rounds = sync_rounds
-        self.resync_interval = resync_interval
-        self.timeout = timeout
-        self.connected = False
-        self.error: Optional[str] = None
-        self.estimates: List[link.SyncEstimate] = []
-        self.result: Optional[dict] = None
-        self._ch: Optional[link.Channel] = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._resync: Optional[threading.Thread] = None
-        self._seq = 0
-
-    @property
-    def offset_ns(self) -> Optional[int]:
-        return self.estimates[-1].offset_ns if self.estimates else None
-
-    def __enter__(self) -> "GuestLink":
-        try:
-            self._ch = link.Channel(link.connect(self.address, self.timeout), frame_timeout=self.timeout)
-            hello = {"version": link.PROTOCOL_VERSION, "name": self.name}
-            if self.token is not None:
-                hello["token"] = self.token
-            self._ch.send_json(link.HELLO, hello)
-            welcome = self._ch.recv_json(link.WELCOME)
-            self.name = welcome.get("guest", self.name)
-            self.sync()
-            self._ch.send_json(link.START, {})
-            self._ch.recv_json(link.STARTED)
-            self.connected = True
-        except (OSError, link.ProtocolError, ValueError) as e:
-            self._fail(f"host unreachable at {self.address}: {e}")
-            return self
-        if self.resync_interval:
-            self._resync = threading.Thread(target=self._resync_loop, daemon=True,
-                                            name="vperfetto-resync")
-            self._resync.start()
-        return self
-
-    def sync(self) -> link.SyncEstimate:
-        """One burst of request/response rounds; the estimate goes to the host
-        and, if this process is tracing, into its trace too."""
-        with self._lock:
-            rounds = link.sync_rounds(self._ch, self.sync_rounds, self._seq, self.timeout)
-            self._seq += len(rounds)
-            est = link.estimate(rounds)
-            self._ch.send_json(link.SYNC_RESULT, est.to_json())
-        self.estimates.append(est)
-        record_sync_rounds(self.name, est.rounds)
-        return est
-
-    def _resync_loop(self) -> None:
-        while not self._stop.wait(self.resync_interval):
-            try:
-                self.sync()
-            except (OSError, link.ProtocolError) as e:
-                self._fail(f"lost the host: {e}")
-                return
-
-    def _fail(self, why: str) -> None:
-        self.error = why
-        self.connected = False
-        log.warning("%s (tracing goes on locally)", why)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._resync:
-            self._resync.join(timeout=self.timeout)
-        if not self.connected or self._ch is None:
-            if self._ch:
-                self._ch.close()
-            return
-        try:
-            self.sync()
-            with self._lock:
-                self._ch.send_json(link.STOP, {})
-                self._ch.recv_json(link.STOPPED)
-                path = self.trace_path or _last_stopped_trace()
-                if path and self.crashed is None and os.path.isfile(path + ".vpbuf"):
-                    self.crashed = recover_guest_trace(path, 0)  # died unseen by us
-                if path and os.path.isfile(path):
-                    self._upload(path)
-                self._ch.send_json(link.DONE, {})
-                self.result = self._ch.recv_json(link.BYE, timeout=max(self.timeout, 120.0))
-        except (OSError, link.ProtocolError) as e:
-            self._fail(f"lost the host while finishing: {e}")
-        finally:
-            self._ch.close()
-
-    def _upload(self, path: str) -> None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        size = os.path.getsize(path)
-        hdr = {"size": size, "sha256": h.hexdigest()}
-        if self.crashed is not None:
-            hdr["crashed"] = self.crashed
-        self._ch.send_json(link.UPLOAD, hdr)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(link.CHUNK_SIZE), b""):
-                self._ch.send(link.CHUNK, block)
-        self._ch.send_json(link.UPLOAD_END, {})
-        self._ch.recv_json(link.UPLOADED, timeout=max(self.timeout, 60.0))
-
-
-def _last_stopped_trace() -> Optional[str]:
-    return session._last_stopped_path
-
-
-# --- the original online workflow ------------------------------------------------------
-
-class Workflow:
-    """The original vperfetto host-side workflow, shared with the C/C++ API.
-
-    ``enable()`` starts host tracing into ``host_file``; ``disable()`` saves it
-    and, in the background, once the guest trace has stopped growing, writes
-    the combined trace; ``wait_saving_done()`` waits and raises if that failed.
-    VPERFETTO_HOST_FILE / VPERFETTO_GUEST_FILE / VPERFETTO_COMBINED_FILE
-    override the file names at enable time.
-    """
-
-    _FILES = {"host_file": 0, "guest_file": 1, "combined_file": 2}
-
-    def __init__(self, host_file: Optional[str] = None, guest_file: Optional[str] = None,
-                 combined_file: Optional[str] = None, *, verbose: bool = False,
-                 poll_ms: int = 1000, timeout_ms: int = 20000):
-        for attr, path in (("host_file", host_file), ("guest_file", guest_file),
-                           ("combined_file", combined_file)):
-            if path is not None:
-                setattr(self, attr, path)
-        lib.vp_vm_set_verbose(1 if verbose else 0)
-        lib.vp_vm_set_guest_wait(poll_ms, timeout_ms)
-
-    def _get(which: int):
-        def get(self) -> Optional[str]:
-            p = lib.vp_vm_file(which)
-            return None if p == ffi.NULL else ffi.string(p).decode()
-
-        def set_(self, path: Optional[str]) -> None:
-            err = new_error()
-            errors.check(lib.vp_vm_set_file(which, os.fsencode(path) if path else ffi.NULL, err), err)
-
-        return property(get, set_)
-
-    host_file = _get(0)
-    guest_file = _get(1)
-    combined_file = _get(2)
-    del _get
-
-    def set_guest_time(self, guest_boot_ns: int) -> None:
-        lib.vp_vm_set_guest_time(guest_boot_ns)
-
-    @property
-    def time_diff_ns(self) -> Optional[int]:
-        return lib.vp_vm_time_diff() if lib.vp_vm_has_time_diff() else None
-
-    @time_diff_ns.setter
-    def time_diff_ns(self, v: int) -> None:
-        lib.vp_vm_set_time_diff(v)
-
-    def enable(self) -> None:
-        err = new_error()
-        errors.check(lib.vp_vm_enable(err), err)
-
-    def disable(self) -> None:
-        err = new_error()
-        errors.check(lib.vp_vm_disable(err), err)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(lib.vp_vm_is_enabled())
-
-    @property
-    def saving(self) -> bool:
-        return bool(lib.vp_vm_is_saving())
-
-    def wait_saving_done(self) -> None:
-        err = new_error()
-        errors.check(lib.vp_vm_wait_saving_done(err), err)
-
-
-# --- command line ------------------------------------------------------------------
-
-def main_host(argv=None) -> int:
-    """python -m vperfetto host --listen ADDR --out-dir DIR [--token T] [--once]"""
-    from ._cli import Parser
-    import signal
-
-    ap = Parser(prog="python -m vperfetto host",
-                                 description="Serve guests: sync clocks, trace the host, merge.")
-    ap.add_argument("--listen", required=True, help="tcp:HOST:PORT, unix:/path or vsock:PORT")
-    ap.add_argument("--out-dir", default="traces")
-    ap.add_argument("--token", help="shared token guests must present")
-    ap.add_argument("--max-upload-mb", type=int, default=1024)
-    ap.add_argument("--once", action="store_true", help="exit after the first guest finished")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        agent = HostAgent(a.listen, a.out_dir, token=a.token,
-                          max_upload=a.max_upload_mb << 20).start()
-    except (OSError, ValueError) as e:
-        print(f"python -m vperfetto host: error: {e}", file=__import__("sys").stderr)
-        return 2
-    print(f"listening on {agent.address}; traces go to {agent.out_dir}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.is_set():
-            if a.once:
-                try:
-                    agent.wait_for(1, timeout=0.2)
-                    break
-                except TimeoutError:
-                    pass
-            stop.wait(0.2)
-    except KeyboardInterrupt:
-        pass
-    agent.close()
-    for r in agent.results:
-        print(f"{r.name}: {r.combined or '-'} offset {r.offset_ns} ns "
-              f"(+-{r.error_bound_ns} ns){' error: ' + r.error if r.error else ''}", flush=True)
-        for w in r.warnings:
-            print(f"{r.name}: warning: {w}", flush=True)
-    return 0
-
-
-def main_guest(argv=None) -> int:
-    """python -m vperfetto guest --connect ADDR --name NAME [--token T] [--out F] -- CMD..."""
-    import argparse
-
-    from ._cli import Parser
-    import subprocess
-    import sys
-    import tempfile
-
-    ap = Parser(prog="python -m vperfetto guest",
-                                 description="Run a command traced, on the host's timeline.")
-    ap.add_argument("--connect", required=True, help="tcp:HOST:PORT, unix:/path or vsock:CID:PORT")
-    ap.add_argument("--name", default="guest")
-    ap.add_argument("--token")
-    ap.add_argument("--out", help="where the guest trace is kept (default: a temporary file)")
-    ap.add_argument("cmd", nargs=argparse.REMAINDER)
-    a = ap.parse_args(argv)
-    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
-    if not cmd:
-        ap.error("give the command to run after --")
-    try:
-        link.parse_address(a.connect)
-    except ValueError as e:
-        ap.error(str(e))
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    out = a.out or os.path.join(tempfile.mkdtemp(prefix="vperfetto-guest-"), f"{sanitize_name(a.name)}.pftrace")
-    # The workload's vperfetto (imported by it) streams into `out` from its start.
-    env = dict(os.environ, VPERFETTO_AUTOSTART=out)
-    with GuestLink(a.connect, a.name, token=a.token, trace_path=out) as gl:
-        try:
-            rc = subprocess.call(cmd, env=env)
-        except OSError as e:  # not found, not executable
-            print(f"python -m vperfetto guest: error: cannot run {cmd[0]!r}: "
-                  f"{e.strerror or e}", file=sys.stderr)
-            rc = 2
-        # A workload that died tracing left its crash-safe buffer: its trace
-        # is recovered into `out` and shipped, and the host is told.
-        gl.crashed = recover_guest_trace(out, rc)
-    wrote = os.path.isfile(out) and os.path.getsize(out) > 0
-    if not wrote:
-        print(f"python -m vperfetto guest: the command wrote no trace (did it import vperfetto, "
-              f"or write a Perfetto trace to {out}?)", file=sys.stderr)
-    if gl.error:
-        print(f"host link: {gl.error}" + (f"; the guest trace is in {out}" if wrote else ""),
-              file=sys.stderr)
-    elif gl.result:
-        r = gl.result
-        if r.get("crashed"):
-            print(f"host: {crash_message(r['crashed'])}", file=sys.stderr)
-        if r.get("error"):
-            print(f"host: {r['error']}", file=sys.stderr)
-        if r.get("combined"):
-            print(f"guest trace {out}; host wrote {r['combined']}; offset {gl.offset_ns} ns",
-                  flush=True)
-    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says
+def _probe_seq(payload: bytes) -> int:
+    seq = link._json(payload).get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 1 << 63:
+        raise link.ProtocolError("bad probe: want {\"seq\": a non-negative integer}")
+    return seq

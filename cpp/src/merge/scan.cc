@@ -23,6 +23,9 @@ bool ClockConverter::Has(uint32_t clock) const {
 // snapshots and many timestamps the merge was quadratic (a 1 MB trace of
 // 20k snapshots and 20k timestamps took seconds, 40k four times that).
 const ClockConverter::Points* ClockConverter::Find(uint32_t from, uint32_t to) const {
+  // (What it returns stays valid: nodes of the maps never move, and a
+  // target's points are complete before the lock is let go.)
+  std::lock_guard<std::mutex> guard(lock_.m);
   auto t = index_.find(to);
   if (t == index_.end()) {
     auto& by_from = index_[to];

@@ -4,6 +4,7 @@
 #define VPERFETTO_MERGE_TRACE_MODEL_H_
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -54,6 +55,15 @@ class ClockConverter {
   const Points* Find(uint32_t from, uint32_t to) const;
 
   std::vector<Snapshot> snapshots_;
+  // Built lazily, and read by the rewrite's threads at once: under a lock
+  // (a copy gets a lock of its own).
+  struct Lock {
+    std::mutex m;
+    Lock() = default;
+    Lock(const Lock&) {}
+    Lock& operator=(const Lock&) { return *this; }
+  };
+  mutable Lock lock_;
   mutable std::unordered_map<uint32_t, std::unordered_map<uint32_t, Points>> index_;
 };
 
