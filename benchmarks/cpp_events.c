@@ -29,9 +29,12 @@
  *                 pair per thread (each thread's own wall time / its pairs),
  *                 with the 2-thread floor (two clock reads) for reference.
  *
- * Bytes per pair: two stream sessions with different numbers of pairs; the
- * difference of the file sizes divided by the difference of the pair counts
- * (the clock snapshots, descriptors and stats at the start and end cancel).
+ * Bytes per pair (and per counter sample): two stream sessions with different
+ * numbers of pairs; the difference of the file sizes divided by the
+ * difference of the pair counts (the clock snapshots, descriptors and stats
+ * at the start and end cancel). With incremental timestamps (the default)
+ * and, in the same run, absolute ones ("_abs": as before issue 14), for the
+ * sizes and for the ns of a pair and a counter sample.
  *
  * Output: one line per result, tab separated:
  *     ns  <key>  <v1,v2,...>      ns per op, one value per repetition
@@ -82,17 +85,25 @@ static void die(const char* what, const vp_error* err) {
 
 /* --- sessions --------------------------------------------------------------- */
 
-static vp_session* start(const char* path, int32_t mode, uint32_t kb, const char* disabled) {
+/* incremental: timestamps as deltas on the sequence's clock (the default);
+ * 0: absolute CLOCK_BOOTTIME on every packet (as before issue 14). */
+static vp_session* start_ts(const char* path, int32_t mode, uint32_t kb, const char* disabled,
+                            int incremental) {
   vp_error err;
   vp_config* c = vp_config_new();
   vp_session* s = NULL;
   if (!c) die("vp_config_new", NULL);
   if (vp_config_set_output(c, path, &err)) die("set_output", &err);
   if (vp_config_set_buffer(c, kb, mode, &err)) die("set_buffer", &err);
+  if (vp_config_set_incremental_timestamps(c, incremental, 1, &err)) die("set_incremental", &err);
   if (disabled && vp_config_disable_category(c, disabled, &err)) die("disable", &err);
   if (vp_session_start(c, &s, &err)) die("session_start", &err);
   vp_config_free(c);
   return s;
+}
+
+static vp_session* start(const char* path, int32_t mode, uint32_t kb, const char* disabled) {
+  return start_ts(path, mode, kb, disabled, 1);
 }
 
 static void stop(vp_session* s, uint64_t min_packets) {
@@ -223,18 +234,22 @@ static double run_mt(int floor) {
 
 /* --- bytes per pair ----------------------------------------------------------- */
 
-static long trace_size(const char* path, long pairs, uint32_t cat) {
-  vp_session* s = start(path, VP_BUFFER_STREAM, 16384, NULL);
-  loop_pairs(pairs, cat);
-  stop(s, (uint64_t)(2 * pairs));
+/* counter: counter samples (vp_counter_int(track, i)) instead of pairs. */
+static long trace_size(const char* path, long pairs, uint32_t cat, int incremental, int counter) {
+  vp_session* s = start_ts(path, VP_BUFFER_STREAM, 16384, NULL, incremental);
+  if (counter) loop_counter(pairs);
+  else loop_pairs(pairs, cat);
+  stop(s, (uint64_t)((counter ? 1 : 2) * pairs));
   long size = file_size(path);
   unlink(path);
   return size;
 }
 
-static void bytes_per_pair(const char* key, const char* path, uint32_t cat) {
+static void bytes_per(const char* key, const char* path, uint32_t cat, int incremental,
+                      int counter) {
   long n1 = g_pairs / 4, n2 = g_pairs;
-  long s1 = trace_size(path, n1, cat), s2 = trace_size(path, n2, cat);
+  long s1 = trace_size(path, n1, cat, incremental, counter);
+  long s2 = trace_size(path, n2, cat, incremental, counter);
   printf("bytes\t%s\t%.2f\n", key, (double)(s2 - s1) / (double)(n2 - n1));
 }
 
@@ -292,6 +307,13 @@ int main(int argc, char** argv) {
     stop(s, (uint64_t)(2 * n * 3 + n + 2 * n + 2 * 2 * n));
     unlink(path);
 
+    /* The same pairs and counters with absolute timestamps (issue 14's "before"). */
+    s = start_ts(path, VP_BUFFER_STREAM, 16384, NULL, 0);
+    record("stream_abs", rep, loop_pairs(n, g_cat));
+    record("counter_abs", rep, loop_counter(n));
+    stop(s, (uint64_t)(2 * n + n));
+    unlink(path);
+
     /* No session again: two threads reading the clock. */
     record("mt_floor", rep, run_mt(1));
 
@@ -313,7 +335,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < g_reps; r++) printf(r ? ",%.3f" : "%.3f", g_ns[i][r]);
     printf("\n");
   }
-  bytes_per_pair("pair", path, g_cat);
-  bytes_per_pair("pair_nocat", path, 0);
+  bytes_per("pair", path, g_cat, 1, 0);
+  bytes_per("pair_nocat", path, 0, 1, 0);
+  bytes_per("counter", path, 0, 1, 1);
+  bytes_per("pair_abs", path, g_cat, 0, 0);
+  bytes_per("pair_nocat_abs", path, 0, 0, 0);
+  bytes_per("counter_abs", path, 0, 0, 1);
   return 0;
 }

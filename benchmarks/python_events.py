@@ -320,15 +320,19 @@ class Bench:
 
     # --- bytes per pair -------------------------------------------------------
 
-    def vp_trace_size(self, pairs: int, stmt: str, ns: dict) -> int:
-        s = self.session("stream")
+    def vp_trace_size(self, pairs: int, stmt: str, ns: dict, incremental: bool,
+                      per_op: int) -> int:
+        s = self.session("stream", incremental_timestamps=incremental)
         timeit.Timer(stmt, globals=ns).timeit(pairs)
-        return self.finish(s, 2 * pairs)
+        return self.finish(s, per_op * pairs)
 
-    def bytes_per_pair(self, stmt: str, ns: dict) -> float:
+    def bytes_per_pair(self, stmt: str, ns: dict, incremental: bool = True,
+                       per_op: int = 2) -> float:
+        """Bytes per execution of `stmt` (`per_op` packets): incremental
+        timestamps (the default) or absolute ones (as before issue 14)."""
         n1, n2 = self.pairs // 4, self.pairs
-        return ((self.vp_trace_size(n2, stmt, ns) - self.vp_trace_size(n1, stmt, ns))
-                / (n2 - n1))
+        return ((self.vp_trace_size(n2, stmt, ns, incremental, per_op) -
+                 self.vp_trace_size(n1, stmt, ns, incremental, per_op)) / (n2 - n1))
 
     def baseline_bytes_per_pair(self) -> float:
         pb2, Streaming, _ = self.baseline
@@ -371,7 +375,12 @@ def main() -> int:
             gc.collect()
         ev_ns = dict(ev=b.ev, b=b.ev.begin, e=vperfetto.Event.end)
         bytes_event = b.bytes_per_pair("b(); e()", ev_ns)
+        bytes_event_abs = b.bytes_per_pair("b(); e()", ev_ns, incremental=False)
         bytes_nocat = b.bytes_per_pair("begin('name'); end()", namespace())
+        bytes_nocat_abs = b.bytes_per_pair("begin('name'); end()", namespace(), incremental=False)
+        bytes_counter = b.bytes_per_pair("counter('bench_counter', 5)", namespace(), per_op=1)
+        bytes_counter_abs = b.bytes_per_pair("counter('bench_counter', 5)", namespace(),
+                                             incremental=False, per_op=1)
         bytes_pb = b.baseline_bytes_per_pair() if b.baseline else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -417,12 +426,17 @@ def main() -> int:
         Row("--- trace size (stream) ---", note=""),
         Row("bytes per pair: Event with category", [bytes_event], unit="B",
             target=SDK_V7_BYTES_PER_PAIR, target_kind="abs",
-            note="(SDK v7 wrote 44 B: reported, not measured here)"),
-        Row("  same, with 8-byte timestamps (uptime > 6.5 days)",
-            [bytes_at_8_byte_timestamps(bytes_event)], unit="B",
+            note="(incremental timestamps; SDK v7 wrote 44 B: reported, not measured here)"),
+        Row("  same, absolute timestamps (before issue 14)", [bytes_event_abs], unit="B"),
+        Row("  same, absolute, with 8-byte timestamps (uptime > 6.5 days)",
+            [bytes_at_8_byte_timestamps(bytes_event_abs)], unit="B",
             note="(computed from the row above, not measured: no verdict)"),
         Row("bytes per pair: begin('name') without category", [bytes_nocat], unit="B",
             target=SDK_V7_BYTES_PER_PAIR, target_kind="abs"),
+        Row("  same, absolute timestamps", [bytes_nocat_abs], unit="B"),
+        Row("bytes per sample: counter('bench_counter', 5)", [bytes_counter], unit="B",
+            target=22, target_kind="abs"),
+        Row("  same, absolute timestamps", [bytes_counter_abs], unit="B"),
     ]
     if b.baseline:
         rows += [

@@ -93,8 +93,8 @@ from vperfetto.merge import merge
 
 out = sys.argv[1]
 
-def record(path, name, n):
-    with vperfetto.Session(path):
+def record(path, name, n, **session):
+    with vperfetto.Session(path, **session):
         vperfetto.set_process_name(name)
         vperfetto.set_thread_name("main")
         vperfetto.clock_sync_marker()
@@ -108,6 +108,11 @@ def record(path, name, n):
 
 g = record(os.path.join(out, "py_guest.pftrace"), "guest_py", 12)
 h = record(os.path.join(out, "py_host.pftrace"), "host_py", 8)
+# absolute timestamps; a ring that wrapped (a reset, and so a clock 64
+# snapshot, per chunk); a unit multiplier
+record(os.path.join(out, "py_absolute.pftrace"), "abs_py", 12, incremental_timestamps=False)
+record(os.path.join(out, "py_ring.pftrace"), "ring_py", 3000, buffer_kb=16)
+record(os.path.join(out, "py_unit.pftrace"), "unit_py", 12, timestamp_unit_ns=1000)
 merge(g, h, os.path.join(out, "py_merged.pftrace"))
 merge(g, h, os.path.join(out, "py_merged_ids.pftrace"), mode="guest-into-host", machine_ids=True)
 PY
@@ -149,6 +154,7 @@ pair() { [[ -f "$1" && -f "$2" ]] && { cat "$1"; printf 'VPSPLIT!'; cat "$2"; } 
 pair "$shared/sdk-v7/guest.pftrace" "$shared/sdk-v7/host.pftrace" sdk_pair
 pair "$seeds/traces/py_guest.pftrace" "$seeds/traces/py_host.pftrace" py_pair
 pair "$seeds/traces/py_guest.pftrace" "$seeds/traces/builtin_host.pftrace" py_builtin_pair
+pair "$seeds/traces/py_ring.pftrace" "$seeds/traces/py_absolute.pftrace" py_ring_abs_pair
 echo "== seeds: $(ls "$seeds/traces" | wc -l) traces, $(ls "$seeds/split" | wc -l) guest/host pairs"
 
 # --- replay the kept regressions -------------------------------------------------------

@@ -66,7 +66,7 @@ if [[ $python_mode == 1 ]]; then
     tests/test_inspect.py tests/test_outputs.py tests/test_archive.py \
     tests/test_vm_link.py tests/test_serial_link.py tests/test_guest_workloads.py tests/test_probes.py \
     tests/test_fuzz_regressions.py tests/test_demo.py tests/test_crash.py \
-    tests/test_timeline.py tests/test_timeline_model.py
+    tests/test_timeline.py tests/test_timeline_model.py tests/test_incremental_timestamps.py
   exit $?
 fi
 

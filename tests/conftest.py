@@ -21,6 +21,7 @@ TYPE_INSTANT = pb2.TrackEvent.TYPE_INSTANT
 TYPE_COUNTER = pb2.TrackEvent.TYPE_COUNTER
 SEQ_CLEARED = pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 SEQ_NEEDS = pb2.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+BOOTTIME = pb2.BUILTIN_CLOCK_BOOTTIME
 
 
 MERGE_RECORD_TRACK = "vperfetto merge"
@@ -87,6 +88,55 @@ def annotation(a, anames: dict, i: int, named: bool = True):
     return key, getattr(a, which)
 
 
+def packet_times(trace) -> list:
+    """Each packet's time as trace_processor reads it, per packet (None for
+    one without a timestamp): a packet's clock is its timestamp_clock_id,
+    else its sequence's default (TracePacketDefaults, forgotten at a reset),
+    else BOOTTIME; a sequence-scoped clock (64..127) is defined by a
+    ClockSnapshot on its sequence, tied there to BOOTTIME, and an incremental
+    one adds each value (times its unit) to its running time. Times on
+    BOOTTIME and the sequence clocks come out as BOOTTIME ns; other global
+    clocks as written. A packet with a ClockSnapshot (whose own timestamp
+    trace_processor does not read) gets the snapshot's BOOTTIME."""
+    default_clock: dict = {}
+    scoped: dict = {}  # (seq, clock) -> [running ns, offset to BOOTTIME, unit, incremental]
+    out = []
+    for i, p in enumerate(trace.packet):
+        seq = p.trusted_packet_sequence_id
+        if p.sequence_flags & SEQ_CLEARED or p.incremental_state_cleared:
+            default_clock.pop(seq, None)
+        if p.HasField("trace_packet_defaults") and \
+                p.trace_packet_defaults.HasField("timestamp_clock_id"):
+            default_clock[seq] = p.trace_packet_defaults.timestamp_clock_id
+        if p.HasField("clock_snapshot"):
+            boot = {c.clock_id: c.timestamp for c in p.clock_snapshot.clocks}.get(BOOTTIME)
+            for c in p.clock_snapshot.clocks:
+                if 64 <= c.clock_id <= 127:
+                    assert boot is not None, f"packet {i}: clock {c.clock_id} not tied to BOOTTIME"
+                    unit = c.unit_multiplier_ns or 1
+                    scoped[(seq, c.clock_id)] = [c.timestamp * unit, boot - c.timestamp * unit,
+                                                 unit, c.is_incremental]
+            out.append(boot if boot is not None else
+                       (p.timestamp if p.HasField("timestamp") else None))
+            continue
+        if not p.HasField("timestamp"):
+            out.append(None)
+            continue
+        clock = (p.timestamp_clock_id if p.HasField("timestamp_clock_id")
+                 else default_clock.get(seq, BOOTTIME))
+        if 64 <= clock <= 127:
+            c = scoped.get((seq, clock))
+            assert c is not None, f"packet {i}: clock {clock} not defined on sequence {seq}"
+            ns = p.timestamp * c[2]
+            if c[3]:
+                c[0] += ns
+                ns = c[0]
+            out.append(ns + c[1])
+        else:
+            out.append(p.timestamp)
+    return out
+
+
 def resolve(trace) -> list:
     """Resolves interning per sequence like the trace processor, checking as it
     goes that every interned id is defined (after the sequence's latest
@@ -96,6 +146,7 @@ def resolve(trace) -> list:
     anames: dict = {}
     defaults: dict = {}
     cleared: set = set()
+    times = packet_times(trace)
     out = []
     for i, p in enumerate(trace.packet):
         seq = p.trusted_packet_sequence_id
@@ -134,7 +185,7 @@ def resolve(trace) -> list:
             counter = te.counter_value
         elif te.HasField("double_counter_value"):
             counter = te.double_counter_value
-        out.append(Ev(seq, p.timestamp, te.type, name, categories,
+        out.append(Ev(seq, times[i], te.type, name, categories,
                       te.track_uuid if te.HasField("track_uuid") else defaults.get(seq, 0),
                       args, list(te.flow_ids), list(te.terminating_flow_ids), counter, i))
     return out

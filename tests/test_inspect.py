@@ -39,6 +39,8 @@ def test_summary_of_our_trace(tmp_path):
     assert p["name"] == "app" and p["guest"] == "" and p["last_ts"] > p["first_ts"] > 0
     assert s["tracks"]["counter"] == 1 and s["counter_tracks"] == ["depth"]
     assert s["clock_snapshots"]["count"] == 2 and 6 in s["clock_snapshots"]["clocks"]
+    # one sequence, one reset: its incremental clock defined once
+    assert (s["clock_snapshots"]["sequence_count"], s["clock_snapshots"]["sequence_clocks"]) == (1, [64])
     assert s["findings"] == []
     p = run(tmp_path / "t.pftrace", "--check")
     assert p.returncode == 0 and "check: nothing trace_processor would lose" in p.stdout

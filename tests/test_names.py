@@ -8,16 +8,17 @@ import sys
 import threading
 
 import vperfetto
-from conftest import descriptors, load_trace
+from conftest import descriptors, load_trace, packet_times
 
 
 def latest_names(path):
     """pid -> process name, tid -> thread name, as trace_processor keeps them
     (the latest descriptor in time wins)."""
     trace = load_trace(path)
+    times = packet_times(trace)
     procs, threads = {}, {}
-    for p in sorted((p for p in trace.packet if p.HasField("track_descriptor")),
-                    key=lambda p: p.timestamp):
+    for _, p in sorted(((t, p) for t, p in zip(times, trace.packet)
+                        if p.HasField("track_descriptor")), key=lambda tp: tp[0]):
         d = p.track_descriptor
         if d.HasField("process"):
             procs[d.process.pid] = d.process.process_name

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 import vperfetto
-from conftest import TYPE_BEGIN, descriptors, load_trace, resolve, slices_by_track
+from conftest import TYPE_BEGIN, descriptors, load_trace, packet_times, resolve, slices_by_track
 
 PROGRAMS = pathlib.Path(__file__).parent / "programs"
 
@@ -37,8 +37,10 @@ def summary(path):
     descs = descriptors(trace)
     slices = slices_by_track(events)  # asserts balance and nesting
     procs = {}  # the name trace_processor shows: the latest descriptor in time
-    for pk in sorted((pk for pk in trace.packet if pk.HasField("track_descriptor")
-                      and pk.track_descriptor.HasField("process")), key=lambda pk: pk.timestamp):
+    times = packet_times(trace)
+    for _, pk in sorted(((t, pk) for t, pk in zip(times, trace.packet)
+                         if pk.HasField("track_descriptor") and pk.track_descriptor.HasField("process")),
+                        key=lambda tp: tp[0]):
         procs[pk.track_descriptor.process.pid] = pk.track_descriptor.process.process_name
     threads = {d.uuid: d.thread for d in descs.values() if d.HasField("thread")}
     return trace, events, procs, threads, slices

@@ -11,7 +11,7 @@ import pytest
 
 import vperfetto
 from conftest import (TYPE_BEGIN, TYPE_COUNTER, TYPE_END, TYPE_INSTANT, SEQ_CLEARED, descriptors,
-                      load_trace, pb2, resolve, slices_by_track)
+                      load_trace, packet_times, pb2, resolve, slices_by_track)
 
 
 def test_issue_example_structure(trace_path):
@@ -68,7 +68,8 @@ def test_sequences_flags_and_clock_snapshots(trace_path):
         vperfetto.end()
     t1 = vperfetto.boot_time_ns()
     trace = load_trace(trace_path)
-    snaps = [p for p in trace.packet if p.HasField("clock_snapshot")]
+    snaps = [p for p in trace.packet if p.HasField("clock_snapshot")
+             and p.trusted_packet_sequence_id == 1]
     assert len(snaps) == 2  # start and end
     for s in snaps:
         clocks = {c.clock_id: c.timestamp for c in s.clock_snapshot.clocks}
@@ -78,17 +79,24 @@ def test_sequences_flags_and_clock_snapshots(trace_path):
             assert pb2.BUILTIN_CLOCK_TSC in clocks
         assert t0 <= clocks[pb2.BUILTIN_CLOCK_BOOTTIME] <= t1
     seqs = collections.defaultdict(list)
-    for p in trace.packet:
-        seqs[p.trusted_packet_sequence_id].append(p)
-    writer_seqs = [s for s, ps in seqs.items() if any(p.HasField("track_event") for p in ps)]
+    times = packet_times(trace)
+    for i, p in enumerate(trace.packet):
+        seqs[p.trusted_packet_sequence_id].append((p, times[i]))
+    writer_seqs = [s for s, ps in seqs.items() if any(p.HasField("track_event") for p, _ in ps)]
     assert len(writer_seqs) == 1
     ps = seqs[writer_seqs[0]]
-    assert ps[0].sequence_flags == SEQ_CLEARED and ps[0].first_packet_on_sequence
-    assert ps[0].trace_packet_defaults.timestamp_clock_id == pb2.BUILTIN_CLOCK_BOOTTIME
-    for p in ps:
-        if p.HasField("track_event"):
-            assert p.sequence_flags == pb2.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
-            assert t0 <= p.timestamp <= t1
+    # the reset: state cleared, clock 64 the default, defined at this instant
+    first = ps[0][0]
+    assert first.sequence_flags == SEQ_CLEARED and first.first_packet_on_sequence
+    assert first.trace_packet_defaults.timestamp_clock_id == 64
+    (boot, inc) = first.clock_snapshot.clocks
+    assert boot.clock_id == pb2.BUILTIN_CLOCK_BOOTTIME and t0 <= boot.timestamp <= t1
+    assert (inc.clock_id, inc.timestamp, inc.is_incremental) == (64, boot.timestamp, True)
+    for p, t in ps[1:]:
+        assert p.sequence_flags == pb2.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+        assert not p.HasField("timestamp_clock_id") and p.timestamp < t1 - t0  # deltas
+        assert boot.timestamp <= t <= t1
+    assert sum(1 for p, _ in ps if p.HasField("track_event")) == 2
 
 
 def test_interning_each_name_once_per_sequence(trace_path):

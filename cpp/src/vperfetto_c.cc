@@ -169,6 +169,16 @@ int32_t vp_config_set_sequence_base(vp_config* c, uint32_t base, vp_error* err) 
   return Report(err, vpsdk::Status::Ok());
 }
 
+int32_t vp_config_set_incremental_timestamps(vp_config* c, int32_t incremental, uint32_t unit_ns,
+                                             vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (unit_ns > 1000000000u)
+    return Fail(err, VP_E_INVALID_ARGUMENT, "timestamp unit must be 1 ns .. 1 s");
+  c->cfg.incremental_timestamps = incremental != 0;
+  c->cfg.timestamp_unit_ns = unit_ns ? unit_ns : 1;
+  return Report(err, vpsdk::Status::Ok());
+}
+
 int32_t vp_config_set_crash_safe(vp_config* c, int32_t on, vp_error* err) {
   if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
   c->cfg.crash_safe = on != 0;

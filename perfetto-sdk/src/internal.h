@@ -139,6 +139,7 @@ class SessionCore {
   Status Finish();  // writes the trace; caller holds mu
   bool WriteAll(const void* data, size_t n);  // caller holds mu
   std::string ClockSnapshotPacket();
+  std::string TraceConfigPacket();
   Status io_status;  // first I/O error; under mu
   uint64_t Stat(int32_t stat);  // caller holds mu
   void ForkChild();  // in a forked child: let go of the image's lock
@@ -227,6 +228,12 @@ class ThreadWriter {
   std::atomic<bool> reset_requested{false};
   std::atomic<bool> packets_lost{false};
   uint32_t epoch = 1;
+  // Timestamps (writer_inl.h): the session's encoding, taken at each reset,
+  // and the sequence's time so far as a reader adds it up: on the
+  // incremental clock a packet carries the delta from it.
+  bool incremental_ts = false;
+  uint32_t ts_unit = 1;
+  uint64_t last_ts = 0;
   std::vector<uint32_t> name_seen, arg_seen, track_seen;
   std::vector<uint32_t> track_serial;  // TrackInfo::serial when described
   uint32_t category_seen[kMaxCategories] = {};

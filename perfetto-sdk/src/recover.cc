@@ -167,6 +167,10 @@ struct Packet {
   uint64_t timestamp;
   bool has_timestamp;
   bool dropped_flag;     // previous_packet_dropped already set
+  uint32_t clock_id;     // timestamp_clock_id; 0: unset
+  uint32_t default_clock;  // TracePacketDefaults.timestamp_clock_id; 0: unset
+  const uint8_t* snapshot;  // a ClockSnapshot, or nullptr
+  size_t snapshot_size;
 };
 
 // Reads the packet framed at [p, end); false when it is not a whole,
@@ -185,11 +189,25 @@ bool ReadPacket(const uint8_t* p, const uint8_t* end, uint32_t seq, Packet* out)
   out->timestamp = 0;
   out->has_timestamp = false;
   out->dropped_flag = false;
+  out->clock_id = out->default_clock = 0;
+  out->snapshot = nullptr;
+  out->snapshot_size = 0;
   bool seq_ok = seq == 0;
   ProtoDecoder d(q, static_cast<size_t>(len));
   Field f;
   while (d.Next(&f)) {
+    if (f.type == proto::kLengthDelimited && f.id == TP::kClockSnapshot) {
+      out->snapshot = f.data;
+      out->snapshot_size = f.size;
+    } else if (f.type == proto::kLengthDelimited && f.id == TP::kTracePacketDefaults) {
+      ProtoDecoder e(f.data, f.size);
+      Field g;
+      while (e.Next(&g))
+        if (g.id == pf::TracePacketDefaults::kTimestampClockId && g.type == proto::kVarint)
+          out->default_clock = static_cast<uint32_t>(g.int_value);
+    }
     if (f.type != proto::kVarint) continue;
+    if (f.id == TP::kTimestampClockId) out->clock_id = static_cast<uint32_t>(f.int_value);
     if (f.id == TP::kSequenceFlags) out->flags = f.int_value;
     if (f.id == TP::kTimestamp) out->timestamp = f.int_value, out->has_timestamp = true;
     if (f.id == TP::kTrustedPacketSequenceId) seq_ok = seq == 0 || f.int_value == seq;
@@ -292,8 +310,9 @@ Status ParseHeader(const uint8_t* im, size_t n, HeaderV1* h) {
 
 class Recovery {
  public:
-  Recovery(const uint8_t* im, size_t n, size_t stream_n, RecoverReport* rep)
-      : im_(im), n_(n), stream_n_(stream_n), rep_(rep) {}
+  Recovery(const uint8_t* im, size_t n, size_t stream_n, RecoverReport* rep,
+           const uint8_t* stream_data = nullptr)
+      : im_(im), n_(n), stream_n_(stream_n), rep_(rep), stream_data_(stream_data) {}
 
   // Everything except the stream file's bytes [0, stream_len): those come
   // first in the output.
@@ -371,6 +390,7 @@ class Recovery {
       seq_order.emplace_back(first, kv.first);
     }
     std::sort(seq_order.begin(), seq_order.end());
+    if (stream && stream_data_) ReadStreamClocks(stream_data_, static_cast<size_t>(stream_len_));
     for (auto& so : seq_order) EmitSequence(seqs[so.second], stream);
     return Status::Ok();
   }
@@ -391,6 +411,95 @@ class Recovery {
   uint64_t stream_len() const { return stream_len_; }
   const std::vector<std::pair<const uint8_t*, size_t>>& pieces() const { return pieces_; }
   const std::vector<std::string>& extras() const { return extra_; }
+
+ private:
+  // The BOOTTIME of each packet's time on its sequence, as trace_processor
+  // resolves it: its timestamp_clock_id, else the sequence's default clock
+  // (BOOTTIME unless its defaults say otherwise); the incremental clock
+  // (incremental timestamps) defined by the ClockSnapshot of the sequence's
+  // last reset adds up its deltas. False when the time cannot be placed (a
+  // delta whose clock's definition was not recovered).
+  struct SeqClock {
+    uint32_t default_clock = 0;
+    uint32_t scoped = 0;     // the sequence-scoped clock defined, 0: none
+    bool incremental = false;
+    uint64_t unit = 1;
+    uint64_t last = 0;       // its running value, ns
+    uint64_t offset = 0;     // BOOTTIME minus it (modulo 2^64)
+  };
+  std::map<uint32_t, SeqClock> seq_clocks_;
+
+ public:
+  bool PacketTime(uint32_t seq, const Packet& pk, uint64_t* out) {
+    SeqClock& c = seq_clocks_[seq];
+    if (pk.flags & TP::kSeqIncrementalStateCleared) c.default_clock = 0;
+    if (pk.default_clock) c.default_clock = pk.default_clock;
+    if (pk.snapshot) {  // its own time is not read: the snapshot's BOOTTIME is it
+      bool has_boot = false;
+      uint64_t boot = 0;
+      SeqClock next = c;
+      ProtoDecoder d(pk.snapshot, pk.snapshot_size);
+      Field f;
+      while (d.Next(&f)) {
+        if (f.id != pf::ClockSnapshot::kClocks || f.type != proto::kLengthDelimited) continue;
+        uint32_t id = 0;
+        uint64_t ts = 0, unit = 1;
+        bool incremental = false;
+        ProtoDecoder e(f.data, f.size);
+        Field g;
+        while (e.Next(&g)) {
+          if (g.type != proto::kVarint) continue;
+          if (g.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(g.int_value);
+          if (g.id == pf::ClockSnapshot::Clock::kTimestamp) ts = g.int_value;
+          if (g.id == pf::ClockSnapshot::Clock::kIsIncremental) incremental = g.int_value != 0;
+          if (g.id == pf::ClockSnapshot::Clock::kUnitMultiplierNs && g.int_value) unit = g.int_value;
+        }
+        if (id == pf::BuiltinClock::kBoottime) has_boot = true, boot = ts;
+        if (id >= 64 && id < 128) {
+          next.scoped = id;
+          next.incremental = incremental;
+          next.unit = unit;
+          next.last = ts * unit;
+        }
+      }
+      if (!has_boot) return false;
+      if (next.scoped) {
+        next.offset = boot - next.last;
+        c = next;
+      }
+      *out = boot;
+      return true;
+    }
+    if (!pk.has_timestamp) return false;
+    uint32_t clock = pk.clock_id ? pk.clock_id : c.default_clock ? c.default_clock : pf::BuiltinClock::kBoottime;
+    if (clock == pf::BuiltinClock::kBoottime) {
+      *out = pk.timestamp;
+      return true;
+    }
+    if (!c.scoped || clock != c.scoped) return false;
+    uint64_t ns = pk.timestamp * c.unit;
+    if (c.incremental) ns = c.last += ns;
+    *out = ns + c.offset;
+    return true;
+  }
+
+  // Stream mode: the sequences' clocks as the stream file's whole packets
+  // [0, n) leave them, for the chunks that continue them.
+  void ReadStreamClocks(const uint8_t* data, size_t n) {
+    const uint8_t* p = data;
+    const uint8_t* end = data + n;
+    Packet pk;
+    uint64_t t;
+    while (p < end && ReadPacket(p, end, 0, &pk)) {
+      uint32_t seq = 0;
+      ProtoDecoder d(pk.body, pk.body_size);
+      Field f;
+      while (d.Next(&f))
+        if (f.id == TP::kTrustedPacketSequenceId && f.type == proto::kVarint) seq = static_cast<uint32_t>(f.int_value);
+      PacketTime(seq, pk, &t);
+      p += pk.size;
+    }
+  }
 
  private:
   void EmitSequence(std::vector<ChunkRef>& v, bool stream) {
@@ -429,7 +538,8 @@ class Recovery {
           mark_dropped = true;
           continue;
         }
-        if (pk.has_timestamp) rep_->last_timestamp_ns = std::max(rep_->last_timestamp_ns, pk.timestamp);
+        uint64_t t;
+        if (PacketTime(c.seq, pk, &t)) rep_->last_timestamp_ns = std::max(rep_->last_timestamp_ns, t);
         rep_->packets++;
         rep_->bytes += pk.size;
         any = true;
@@ -474,6 +584,7 @@ class Recovery {
   size_t n_;
   size_t stream_n_;
   RecoverReport* rep_;
+  const uint8_t* stream_data_;  // the stream file's bytes [0, stream_n_), or nullptr
   HeaderV1 h_{};
   uint64_t stream_len_ = 0;
   // The output after the header: spans of the image, or text (extra_[i]
@@ -590,7 +701,7 @@ Status RecoverImageBytes(const uint8_t* image, size_t n, const uint8_t* stream_f
   RecoverReport local;
   RecoverReport* rep = report ? report : &local;
   *rep = RecoverReport();
-  Recovery r(image, n, stream_file ? stream_n : 0, rep);
+  Recovery r(image, n, stream_file ? stream_n : 0, rep, stream_file);
   Status st = r.Plan();
   if (!st.ok()) return st;
   uint64_t prefix_packets = 0;
@@ -647,7 +758,7 @@ Status RecoverImage(const std::string& image_path, const std::string& out_path,
     }
   }
   *rep = RecoverReport();
-  Recovery full(im.data, im.size, stream.size, rep);
+  Recovery full(im.data, im.size, stream.size, rep, stream.data);
   st = full.Plan();
   if (!st.ok()) return st;
   uint64_t prefix_packets = 0;

@@ -612,6 +612,48 @@ std::string SessionCore::ClockSnapshotPacket() {
   return out;
 }
 
+// The session's settings as the TraceConfig a tracing service would have
+// written: the buffer (ring and discard) and the track_event data source,
+// whose TrackEventConfig says how its timestamps are encoded.
+std::string SessionCore::TraceConfigPacket() {
+  size_t bound = 256;
+  for (const auto* v : {&cfg.enabled_categories, &cfg.disabled_categories})
+    for (const std::string& c : *v) bound += c.size() + 16;
+  PacketBuf b(bound);
+  ProtoWriter pw(b.data());
+  namespace TC = pf::TraceConfig;
+  pw.Varint(pf::TracePacket::kTimestamp, BootTimeNs());
+  pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, cfg.sequence_base + 1);
+  uint8_t* tc = pw.BeginNested(pf::TracePacket::kTraceConfig);
+  if (cfg.mode != BufferMode::kStream) {
+    uint8_t* buf = pw.BeginNested(TC::kBuffers);
+    pw.Varint(TC::BufferConfig::kSizeKb, cfg.buffer_kb);
+    pw.Varint(TC::BufferConfig::kFillPolicy, cfg.mode == BufferMode::kRing
+                                                 ? TC::BufferConfig::kRingBuffer
+                                                 : TC::BufferConfig::kDiscard);
+    pw.EndNested(buf);
+  }
+  uint8_t* ds = pw.BeginNested(TC::kDataSources);
+  uint8_t* dsc = pw.BeginNested(TC::DataSource::kConfig);
+  pw.String(pf::DataSourceConfig::kName, "track_event", 11);
+  uint8_t* te = pw.BeginNested(pf::DataSourceConfig::kTrackEventConfig);
+  for (const std::string& c : cfg.disabled_categories)
+    pw.String(pf::TrackEventConfig::kDisabledCategories, c.data(), c.size());
+  for (const std::string& c : cfg.enabled_categories)
+    pw.String(pf::TrackEventConfig::kEnabledCategories, c.data(), c.size());
+  pw.Bool(pf::TrackEventConfig::kDisableIncrementalTimestamps, !cfg.incremental_timestamps);
+  if (cfg.incremental_timestamps && cfg.timestamp_unit_ns > 1)
+    pw.Varint(pf::TrackEventConfig::kTimestampUnitMultiplier, cfg.timestamp_unit_ns);
+  pw.EndNested(te);
+  pw.EndNested(dsc);
+  pw.EndNested(ds);
+  pw.EndNested(tc);
+  b.Finish(pw.pos());
+  std::string out;
+  AppendPacket(&out, b.s);
+  return out;
+}
+
 std::string SessionCore::TraceStatsPacket() {
   PacketBuf b(256);
   ProtoWriter pw(b.data());
@@ -826,10 +868,11 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
   }
   if (!ms.ok()) return ms;
   std::string header = core->ClockSnapshotPacket();
+  header += core->TraceConfigPacket();
   {
     std::lock_guard<std::mutex> cl(core->mu);
     if (!core->WriteAll(header.data(), header.size())) return core->io_status;
-    core->service_packets = 1;
+    core->service_packets = 2;
   }
   core->SetStreamStart(header.size());
   core->StartFlusher();

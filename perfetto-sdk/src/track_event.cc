@@ -40,27 +40,60 @@ void WriteProcessDescriptor(ProtoWriter& pw, const std::string& pname) {
 // The packets that (re)start a sequence's incremental state: defaults and
 // this thread's descriptor, then the process descriptor. Everything interned
 // or described before is forgotten, so each chunk in a ring buffer decodes on
-// its own.
+// its own. With incremental timestamps the first packet also defines the
+// sequence's clock (as the SDK does: a ClockSnapshot of BOOTTIME and the
+// incremental clock 64 at this instant, in the packet that clears the state
+// and makes clock 64 the default); a reader ignores every other field of a
+// packet with a ClockSnapshot, so the thread's descriptor gets its own packet.
 void WriteReset(ThreadWriter* w, const std::string& pname) {
   uint64_t ts = BootTimeNs();
+  const SessionConfig& cfg = w->session->cfg;
+  bool incremental = cfg.incremental_timestamps;
+  uint32_t unit = cfg.timestamp_unit_ns ? cfg.timestamp_unit_ns : 1;
+  w->incremental_ts = incremental;
+  w->ts_unit = unit;
+  w->last_ts = ts;
   {
-    PacketScope p(w, ts);
+    PacketScope p(w, ts);  // incremental: a delta of 0 from the snapshot below
     ProtoWriter& pw = p.pw;
     pw.Varint(TP::kSequenceFlags, TP::kSeqIncrementalStateCleared);
     bool lost = w->packets_lost.exchange(false, std::memory_order_relaxed);
     if (w->first_packet) pw.Bool(TP::kFirstPacketOnSequence, true);
     if (w->first_packet || lost) pw.Varint(TP::kPreviousPacketDropped, 1);
     uint8_t* d = pw.BeginNested(TP::kTracePacketDefaults);
-    pw.Varint(pf::TracePacketDefaults::kTimestampClockId, pf::BuiltinClock::kBoottime);
+    pw.Varint(pf::TracePacketDefaults::kTimestampClockId,
+              incremental ? pf::kSequenceClockIncremental : pf::BuiltinClock::kBoottime);
     uint8_t* ted = pw.BeginNested(pf::TracePacketDefaults::kTrackEventDefaults);
     pw.Varint(pf::TrackEventDefaults::kTrackUuid, w->uuid);
     pw.EndNested(ted);
     pw.EndNested(d);
-    WriteThreadDescriptor(pw, w);
+    if (incremental) {
+      uint8_t* snap = pw.BeginNested(TP::kClockSnapshot);
+      uint8_t* c = pw.BeginNested(pf::ClockSnapshot::kClocks);
+      pw.Varint(pf::ClockSnapshot::Clock::kClockId, pf::BuiltinClock::kBoottime);
+      pw.Varint(pf::ClockSnapshot::Clock::kTimestamp, ts);
+      pw.EndNested(c);
+      c = pw.BeginNested(pf::ClockSnapshot::kClocks);
+      pw.Varint(pf::ClockSnapshot::Clock::kClockId, pf::kSequenceClockIncremental);
+      pw.Varint(pf::ClockSnapshot::Clock::kTimestamp, ts / unit);
+      pw.Bool(pf::ClockSnapshot::Clock::kIsIncremental, true);
+      if (unit != 1) pw.Varint(pf::ClockSnapshot::Clock::kUnitMultiplierNs, unit);
+      pw.EndNested(c);
+      pw.EndNested(snap);
+    } else {
+      WriteThreadDescriptor(pw, w);
+    }
+    p.Finish();
+  }
+  if (incremental) {
+    PacketScope p(w, ts);
+    p.FlagIfIncremental();
+    WriteThreadDescriptor(p.pw, w);
     p.Finish();
   }
   {
     PacketScope p(w, ts);
+    p.FlagIfIncremental();
     WriteProcessDescriptor(p.pw, pname);
     p.Finish();
   }
@@ -78,7 +111,7 @@ void WriteReset(ThreadWriter* w, const std::string& pname) {
 
 void PrepareSlowImpl(ThreadWriter* w, size_t bound) {
   std::string pname = ProcessName();
-  size_t reset_bound = 2 * kPacketBase + pname.size() + w->name.size();
+  size_t reset_bound = 3 * kPacketBase + pname.size() + w->name.size();
   if (w->reset_requested.exchange(false, std::memory_order_relaxed)) w->need_reset = true;
   if (w->cap - w->pos < bound + (w->need_reset ? reset_bound : 0))
     MakeRoom(w, bound + reset_bound);
@@ -185,6 +218,7 @@ void DescribeTrack(ThreadWriter* w, uint32_t track, uint64_t ts, int hops = 0) {
   if (!t || TrackSeen(w, track, t)) return;
   if (!t->parent_uuid) DescribeTrack(w, t->parent, ts, hops + 1);
   PacketScope p(w, ts);
+  p.FlagIfIncremental();
   ProtoWriter& pw = p.pw;
   uint8_t* td = pw.BeginNested(TP::kTrackDescriptor);
   pw.Varint(pf::TrackDescriptor::kUuid, t->uuid);
@@ -452,6 +486,7 @@ void SetThreadName(const char* name) {
   if (!w) return;
   Prepare(w, kPacketBase + kTrackDescriptorBase + w->name.size());
   PacketScope p(w, BootTimeNs());
+  p.FlagIfIncremental();
   WriteThreadDescriptor(p.pw, w);
   p.Finish();
 }
@@ -468,6 +503,7 @@ void SetProcessName(const char* name) {
   std::string pname = ProcessName();
   Prepare(w, kPacketBase + kTrackDescriptorBase + pname.size());
   PacketScope p(w, BootTimeNs());
+  p.FlagIfIncremental();
   WriteProcessDescriptor(p.pw, pname);
   p.Finish();
 }

@@ -16,6 +16,32 @@ constexpr size_t kTrackDescriptorBase = 96;
 
 // --- packets ---------------------------------------------------------------------
 
+// A packet's time. With incremental timestamps (the SDK's way) it is the
+// delta from the sequence's previous time on the sequence-scoped clock that
+// the last reset defined (the packet defaults' clock), in its units; a time
+// before the previous one (an explicit timestamp, a call that began before a
+// reset) is written absolute, on CLOCK_BOOTTIME, and leaves the sequence's
+// time alone. At most 14 bytes.
+inline void WriteTimestamp(ProtoWriter& pw, ThreadWriter* w, uint64_t ts) {
+  if (VPSDK_LIKELY(w->incremental_ts)) {
+    if (VPSDK_LIKELY(ts >= w->last_ts)) {
+      uint64_t d = ts - w->last_ts;
+      if (VPSDK_LIKELY(w->ts_unit == 1)) {
+        w->last_ts = ts;
+      } else {
+        d /= w->ts_unit;
+        w->last_ts += d * w->ts_unit;  // what the reader adds up: within a unit of ts
+      }
+      pw.Varint(pf::TracePacket::kTimestamp, d);
+      return;
+    }
+    pw.Varint(pf::TracePacket::kTimestamp, ts);
+    pw.Varint(pf::TracePacket::kTimestampClockId, pf::BuiltinClock::kBoottime);
+    return;
+  }
+  pw.Varint(pf::TracePacket::kTimestamp, ts);
+}
+
 struct PacketScope {
   ProtoWriter pw;
   uint8_t* packet;
@@ -23,8 +49,16 @@ struct PacketScope {
   PacketScope(ThreadWriter* writer, uint64_t ts)
       : pw(writer->buf + writer->pos), w(writer) {
     packet = pw.BeginNested(pf::Trace::kPacket);
-    pw.Varint(pf::TracePacket::kTimestamp, ts);
+    WriteTimestamp(pw, w, ts);
     pw.Varint(pf::TracePacket::kTrustedPacketSequenceId, w->sequence_id);
+  }
+  // For packets that carry no SEQ_NEEDS_INCREMENTAL_STATE of their own
+  // (descriptors): a delta on the sequence's clock needs the sequence's
+  // state, so that a reader skips it rather than misplaces it when the
+  // state is gone (as the SDK flags every packet after a reset).
+  void FlagIfIncremental() {
+    if (w->incremental_ts)
+      pw.Varint(pf::TracePacket::kSequenceFlags, pf::TracePacket::kSeqNeedsIncrementalState);
   }
   void Finish() {
     pw.EndNested(packet);

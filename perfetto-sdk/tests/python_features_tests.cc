@@ -21,6 +21,7 @@
 #include "vperfetto/vperfetto.h"
 #include "vpsdk/field_numbers.h"
 #include "vpsdk/proto_decoder.h"
+#include "seq_time.h"
 
 namespace {
 
@@ -130,6 +131,7 @@ Decoded Decode(const std::string& path) {
     uint64_t default_track = 0;
   };
   std::map<uint32_t, SeqState> st;
+  std::map<uint32_t, vpsdk_test::SequenceTime> times;  // absolute times, per sequence
   ProtoDecoder top(bytes.data(), bytes.size());
   Field pk;
   while (top.Next(&pk)) {
@@ -138,12 +140,20 @@ Decoded Decode(const std::string& path) {
     Field f;
     uint32_t seq = 0;
     uint64_t ts = 0, flags = 0;
+    uint32_t clock = 0;
+    std::vector<vpsdk_test::SnapshotClock> snapshot;
+    bool has_snapshot = false;
     const uint8_t* te = nullptr;
     size_t te_size = 0;
     std::vector<Field> interned, descs;
     while (d.Next(&f)) {
       if (f.id == pf::TracePacket::kTrustedPacketSequenceId) seq = static_cast<uint32_t>(f.int_value);
       else if (f.id == pf::TracePacket::kTimestamp) ts = f.int_value;
+      else if (f.id == pf::TracePacket::kTimestampClockId) clock = static_cast<uint32_t>(f.int_value);
+      else if (f.id == pf::TracePacket::kClockSnapshot) {
+        has_snapshot = true;
+        if (!vpsdk_test::ReadSnapshotClocks(f.data, f.size, &snapshot)) out.ok = false;
+      }
       else if (f.id == pf::TracePacket::kSequenceFlags) flags = f.int_value;
       else if (f.id == pf::TracePacket::kTrackEvent) te = f.data, te_size = f.size;
       else if (f.id == pf::TracePacket::kInternedData) interned.push_back(f);
@@ -152,7 +162,9 @@ Decoded Decode(const std::string& path) {
         ProtoDecoder dd(f.data, f.size);
         Field g;
         while (dd.Next(&g))
-          if (g.id == pf::TracePacketDefaults::kTrackEventDefaults) {
+          if (g.id == pf::TracePacketDefaults::kTimestampClockId) {
+            times[seq].SetDefaultClock(static_cast<uint32_t>(g.int_value));
+          } else if (g.id == pf::TracePacketDefaults::kTrackEventDefaults) {
             ProtoDecoder ed(g.data, g.size);
             Field h;
             while (ed.Next(&h))
@@ -161,6 +173,11 @@ Decoded Decode(const std::string& path) {
       }
     }
     out.seqs[seq]++;
+    if (has_snapshot) {
+      if (!times[seq].Snapshot(snapshot)) out.ok = false;
+    } else if (!times[seq].Absolute(ts, clock, &ts)) {
+      out.ok = false;
+    }
     if (flags & pf::TracePacket::kSeqIncrementalStateCleared) {
       uint64_t keep = st[seq].default_track;
       st[seq] = SeqState();

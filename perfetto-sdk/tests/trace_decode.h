@@ -40,7 +40,9 @@ using InternedList = std::vector<std::pair<uint64_t, std::string>>;
 
 struct Packet {
   bool has_ts = false;
-  uint64_t ts = 0;
+  uint64_t ts = 0;      // absolute CLOCK_BOOTTIME (Validate resolves the clocks)
+  uint64_t raw_ts = 0;  // as written
+  uint32_t clock_id = 0;  // timestamp_clock_id; 0 when unset
   uint32_t seq = 0;
   uint64_t flags = 0;
   bool first_on_seq = false, prev_dropped = false;
@@ -64,6 +66,10 @@ struct Packet {
   double cdouble = 0;
   TrackDesc td;
   bool clock = false;
+  std::vector<vpsdk_test::SnapshotClock> snapshot;
+  bool trace_config = false;
+  bool disable_incremental = false, has_disable_incremental = false;
+  uint64_t unit_multiplier = 0;
   bool stats = false;
   std::map<uint32_t, uint64_t> buffer_stats;
   uint64_t stats_chunks_discarded = 0;
@@ -227,29 +233,42 @@ inline bool ParseStats(const Field& outer, Packet* p) {
   return !d.error();
 }
 
-inline bool ParseClock(const Field& outer) {
+// The session's snapshots (4+ global clocks, BOOTTIME primary) and, on a
+// writer sequence, BOOTTIME and the incremental clock 64 (checked in
+// Validate).
+inline bool ParseClock(const Field& outer, Packet* p) {
+  uint32_t primary = pf::BuiltinClock::kBoottime;
+  if (!vpsdk_test::ReadSnapshotClocks(outer.data, outer.size, &p->snapshot, &primary)) return false;
+  return primary == pf::BuiltinClock::kBoottime && p->snapshot.size() >= 2;
+}
+
+// The session's TraceConfig: its track_event data source's config.
+inline bool ParseTraceConfig(const Field& outer, Packet* p) {
+  p->trace_config = true;
   ProtoDecoder d(outer.data, outer.size);
   Field f;
-  int clocks = 0;
   while (d.Next(&f)) {
-    if (f.id == pf::ClockSnapshot::kClocks && IsLd(f)) {
-      ProtoDecoder cd(f.data, f.size);
-      Field g;
-      bool id = false, ts = false;
-      while (cd.Next(&g)) {
-        if (g.id == pf::ClockSnapshot::Clock::kClockId && IsVar(g)) id = true;
-        else if (g.id == pf::ClockSnapshot::Clock::kTimestamp && IsVar(g)) ts = true;
-        else return false;
+    if (f.id != pf::TraceConfig::kDataSources || !IsLd(f)) continue;
+    ProtoDecoder ds(f.data, f.size);
+    Field g;
+    while (ds.Next(&g)) {
+      if (g.id != pf::TraceConfig::DataSource::kConfig || !IsLd(g)) continue;
+      ProtoDecoder dc(g.data, g.size);
+      Field h;
+      while (dc.Next(&h)) {
+        if (h.id != pf::DataSourceConfig::kTrackEventConfig || !IsLd(h)) continue;
+        ProtoDecoder te(h.data, h.size);
+        Field k;
+        while (te.Next(&k)) {
+          if (k.id == pf::TrackEventConfig::kDisableIncrementalTimestamps && IsVar(k))
+            p->disable_incremental = k.int_value != 0, p->has_disable_incremental = true;
+          if (k.id == pf::TrackEventConfig::kTimestampUnitMultiplier && IsVar(k))
+            p->unit_multiplier = k.int_value;
+        }
       }
-      if (cd.error() || !id || !ts) return false;
-      clocks++;
-    } else if (f.id == pf::ClockSnapshot::kPrimaryTraceClock && IsVar(f)) {
-      if (f.int_value != pf::BuiltinClock::kBoottime) return false;
-    } else {
-      return false;
     }
   }
-  return !d.error() && clocks >= 4;
+  return !d.error();
 }
 
 inline bool ParseDefaults(const Field& outer, Packet* p) {
@@ -281,7 +300,12 @@ inline bool ParsePacket(const Field& outer, Packet* p) {
   while (d.Next(&f)) {
     bool ok = true;
     switch (f.id) {
-      case TP::kTimestamp: ok = IsVar(f); p->has_ts = true; p->ts = f.int_value; break;
+      case TP::kTimestamp: ok = IsVar(f); p->has_ts = true; p->ts = p->raw_ts = f.int_value; break;
+      case TP::kTimestampClockId:
+        ok = IsVar(f) && f.int_value != 0;
+        p->clock_id = static_cast<uint32_t>(f.int_value);
+        break;
+      case TP::kTraceConfig: ok = IsLd(f) && ParseTraceConfig(f, p); break;
       case TP::kTrustedPacketSequenceId:
         ok = IsVar(f) && f.int_value <= 0xffffffffu;
         p->seq = static_cast<uint32_t>(f.int_value);
@@ -292,7 +316,7 @@ inline bool ParsePacket(const Field& outer, Packet* p) {
       case TP::kTracePacketDefaults: ok = IsLd(f) && ParseDefaults(f, p); break;
       case TP::kTrackEvent: ok = IsLd(f) && ParseTrackEvent(f, p); break;
       case TP::kTrackDescriptor: ok = IsLd(f) && ParseTrackDescriptor(f, &p->td); break;
-      case TP::kClockSnapshot: ok = IsLd(f) && ParseClock(f); p->clock = true; break;
+      case TP::kClockSnapshot: ok = IsLd(f) && ParseClock(f, p); p->clock = true; break;
       case TP::kTraceStats: ok = IsLd(f) && ParseStats(f, p); break;
       case TP::kInternedData: {
         ok = IsLd(f);

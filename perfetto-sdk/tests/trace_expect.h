@@ -21,6 +21,8 @@ struct SeqInfo {
   std::string thread_name;
   uint64_t thread_uuid = 0;
   std::vector<size_t> idx;  // its packets, in file order
+  vpsdk_test::SequenceTime time;
+  uint64_t snapshots = 0, absolute_packets = 0;  // clock snapshots; packets on BOOTTIME
 };
 
 struct Expect {
@@ -36,7 +38,9 @@ struct Trace {
   std::map<uint32_t, SeqInfo> seqs;  // writer sequences (id != 1)
   uint64_t writer_packets = 0;
   std::map<uint64_t, TrackDesc> described;  // every described track, by uuid
-  int clock_snapshots = 0;
+  int clock_snapshots = 0;  // the session's
+  int trace_configs = 0;
+  Packet config;
   int stats_packets = 0;
   Packet stats;
 
@@ -82,7 +86,14 @@ inline void Validate(Trace* t, const Expect& ex) {
     Packet& p = t->packets[i];
     if (!p.has_ts) t->Problem("packet %zu has no timestamp", i);
     if (p.td.present) t->described[p.td.uuid] = p.td;
-    if (p.clock) t->clock_snapshots++;
+    if (p.clock && p.seq == 1) {
+      t->clock_snapshots++;
+      if (p.snapshot.size() < 4) t->Problem("packet %zu: a session snapshot of %zu clocks", i, p.snapshot.size());
+    }
+    if (p.trace_config) {
+      t->trace_configs++;
+      t->config = p;
+    }
     if (p.stats) {
       t->stats_packets++;
       t->stats = p;
@@ -93,6 +104,7 @@ inline void Validate(Trace* t, const Expect& ex) {
     }
     if (p.seq == 1) {
       if (p.has_te || p.flags) t->Problem("packet %zu on the session sequence has events", i);
+      if (p.clock_id) t->Problem("packet %zu on the session sequence has a clock", i);
       continue;
     }
     t->writer_packets++;
@@ -120,9 +132,31 @@ inline void Validate(Trace* t, const Expect& ex) {
     if (p.has_defaults) {
       s.has_default = true;
       s.default_track = p.default_track;
-      if (p.default_clock != pf::BuiltinClock::kBoottime)
+      if (p.default_clock != pf::BuiltinClock::kBoottime && p.default_clock != pf::kSequenceClockIncremental)
         t->Problem("packet %zu: default clock %llu", i,
                    static_cast<unsigned long long>(p.default_clock));
+      s.time.SetDefaultClock(static_cast<uint32_t>(p.default_clock));
+    }
+    // Time, as trace_processor reads it: a packet with a snapshot defines
+    // the clocks (its own time is not used: it is the snapshot's BOOTTIME);
+    // the others are on their clock or the sequence's default.
+    if (p.clock) {
+      s.snapshots++;
+      bool inc64 = p.snapshot.size() == 2 && p.snapshot[1].id == pf::kSequenceClockIncremental &&
+                   p.snapshot[1].incremental && p.snapshot[0].id == pf::BuiltinClock::kBoottime;
+      if (!inc64 || !(p.flags & pf::TracePacket::kSeqIncrementalStateCleared) || !p.has_defaults ||
+          p.default_clock != pf::kSequenceClockIncremental || !s.time.Snapshot(p.snapshot))
+        t->Problem("packet %zu: a writer-sequence snapshot other than a reset defining clock 64", i);
+      if (p.td.present || p.has_te || p.i_names.size())
+        t->Problem("packet %zu: a snapshot packet with more (trace_processor reads only its clocks)", i);
+      p.ts = p.snapshot.empty() ? 0 : p.snapshot[0].ts;
+    } else if (p.has_ts) {
+      if (p.clock_id == pf::BuiltinClock::kBoottime) s.absolute_packets++;
+      if (s.time.default_clock() == pf::kSequenceClockIncremental &&
+          !(p.flags & pf::TracePacket::kSeqNeedsIncrementalState))
+        t->Problem("packet %zu: a time on the incremental clock without SEQ_NEEDS_INCREMENTAL_STATE", i);
+      if (!s.time.Absolute(p.raw_ts, p.clock_id, &p.ts))
+        t->Problem("packet %zu: clock %u not defined on sequence %u", i, p.clock_id, p.seq);
     }
     auto add = [&](const InternedList& l, std::map<uint64_t, std::string>& m, const char* what) {
       for (auto& e : l) {
@@ -236,6 +270,9 @@ inline void Validate(Trace* t, const Expect& ex) {
                  static_cast<unsigned long long>(d.parent));
   }
   if (t->clock_snapshots < 2) t->Problem("%d clock snapshots", t->clock_snapshots);
+  if (t->trace_configs != 1 || !t->config.has_disable_incremental)
+    t->Problem("%d trace configs (disable_incremental_timestamps %s)", t->trace_configs,
+               t->config.has_disable_incremental ? "set" : "unset");
   if (t->stats_packets != 1) t->Problem("%d trace_stats packets", t->stats_packets);
 }
 
@@ -282,6 +319,8 @@ struct Cfg {
   uint32_t kb = 65536;
   int32_t mode = VP_BUFFER_RING;
   std::vector<std::string> enable, disable;
+  int incremental = -1;  // -1: the default; else vp_config_set_incremental_timestamps
+  uint32_t unit = 0;
 };
 
 inline vp_session* StartSession(const Cfg& c, const char* file, int line) {
@@ -291,6 +330,8 @@ inline vp_session* StartSession(const Cfg& c, const char* file, int line) {
             vp_config_set_buffer(cfg, c.kb, c.mode, &err) == VP_OK;
   for (auto& e : c.enable) ok = ok && vp_config_enable_category(cfg, e.c_str(), &err) == VP_OK;
   for (auto& e : c.disable) ok = ok && vp_config_disable_category(cfg, e.c_str(), &err) == VP_OK;
+  if (c.incremental >= 0)
+    ok = ok && vp_config_set_incremental_timestamps(cfg, c.incremental, c.unit, &err) == VP_OK;
   vp_session* s = nullptr;
   if (ok) ok = vp_session_start(cfg, &s, &err) == VP_OK;
   vp_config_free(cfg);

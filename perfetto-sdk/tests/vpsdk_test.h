@@ -33,6 +33,7 @@
 #include "vpsdk/proto_decoder.h"
 #include "vpsdk/proto_utils.h"
 #include "vpsdk/proto_writer.h"
+#include "seq_time.h"
 
 namespace vpsdk_test {
 

@@ -30,6 +30,15 @@ void TestThreadsAliveAtStopRing();
 void TestDiscardTiny();
 void TestRingOverwrite();
 void TestSessionErrors();
+void TestTsStream();
+void TestTsRing();
+void TestTsRingWrap();
+void TestTsDiscardSmall();
+void TestTsUnitRingWrap();
+void TestTsUnitStream();
+void TestTsAbsoluteStream();
+void TestTsAbsoluteRingWrap();
+void TestTimestampConfigErrors();
 void TestEndWithoutBegin();
 void TestDisabledCategoryNesting();
 void TestFlushRing();
@@ -75,6 +84,15 @@ const TestCase kTests[] = {
     {"discard_tiny", TestDiscardTiny},
     {"ring_overwrite", TestRingOverwrite},
     {"session_errors", TestSessionErrors},
+    {"ts_stream", TestTsStream},
+    {"ts_ring", TestTsRing},
+    {"ts_ring_wrap", TestTsRingWrap},
+    {"ts_discard_small", TestTsDiscardSmall},
+    {"ts_unit_ring_wrap", TestTsUnitRingWrap},
+    {"ts_unit_stream", TestTsUnitStream},
+    {"ts_absolute_stream", TestTsAbsoluteStream},
+    {"ts_absolute_ring_wrap", TestTsAbsoluteRingWrap},
+    {"ts_config_errors", TestTimestampConfigErrors},
     {"end_without_begin", TestEndWithoutBegin},
     {"disabled_category_nesting", TestDisabledCategoryNesting},
     {"flush_ring", TestFlushRing},

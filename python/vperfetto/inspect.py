@@ -93,7 +93,10 @@ def format_summary(s: Dict[str, Any]) -> str:
                      f"by {a.get('method', '?')}{approx}")
     cs = s["clock_snapshots"]
     lines.append(f"clock snapshots: {cs['count']} ("
-                 + ", ".join(CLOCK_NAMES.get(c, str(c)) for c in cs["clocks"]) + ")")
+                 + ", ".join(CLOCK_NAMES.get(c, str(c)) for c in cs["clocks"]) + ")"
+                 + (f"; {cs['sequence_count']:,} defining sequence clocks "
+                    f"({', '.join(map(str, cs['sequence_clocks']))}: incremental timestamps)"
+                    if cs.get("sequence_count") else ""))
     d = s["drops"]
     if any(d.values()):
         lines.append(f"drops: {d['packet_loss']:,} packets lost, {d['chunks_discarded']:,} chunks "

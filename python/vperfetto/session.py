@@ -32,6 +32,12 @@ class Session:
     (default: all); ``disabled_categories`` the ones never to record.
     Events without a category are always recorded.
 
+    ``incremental_timestamps`` (default on, as the Perfetto SDK writes them):
+    each packet carries the delta from its thread sequence's previous
+    timestamp on a clock the sequence defines after every incremental-state
+    reset, in units of ``timestamp_unit_ns`` (times rounded down to it);
+    off, every packet carries its absolute CLOCK_BOOTTIME ns.
+
     ``crash_safe`` (default True): the buffer lives in ``path + ".vpbuf"``,
     a file mapped shared, so a process that dies keeps its trace
     (``python -m vperfetto.recover``, or the next Session on ``path``, which
@@ -43,6 +49,7 @@ class Session:
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
                  disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0,
+                 incremental_timestamps: bool = True, timestamp_unit_ns: int = 1,
                  crash_safe: bool = True, flush_period_ms: int = 100) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
@@ -61,6 +68,14 @@ class Session:
                 or not 0 <= sequence_base < (1 << 32) - (1 << 16):
             raise ValueError("sequence_base must be an int in [0, 2**32 - 65536)")
         self.sequence_base = sequence_base
+        if not isinstance(incremental_timestamps, bool):
+            raise TypeError("incremental_timestamps must be a bool")
+        if isinstance(timestamp_unit_ns, bool) or not isinstance(timestamp_unit_ns, int):
+            raise TypeError("timestamp_unit_ns must be an int")
+        if not 1 <= timestamp_unit_ns <= 1_000_000_000:
+            raise ValueError("timestamp_unit_ns must be between 1 and 1000000000")
+        self.incremental_timestamps = incremental_timestamps
+        self.timestamp_unit_ns = timestamp_unit_ns
         if not isinstance(crash_safe, bool):
             raise TypeError("crash_safe must be a bool")
         self.crash_safe = crash_safe
@@ -84,6 +99,8 @@ class Session:
         errors.check(lib.vp_config_set_output(cfg, self.path.encode(), err), err)
         errors.check(lib.vp_config_set_buffer(cfg, self.buffer_kb, _MODES[self.mode], err), err)
         errors.check(lib.vp_config_set_sequence_base(cfg, self.sequence_base, err), err)
+        errors.check(lib.vp_config_set_incremental_timestamps(
+            cfg, int(self.incremental_timestamps), self.timestamp_unit_ns, err), err)
         errors.check(lib.vp_config_set_crash_safe(cfg, int(self.crash_safe), err), err)
         errors.check(lib.vp_config_set_flush_period_ms(cfg, self.flush_period_ms, err), err)
         for c in self.categories:

@@ -120,6 +120,17 @@ VP_API int32_t vp_config_disable_category(vp_config* config, const char* name,
  * the writing threads (default base 0). Processes whose traces will be
  * concatenated into one take disjoint ranges. */
 VP_API int32_t vp_config_set_sequence_base(vp_config* config, uint32_t base, vp_error* err);
+/* Timestamps. Incremental (the default, as the Perfetto SDK writes them):
+ * after every incremental-state reset a sequence defines its clock 64
+ * (CLOCK_BOOTTIME at that instant, in units of unit_ns) and each packet
+ * carries the delta from the sequence's previous timestamp; a timestamp
+ * earlier than that one is written absolute. Not incremental: every packet
+ * carries its absolute CLOCK_BOOTTIME ns. unit_ns (1 .. 1000000000, 0 means
+ * 1) is TrackEventConfig.timestamp_unit_multiplier: times are rounded down
+ * to it (relative to the reset), deltas shrink by it. Both are recorded in
+ * the trace's TraceConfig (disable_incremental_timestamps). */
+VP_API int32_t vp_config_set_incremental_timestamps(vp_config* config, int32_t incremental,
+                                                    uint32_t unit_ns, vp_error* err);
 /* Crash-proof buffers (default on): the session's chunks live in
  * `<output>.vpbuf`, a file mapped shared, so a process that dies (SIGKILL, a
  * segfault, _exit) leaves every packet it completed there; vp_recover()

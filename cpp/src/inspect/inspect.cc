@@ -83,6 +83,7 @@ struct Seq {
   uint64_t default_track = 0;
   uint32_t default_clock = 0;
   SequenceClocks clocks;
+  bool valid = false;  // incremental state cleared since the start or the last loss
 };
 
 // One "vperfetto_merge_alignment" record a merge left in the trace.
@@ -120,8 +121,12 @@ class Inspector {
   std::unordered_map<uint64_t, Track> tracks_;
   std::map<std::pair<uint32_t, int32_t>, Process> procs_;
   uint64_t first_ts_ = UINT64_MAX, last_ts_ = 0;
-  uint64_t snapshots_ = 0;
+  uint64_t snapshots_ = 0;  // global ones
   std::set<uint32_t> snapshot_clocks_;
+  // Snapshots that define sequence-scoped clocks (the SDK's incremental
+  // timestamps: one per sequence and reset) and those clocks.
+  uint64_t sequence_snapshots_ = 0;
+  std::set<uint32_t> sequence_clocks_;
   uint64_t prev_dropped_ = 0, chunks_discarded_ = 0, chunks_overwritten_ = 0, packet_loss_ = 0;
   uint64_t events_[5] = {};
   uint64_t compressed_ = 0;
@@ -228,7 +233,7 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
   Field g;
   Field te{}, desc{}, defaults{}, snap{}, ftrace{};
   bool has_te = false, has_desc = false, has_defaults = false, has_snap = false, has_ftrace = false;
-  bool cleared = false, has_ts = false, has_clock = false;
+  bool cleared = false, needs = false, dropped = false, has_ts = false, has_clock = false;
   uint64_t ts = 0;
   uint32_t seq_id = 0, machine = 0, clock = 0;
   std::string kind = "(no payload)";
@@ -243,9 +248,15 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
       case pf::TracePacket::kTimestampClockId: clock = static_cast<uint32_t>(g.int_value), has_clock = true; break;
       case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
       case pf::TracePacket::kMachineId: machine = static_cast<uint32_t>(g.int_value); break;
-      case pf::TracePacket::kSequenceFlags: cleared |= (g.int_value & 1) != 0; break;
+      case pf::TracePacket::kSequenceFlags:
+        cleared |= (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared) != 0;
+        needs |= (g.int_value & pf::TracePacket::kSeqNeedsIncrementalState) != 0;
+        break;
       case pf::TracePacket::kIncrementalStateCleared: cleared |= g.int_value != 0; break;
-      case pf::TracePacket::kPreviousPacketDropped: prev_dropped_ += g.int_value != 0; break;
+      case pf::TracePacket::kPreviousPacketDropped:
+        prev_dropped_ += g.int_value != 0;
+        dropped |= g.int_value != 0;
+        break;
       case pf::TracePacket::kTrackEvent: te = g, has_te = len; break;
       case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = len; break;
       case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = len; break;
@@ -292,7 +303,13 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
   if (cleared) {
     seq.default_track = 0;
     seq.default_clock = 0;
+    seq.valid = true;
+  } else if (dropped) {
+    seq.valid = false;
   }
+  // trace_processor skips it: no time (its clock may be an incremental one
+  // whose running value is gone), no event (--check says what is lost).
+  if (needs && !seq.valid) has_ts = false;
   if (has_defaults) {
     ProtoDecoder e(defaults.data, defaults.size);
     Field h;
@@ -308,17 +325,17 @@ void Inspector::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_
     }
   }
   if (has_snap) {
-    snapshots_++;
     uint32_t primary = 0;
     std::vector<ClockValue> c = ReadSnapshot(snap.data, snap.size, &primary);
     bool scoped = false;
-    for (const ClockValue& v : c) {
-      if (v.clock >= 64 && v.clock < 128) scoped = true;
-      else snapshot_clocks_.insert(v.clock);
-    }
+    for (const ClockValue& v : c)
+      if (v.clock >= 64 && v.clock < 128) scoped = true, sequence_clocks_.insert(v.clock);
     if (scoped) {
+      sequence_snapshots_++;
       seq.clocks.Define(c);
     } else {
+      snapshots_++;
+      for (const ClockValue& v : c) snapshot_clocks_.insert(v.clock);
       if (primary) clocks_.SetTraceClock(primary);
       clocks_.AddSnapshot(machine, c);
     }
@@ -476,6 +493,11 @@ std::string Inspector::Json(const std::string& path, const TraceReader& r) {
   j.Key("clocks");
   j.Open('[');
   for (uint32_t c : snapshot_clocks_) j.UInt(c);
+  j.Close(']');
+  j.Key("sequence_count"); j.UInt(sequence_snapshots_);
+  j.Key("sequence_clocks");
+  j.Open('[');
+  for (uint32_t c : sequence_clocks_) j.UInt(c);
   j.Close(']');
   j.Close('}');
   j.Key("compressed_packets"); j.UInt(compressed_);

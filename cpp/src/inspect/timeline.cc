@@ -23,7 +23,8 @@ namespace proto = vpsdk::proto;
 namespace {
 constexpr uint32_t kRemoteClockSync = 107;   // TracePacket.remote_clock_sync
 constexpr uint32_t kProcessStats = 9;        // TracePacket.process_stats
-constexpr uint32_t kIsIncremental = 5;       // CounterDescriptor.is_incremental
+constexpr uint32_t kIsIncremental = 5;
+constexpr uint32_t kPreviousPacketDropped = 42;  // TracePacket.previous_packet_dropped       // CounterDescriptor.is_incremental
 constexpr uint32_t kStaticName = 10, kAtraceName = 13;  // TrackDescriptor
 constexpr uint32_t kCmdline = 2;             // ProcessDescriptor.cmdline
 constexpr uint32_t kExtraCounterValues = 12, kExtraDoubleCounterValues = 46;  // TrackEvent
@@ -217,6 +218,7 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
   bool has_te = false, has_interned = false, has_defaults = false, has_desc = false;
   bool has_snap = false, has_ftrace = false, has_tree = false, has_stats = false;
   bool has_compressed = false, has_ts = false, has_clock = false, cleared = false;
+  bool needs_state = false, dropped_before = false;
   std::vector<std::pair<const uint8_t*, size_t>> remote;
   uint64_t ts = 0;
   uint32_t seq_id = 0, clock = 0, machine = 0;
@@ -227,7 +229,11 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
       case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
       case pf::TracePacket::kTrackEvent: te = g, has_te = len; break;
       case pf::TracePacket::kInternedData: interned = g, has_interned = len; break;
-      case pf::TracePacket::kSequenceFlags: cleared |= (g.int_value & 1) != 0; break;
+      case pf::TracePacket::kSequenceFlags:
+        cleared |= (g.int_value & 1) != 0;
+        needs_state |= (g.int_value & 2) != 0;  // SEQ_NEEDS_INCREMENTAL_STATE
+        break;
+      case kPreviousPacketDropped: dropped_before |= !len && g.int_value != 0; break;
       case pf::TracePacket::kIncrementalStateCleared: cleared |= g.int_value != 0; break;
       case pf::TracePacket::kTracePacketDefaults: defaults = g, has_defaults = len; break;
       case pf::TracePacket::kTrackDescriptor: desc = g, has_desc = len; break;
@@ -264,7 +270,12 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
   }
   uint64_t seq_key = (static_cast<uint64_t>(machine) << 32) | seq_id;
   tl::Seq& seq = seqs[seq_key];
+  if (dropped_before) seq.state_valid = false;  // lost packets: the state may be stale
   if (cleared) seq.Clear();
+  // As trace_processor: a packet that needs the sequence's incremental state
+  // (interning, the incremental clock) is skipped while that state is not
+  // valid, e.g. after a ring buffer overwrote the reset that defined it.
+  if (needs_state && !seq.state_valid) return;
   if (has_defaults) {
     ProtoDecoder e(defaults.data, defaults.size);
     Field h;
@@ -350,9 +361,17 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
   if (has_desc) Descriptor(desc.data, desc.size, machine);
   if (has_tree) ProcessTree(tree.data, tree.size, machine);
   if (has_ftrace) Ftrace(ftrace.data, ftrace.size, machine);
-  if (!has_ts || (!has_te && !has_stats)) return;
+  if (!has_ts) return;
   uint32_t c = has_clock ? clock
                          : (seq.has_default_clock ? seq.default_clock : pf::BuiltinClock::kBoottime);
+  if (!has_te && !has_stats) {
+    // Any packet's time on an incremental clock advances it (a descriptor's
+    // too), as in trace_processor: the next event's delta starts there.
+    uint32_t unused_clock;
+    uint64_t unused_value;
+    if (IsScoped(c)) seq.clocks.Resolve(c, ts, &unused_clock, &unused_value);
+    return;
+  }
   bool ok;
   Time t = ToTime(machine, &seq, c, ts, &ok);
   if (!ok) return;

@@ -93,7 +93,11 @@ struct Seq {
   uint32_t default_clock = 0;
   std::vector<uint64_t> extra_counters, extra_double_counters;
   SequenceClocks clocks;
+  // Its incremental state is valid (cleared since the start, and no packet
+  // lost since): trace_processor skips what needs it otherwise.
+  bool state_valid = false;
   void Clear() {
+    state_valid = true;
     names.clear();
     anames.clear();
     has_default_track = has_default_clock = false;

@@ -145,6 +145,10 @@ constexpr uint32_t kUnitMultiplierNs = 4;
 }
 }  // namespace ClockSnapshot
 
+// The first sequence-scoped clock id: what the Perfetto SDK's track-event
+// runtime uses for its incremental (delta-encoded) timestamps.
+constexpr uint32_t kSequenceClockIncremental = 64;
+
 namespace BuiltinClock {
 constexpr uint32_t kRealtime = 1;
 constexpr uint32_t kRealtimeCoarse = 2;
@@ -168,6 +172,30 @@ constexpr uint32_t kChunksDiscarded = 18;
 constexpr uint32_t kTraceWriterPacketLoss = 19;
 }
 }  // namespace TraceStats
+
+namespace TraceConfig {
+constexpr uint32_t kBuffers = 1;
+constexpr uint32_t kDataSources = 2;
+namespace BufferConfig {
+constexpr uint32_t kSizeKb = 1;
+constexpr uint32_t kFillPolicy = 4;
+constexpr uint32_t kRingBuffer = 1;
+constexpr uint32_t kDiscard = 2;
+}
+namespace DataSource {
+constexpr uint32_t kConfig = 1;
+}
+}  // namespace TraceConfig
+namespace DataSourceConfig {
+constexpr uint32_t kName = 1;
+constexpr uint32_t kTrackEventConfig = 113;
+}
+namespace TrackEventConfig {
+constexpr uint32_t kDisabledCategories = 1;
+constexpr uint32_t kEnabledCategories = 2;
+constexpr uint32_t kDisableIncrementalTimestamps = 5;
+constexpr uint32_t kTimestampUnitMultiplier = 6;
+}
 
 }  // namespace pf
 }  // namespace vpsdk

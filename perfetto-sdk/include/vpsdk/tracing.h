@@ -49,6 +49,11 @@ struct SessionConfig {
   // Sequence ids are sequence_base + 1 (the session's own packets), + 2, ...:
   // processes whose traces are concatenated take disjoint ranges.
   uint32_t sequence_base = 0;
+  // Timestamps as deltas on a sequence-scoped incremental clock (id 64,
+  // defined by a ClockSnapshot after every incremental-state reset), in units
+  // of timestamp_unit_ns; false: absolute CLOCK_BOOTTIME ns on every packet.
+  bool incremental_timestamps = true;
+  uint32_t timestamp_unit_ns = 1;
   // Chunks live in `<output_path>.vpbuf`, mapped shared, so that a process
   // that dies keeps its trace (RecoverImage); false: anonymous memory.
   bool crash_safe = true;
