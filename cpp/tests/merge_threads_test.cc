@@ -56,7 +56,9 @@ bool Record(const std::string& path, int threads, int n) {
       }
     });
   for (auto& th : pool) th.join();
-  return vp_session_stop(s, &err) == VP_OK;
+  bool stopped = vp_session_stop(s, &err) == VP_OK;
+  vp_session_free(s);
+  return stopped;
 }
 
 std::string Slurp(const std::string& path) {

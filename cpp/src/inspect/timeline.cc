@@ -23,10 +23,7 @@ namespace proto = vpsdk::proto;
 namespace {
 constexpr uint32_t kRemoteClockSync = 107;   // TracePacket.remote_clock_sync
 constexpr uint32_t kProcessStats = 9;        // TracePacket.process_stats
-constexpr uint32_t kIsIncremental = 5;
-constexpr uint32_t kPreviousPacketDropped = 42;  // TracePacket.previous_packet_dropped       // CounterDescriptor.is_incremental
-constexpr uint32_t kStaticName = 10, kAtraceName = 13;  // TrackDescriptor
-constexpr uint32_t kCmdline = 2;             // ProcessDescriptor.cmdline
+constexpr uint32_t kPreviousPacketDropped = 42;  // TracePacket.previous_packet_dropped
 constexpr uint32_t kExtraCounterValues = 12, kExtraDoubleCounterValues = 46;  // TrackEvent
 constexpr uint32_t kLegacyPhase = 2, kLegacyDurationUs = 3;                    // LegacyEvent
 
@@ -377,71 +374,6 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
   if (!ok) return;
   if (has_te) TrackEvent(seq, seq_key, te.data, te.size, t, machine);
   if (has_stats) ProcessStats(stats.data, stats.size, machine, t);
-}
-
-void Timeline::Impl::Descriptor(const uint8_t* data, size_t size, uint32_t machine) {
-  ProtoDecoder d(data, size);
-  Field g, proc{}, thread{}, counter{};
-  bool has_uuid = false, has_name = false, has_parent = false;
-  bool has_proc = false, has_thread = false, has_counter = false;
-  uint64_t uuid = 0, parent = 0;
-  std::string name;
-  while (d.Next(&g)) {
-    bool len = g.type == proto::kLengthDelimited;
-    switch (g.id) {
-      case pf::TrackDescriptor::kUuid: uuid = g.int_value, has_uuid = !len; break;
-      case pf::TrackDescriptor::kName: case kStaticName: case kAtraceName:
-        if (len) name = Text(g), has_name = true;
-        break;
-      case pf::TrackDescriptor::kParentUuid: parent = g.int_value, has_parent = !len; break;
-      case pf::TrackDescriptor::kProcess: proc = g, has_proc = len; break;
-      case pf::TrackDescriptor::kThread: thread = g, has_thread = len; break;
-      case pf::TrackDescriptor::kCounter: counter = g, has_counter = true; break;
-      default: break;
-    }
-  }
-  if (d.error() || !has_uuid) return;
-  tl::Track& t = tracks[TrackOf(uuid)];
-  t.desc = true;
-  if (machine) t.machine = machine;
-  if (has_name) t.name = name;
-  if (has_parent) t.parent = parent, t.has_parent = true;
-  if (has_thread) {
-    t.kind = tl::kThread;
-    ProtoDecoder e(thread.data, thread.size);
-    Field h;
-    while (e.Next(&h)) {
-      bool len = h.type == proto::kLengthDelimited;
-      if (h.id == pf::ThreadDescriptor::kPid && !len) t.pid = h.as_int64(), t.has_pid = true;
-      else if (h.id == pf::ThreadDescriptor::kTid && !len) t.tid = h.as_int64(), t.has_tid = true;
-      else if (h.id == pf::ThreadDescriptor::kThreadName && len) t.tname = Text(h), t.has_tname = true;
-    }
-  } else if (has_proc) {
-    t.kind = tl::kProcess;
-    ProtoDecoder e(proc.data, proc.size);
-    Field h;
-    while (e.Next(&h)) {
-      bool len = h.type == proto::kLengthDelimited;
-      if (h.id == pf::ProcessDescriptor::kPid && !len) {
-        t.pid = h.as_int64(), t.has_pid = true;
-      } else if (h.id == pf::ProcessDescriptor::kProcessName && len) {
-        t.pname = Text(h), t.has_pname = true;
-      } else if (h.id == kCmdline && len && !t.has_pname) {  // when no process_name
-        t.pname = Text(h), t.has_pname = true;
-      }
-    }
-    if (t.has_pid && !t.pname.empty()) process_names[{t.machine, t.pid}] = t.pname;
-  } else if (has_counter) {
-    t.kind = tl::kCounter;
-    if (counter.type == proto::kLengthDelimited) {
-      ProtoDecoder e(counter.data, counter.size);
-      Field h;
-      while (e.Next(&h))
-        if (h.id == kIsIncremental && h.type == proto::kVarint) t.counter_incremental = h.int_value != 0;
-    }
-  } else if (t.kind == tl::kNone) {
-    t.kind = tl::kCustom;
-  }
 }
 
 namespace {

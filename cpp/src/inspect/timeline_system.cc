@@ -1,7 +1,8 @@
 // The timeline model of system traces: per-CPU scheduling rows (ftrace
 // sched_switch and compact_sched), CPU frequency, atrace slices and counters
 // (ftrace print), process memory (process_stats), and the process and thread
-// names of process trees and ftrace that label them.
+// names of process trees and ftrace that label them; and the track
+// descriptors (track-event tracks, processes, threads, counters).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -30,6 +31,10 @@ namespace TaskRename { constexpr uint32_t kPid = 1, kNewcomm = 3; }
 namespace Compact { constexpr uint32_t kInternTable = 5, kNextCommIndex = 6; }
 namespace ProcessTreeThread { constexpr uint32_t kName = 2; }
 namespace ProcessStatsProcess { constexpr uint32_t kVmRssKb = 3; }
+
+constexpr uint32_t kIsIncremental = 5;                  // CounterDescriptor.is_incremental
+constexpr uint32_t kStaticName = 10, kAtraceName = 13;  // TrackDescriptor
+constexpr uint32_t kCmdline = 2;                        // ProcessDescriptor.cmdline
 
 std::string Text(const Field& f) { return std::string(reinterpret_cast<const char*>(f.data), f.size); }
 
@@ -326,6 +331,73 @@ void Timeline::Impl::AtraceSlices() {
       stack.pop_back();
       AddSlice(e.track, o.ts, std::max<int64_t>(0, e.ts - o.ts), o.name, static_cast<uint32_t>(stack.size()));
     }
+  }
+}
+
+// --- track descriptors ----------------------------------------------------------------
+
+void Timeline::Impl::Descriptor(const uint8_t* data, size_t size, uint32_t machine) {
+  ProtoDecoder d(data, size);
+  Field g, proc{}, thread{}, counter{};
+  bool has_uuid = false, has_name = false, has_parent = false;
+  bool has_proc = false, has_thread = false, has_counter = false;
+  uint64_t uuid = 0, parent = 0;
+  std::string name;
+  while (d.Next(&g)) {
+    bool len = g.type == proto::kLengthDelimited;
+    switch (g.id) {
+      case pf::TrackDescriptor::kUuid: uuid = g.int_value, has_uuid = !len; break;
+      case pf::TrackDescriptor::kName: case kStaticName: case kAtraceName:
+        if (len) name = Text(g), has_name = true;
+        break;
+      case pf::TrackDescriptor::kParentUuid: parent = g.int_value, has_parent = !len; break;
+      case pf::TrackDescriptor::kProcess: proc = g, has_proc = len; break;
+      case pf::TrackDescriptor::kThread: thread = g, has_thread = len; break;
+      case pf::TrackDescriptor::kCounter: counter = g, has_counter = true; break;
+      default: break;
+    }
+  }
+  if (d.error() || !has_uuid) return;
+  tl::Track& t = tracks[TrackOf(uuid)];
+  t.desc = true;
+  if (machine) t.machine = machine;
+  if (has_name) t.name = name;
+  if (has_parent) t.parent = parent, t.has_parent = true;
+  if (has_thread) {
+    t.kind = tl::kThread;
+    ProtoDecoder e(thread.data, thread.size);
+    Field h;
+    while (e.Next(&h)) {
+      bool len = h.type == proto::kLengthDelimited;
+      if (h.id == pf::ThreadDescriptor::kPid && !len) t.pid = h.as_int64(), t.has_pid = true;
+      else if (h.id == pf::ThreadDescriptor::kTid && !len) t.tid = h.as_int64(), t.has_tid = true;
+      else if (h.id == pf::ThreadDescriptor::kThreadName && len) t.tname = Text(h), t.has_tname = true;
+    }
+  } else if (has_proc) {
+    t.kind = tl::kProcess;
+    ProtoDecoder e(proc.data, proc.size);
+    Field h;
+    while (e.Next(&h)) {
+      bool len = h.type == proto::kLengthDelimited;
+      if (h.id == pf::ProcessDescriptor::kPid && !len) {
+        t.pid = h.as_int64(), t.has_pid = true;
+      } else if (h.id == pf::ProcessDescriptor::kProcessName && len) {
+        t.pname = Text(h), t.has_pname = true;
+      } else if (h.id == kCmdline && len && !t.has_pname) {  // when no process_name
+        t.pname = Text(h), t.has_pname = true;
+      }
+    }
+    if (t.has_pid && !t.pname.empty()) process_names[{t.machine, t.pid}] = t.pname;
+  } else if (has_counter) {
+    t.kind = tl::kCounter;
+    if (counter.type == proto::kLengthDelimited) {
+      ProtoDecoder e(counter.data, counter.size);
+      Field h;
+      while (e.Next(&h))
+        if (h.id == kIsIncremental && h.type == proto::kVarint) t.counter_incremental = h.int_value != 0;
+    }
+  } else if (t.kind == tl::kNone) {
+    t.kind = tl::kCustom;
   }
 }
 
