@@ -175,19 +175,8 @@ void Checker::Learn(const uint8_t* data, size_t size, int depth) {
   }
   if (has_sysinfo) LearnSystemInfo(sysinfo.data, sysinfo.size, machine);
   if (!remote.empty()) Machine(machine).remote_sync = true;
-  for (auto& r : remote) {
-    ProtoDecoder e(r.first, r.second);
-    Field h;
-    while (e.Next(&h)) {
-      if (h.id != 1 || h.type != proto::kLengthDelimited) continue;  // synced_clocks
-      ProtoDecoder c(h.data, h.size);
-      Field k;
-      uint32_t unused = 0;
-      while (c.Next(&k))
-        if (k.id == 2 && k.type == proto::kLengthDelimited)  // client_clocks
-          LearnSnapshot(machine, seq, ReadSnapshot(k.data, k.size, &unused));
-    }
-  }
+  for (auto& r : remote)
+    for (auto& client : ReadRemoteSnapshots(r.first, r.second)) LearnSnapshot(machine, seq, client);
   if (started) {
     MachineState& m = Machine(machine);
     m.has_start = true;
@@ -559,18 +548,8 @@ void Checker::Packet(const uint8_t* data, size_t size, uint64_t index, uint64_t 
   }
   if (has_config) TraceConfig(config.data, config.size, machine);
   if (has_stats) TraceStats(stats.data, stats.size, machine);
-  if (has_remote_sync) {  // its client clocks are snapshots of its machine
-    ProtoDecoder e(remote_sync.data, remote_sync.size);
-    Field h;
-    while (e.Next(&h)) {
-      if (h.id != 1 || h.type != proto::kLengthDelimited) continue;  // synced_clocks
-      ProtoDecoder c(h.data, h.size);
-      Field k;
-      uint32_t unused = 0;
-      while (c.Next(&k))
-        if (k.id == 2 && k.type == proto::kLengthDelimited) Snapshot(machine, seq_id, ReadSnapshot(k.data, k.size, &unused));
-    }
-  }
+  if (has_remote_sync)  // its client clocks are snapshots of its machine
+    for (auto& client : ReadRemoteSnapshots(remote_sync.data, remote_sync.size)) Snapshot(machine, seq_id, client);
   if (has_snap) {
     uint32_t primary = 0;
     std::vector<ClockValue> c = ReadSnapshot(snap.data, snap.size, &primary);

@@ -36,6 +36,22 @@ std::vector<ClockValue> ReadSnapshot(const uint8_t* data, size_t size, uint32_t*
   return out;
 }
 
+std::vector<std::vector<ClockValue>> ReadRemoteSnapshots(const uint8_t* data, size_t size) {
+  std::vector<std::vector<ClockValue>> out;
+  vpmerge::ProtoDecoder e(data, size);
+  vpmerge::Field h;
+  uint32_t unused = 0;
+  while (e.Next(&h)) {
+    if (h.id != 1 || h.type != vpmerge::proto::kLengthDelimited) continue;  // synced_clocks
+    vpmerge::ProtoDecoder c(h.data, h.size);
+    vpmerge::Field k;
+    while (c.Next(&k))
+      if (k.id == 2 && k.type == vpmerge::proto::kLengthDelimited)  // client_clocks
+        out.push_back(ReadSnapshot(k.data, k.size, &unused));
+  }
+  return out;
+}
+
 ClockGraph::Machine* ClockGraph::Get(uint32_t machine) { return &machines_[machine]; }
 
 void ClockGraph::AddSnapshot(uint32_t machine, const std::vector<ClockValue>& clocks) {

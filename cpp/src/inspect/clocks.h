@@ -27,6 +27,9 @@ enum class Conversion { kOk, kUnknownClock, kNoPath };
 // The clocks of a ClockSnapshot message; *primary gets its primary_trace_clock
 // (left alone when unset).
 std::vector<ClockValue> ReadSnapshot(const uint8_t* data, size_t size, uint32_t* primary);
+// The snapshots of a RemoteClockSync message (TracePacket.remote_clock_sync):
+// each synced_clocks entry's client_clocks, the remote machine's clocks.
+std::vector<std::vector<ClockValue>> ReadRemoteSnapshots(const uint8_t* data, size_t size);
 
 // Global clocks, per machine. A remote machine's BOOTTIME is tied to the
 // trace clock by identity (as trace_processor does without a remote_clock_sync).

@@ -333,7 +333,7 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
     // As trace_processor: every snapshot relates its global clocks (per
     // machine), one with sequence-scoped clocks also defines those; a
     // remote_clock_sync relates its machine's clocks.
-    uint32_t primary = 0, unused = 0;
+    uint32_t primary = 0;
     if (has_snap) {
       std::vector<ClockValue> c = ReadSnapshot(snap.data, snap.size, &primary);
       if (primary) clocks.SetTraceClock(primary);
@@ -341,18 +341,8 @@ void Timeline::Impl::Packet(const uint8_t* data, size_t size, int depth) {
       if (std::any_of(c.begin(), c.end(), [](const ClockValue& v) { return IsScoped(v.clock); }))
         seq.clocks.Define(c);
     }
-    for (auto& r : remote) {
-      ProtoDecoder e(r.first, r.second);
-      Field h;
-      while (e.Next(&h)) {
-        if (h.id != 1 || h.type != proto::kLengthDelimited) continue;  // synced_clocks
-        ProtoDecoder c(h.data, h.size);
-        Field k;
-        while (c.Next(&k))
-          if (k.id == 2 && k.type == proto::kLengthDelimited)  // client_clocks
-            clocks.AddSnapshot(machine, ReadSnapshot(k.data, k.size, &unused));
-      }
-    }
+    for (auto& r : remote)
+      for (auto& client : ReadRemoteSnapshots(r.first, r.second)) clocks.AddSnapshot(machine, client);
     if (has_snap) return;  // trace_processor reads nothing else of a snapshot packet
   }
   if (has_desc) Descriptor(desc.data, desc.size, machine);
