@@ -254,3 +254,44 @@ def test_run_under_guest_reaches_the_host(tmp_path):
     assert {"leave", "main", "<module __main__>"} <= names
     procs = [d.process.process_name for d in descriptors(comb).values() if d.HasField("process")]
     assert "vm1: exits.py" in procs
+
+
+def test_profile_times_are_boottime(tmp_path):
+    """Calls are timed from the TSC where the kernel keeps time with it
+    (re-anchored to CLOCK_BOOTTIME every millisecond on each thread, the
+    rate measured against it): every slice still lies where BOOTTIME
+    readings around and inside the call put it, on several threads, from
+    the first call (before the rate is known) through many re-anchors."""
+    import time
+
+    marks: dict = collections.defaultdict(list)
+
+    def timed(k, i, before):
+        inside = vperfetto.boot_time_ns()
+        if i % 7 == 0:
+            time.sleep(0.0015)  # spans re-anchors
+        marks[k].append((before, inside, vperfetto.boot_time_ns()))
+
+    def body(k):
+        for i in range(300):
+            timed(k, i, vperfetto.boot_time_ns())
+            marks[k][-1] += (vperfetto.boot_time_ns(),)
+
+    path = tmp_path / "t.pftrace"
+    with vperfetto.profile(path, include=[__name__]):
+        ts = [threading.Thread(target=body, args=(k,), name=f"t{k}") for k in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    _, events, _, threads, slices = summary(path)
+    workers = {u: t.thread_name for u, t in threads.items() if t.thread_name.startswith("t")}
+    assert sorted(workers.values()) == ["t0", "t1", "t2"]
+    for uuid, name in workers.items():
+        sl = slices[uuid]
+        k = int(name[1:])
+        got = sorted((b, e) for (name, b, e, _) in sl if name.endswith("timed"))
+        assert len(got) == len(marks[k]) == 300
+        for (b, e), (before_ns, inside, last_inside, after) in zip(got, marks[k]):
+            assert before_ns <= b <= inside, (before_ns, b, inside)
+            assert last_inside <= e <= after, (last_inside, e, after)

@@ -192,6 +192,13 @@ int32_t vp_config_set_flush_period_ms(vp_config* c, uint32_t ms, vp_error* err) 
   return Report(err, vpsdk::Status::Ok());
 }
 
+int32_t vp_config_set_compression(vp_config* c, uint32_t level, vp_error* err) {
+  if (!c) return Fail(err, VP_E_INVALID_ARGUMENT, "config is NULL");
+  if (level > 9) return Fail(err, VP_E_INVALID_ARGUMENT, "compression level must be 0 .. 9");
+  c->cfg.compression_level = level;
+  return Report(err, vpsdk::Status::Ok());
+}
+
 int32_t vp_session_start(const vp_config* c, vp_session** out, vp_error* err) {
   if (!c || !out) return Fail(err, VP_E_INVALID_ARGUMENT, "config or out is NULL");
   *out = nullptr;

@@ -153,6 +153,7 @@ class SessionCore {
   uint64_t packets_overwritten = 0, bytes_overwritten = 0;
   uint64_t sequences = 0;
   uint64_t service_packets = 0;  // the session's own: clock snapshots, stats
+  std::string compress_path;  // absolute; deflated at stop (compression_level)
   std::string recovered_path;    // set by Session::Start
 
  private:

@@ -18,6 +18,7 @@
 #include "vpsdk/clock.h"
 #include "vpsdk/field_numbers.h"
 #include "vpsdk/proto_writer.h"
+#include "deflate.h"
 
 namespace vpsdk {
 
@@ -647,6 +648,8 @@ std::string SessionCore::TraceConfigPacket() {
   pw.EndNested(te);
   pw.EndNested(dsc);
   pw.EndNested(ds);
+  if (cfg.compression_level)
+    pw.Varint(TC::kCompressionType, TC::kCompressionTypeDeflate);
   pw.EndNested(tc);
   b.Finish(pw.pos());
   std::string out;
@@ -834,6 +837,10 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
     return Status::Error(kInvalidArgument, "buffer size must be 4 KiB .. 64 GiB");
   if (cfg.output_path.size() >= image::kMaxOutputPath)
     return Status::Error(kInvalidArgument, "the output path is too long");
+  if (cfg.compression_level > 9)
+    return Status::Error(kInvalidArgument, "compression level must be 0 .. 9");
+  if (cfg.compression_level && !DeflateAvailable())
+    return Status::Error(kUnsupported, "this build of vperfetto has no zlib: traces cannot be compressed");
   std::call_once(g_fork_once, [] { pthread_atfork(ForkPrepare, ForkParent, ForkChild); });
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_current)
@@ -857,6 +864,14 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
                                        std::strerror(errno));
   uint32_t gen = g_generation.fetch_add(1) + 1;
   auto core = std::make_shared<SessionCore>(cfg, fd, gen);
+  if (cfg.compression_level && regular) {  // a pipe or device is written as it is
+    // Compressed at stop by path: made absolute now, in case the program
+    // changes its directory meanwhile.
+    core->compress_path = cfg.output_path;
+    char cwd[PATH_MAX];
+    if (cfg.output_path[0] != '/' && getcwd(cwd, sizeof(cwd)))
+      core->compress_path = std::string(cwd) + "/" + cfg.output_path;
+  }
   core->recovered_path = recovered;
   Status ms = core->MapPool(crash_safe ? image_path : std::string());
   if (!ms.ok() && crash_safe) {
@@ -917,6 +932,8 @@ Status Session::Stop() {
   core_->stopped = true;
   Status st = core_->Finish();
   core_->writers.clear();  // breaks the session <-> writer cycle
+  if (st.ok() && !core_->compress_path.empty())
+    st = DeflateTraceFile(core_->compress_path, static_cast<int>(core_->cfg.compression_level));
   return st;
 }
 

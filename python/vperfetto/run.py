@@ -1,6 +1,6 @@
 """``python -m vperfetto run``: trace a whole Python program, unchanged.
 
-    python -m vperfetto run [-o trace.pftrace] [--mode ring|stream] [--buffer-kb N]
+    python -m vperfetto run [-o trace.pftrace] [--mode ring|stream] [--buffer-kb N] [--compress LEVEL]
                             [--include PATTERN] [--exclude PATTERN] [--min-duration-us N]
                             [--max-depth N] [--c-calls] [--follow-children] [-q]
                             (script.py | -m module) [args...]
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stream: straight to the file, nothing lost (default); ring: in memory, "
                          "the newest --buffer-kb kept")
     ap.add_argument("--buffer-kb", type=int, default=262144, help="ring size (default: 256 MiB)")
+    ap.add_argument("--compress", type=int, default=1, metavar="LEVEL", choices=range(10),
+                    help="deflate the trace at exit at this zlib level, 0-9 (default: 1; "
+                         "0: as written)")
     ap.add_argument("--include", action="append", metavar="PATTERN",
                     help="trace only these modules or files (repeatable)")
     ap.add_argument("--exclude", action="append", metavar="PATTERN",
@@ -78,7 +81,7 @@ def _split(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
 
 
 def _takes_value(opt: str) -> bool:
-    return opt in ("-o", "--output", "--mode", "--buffer-kb", "--include", "--exclude",
+    return opt in ("-o", "--output", "--mode", "--buffer-kb", "--compress", "--include", "--exclude",
                    "--min-duration-us", "--max-depth")
 
 
@@ -117,7 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = session.path if session is not None else a.output
     try:
         if session is None:
-            session = Session(output, mode=a.mode, buffer_kb=a.buffer_kb).start()
+            session = Session(output, mode=a.mode, buffer_kb=a.buffer_kb,
+                              compress=a.compress).start()
         follow = _follow.Follower(output, profiler, prog_name) if a.follow_children else None
     except (OSError, ValueError, errors.VperfettoError) as e:
         print(f"python -m vperfetto run: error: {e}", file=sys.stderr)

@@ -44,13 +44,21 @@ class Session:
     recovers it and says where: ``recovered``). ``flush_period_ms``: stream
     mode writes every thread's packets at least this often (0: when chunks
     fill, on flush and at stop).
+
+    ``compress`` (0-9, default 0; ``True`` is 1): once the trace is written
+    at stop, its packets are deflated at this zlib level in runs (Perfetto's
+    ``compressed_packets``, as the tracing service writes them with
+    ``compression_type: COMPRESSION_TYPE_DEFLATE``); the Perfetto UI and
+    every vperfetto reader inflate them. Whole-program traces shrink ~7x at
+    level 1. A crash leaves the uncompressed trace.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, buffer_kb: int = 16384,
                  mode: str = "ring", categories: Optional[Iterable[str]] = None,
                  disabled_categories: Optional[Iterable[str]] = None, sequence_base: int = 0,
                  incremental_timestamps: bool = True, timestamp_unit_ns: int = 1,
-                 crash_safe: bool = True, flush_period_ms: int = 100) -> None:
+                 crash_safe: bool = True, flush_period_ms: int = 100,
+                 compress: Union[int, bool] = 0) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError("path must be a str or os.PathLike of str")
@@ -84,6 +92,11 @@ class Session:
         if not 0 <= flush_period_ms <= 3600000:
             raise ValueError("flush_period_ms must be between 0 and 3600000")
         self.flush_period_ms = flush_period_ms
+        if not isinstance(compress, int):
+            raise TypeError("compress must be an int (a zlib level) or a bool")
+        if not 0 <= compress <= 9:
+            raise ValueError("compress must be between 0 and 9")
+        self.compress = int(compress)
         self.recovered: Optional[str] = None
         self._session: Any = None
         self._stopped = False
@@ -103,6 +116,7 @@ class Session:
             cfg, int(self.incremental_timestamps), self.timestamp_unit_ns, err), err)
         errors.check(lib.vp_config_set_crash_safe(cfg, int(self.crash_safe), err), err)
         errors.check(lib.vp_config_set_flush_period_ms(cfg, self.flush_period_ms, err), err)
+        errors.check(lib.vp_config_set_compression(cfg, self.compress, err), err)
         for c in self.categories:
             _category_id(c)  # registered now, so its id exists before the first event
             errors.check(lib.vp_config_enable_category(cfg, c.encode(), err), err)

@@ -142,6 +142,15 @@ VP_API int32_t vp_config_set_crash_safe(vp_config* config, int32_t on, vp_error*
  * `ms` milliseconds (default 100; 0: only when a chunk fills, on flush and at
  * stop). At most 3600000. */
 VP_API int32_t vp_config_set_flush_period_ms(vp_config* config, uint32_t ms, vp_error* err);
+/* Compression (default 0: none): at stop, once the trace is written, its
+ * packets are rewritten in runs, each deflated (zlib, `level` 1 fast .. 9
+ * small) in one TracePacket.compressed_packets, as the Perfetto tracing
+ * service does for TraceConfig.compression_type = DEFLATE (recorded in the
+ * trace's TraceConfig); the Perfetto UI, trace_processor and vperfetto's
+ * readers inflate them. Track events of whole-program tracing shrink ~7x.
+ * Applies to a regular output file; a crash leaves the uncompressed trace.
+ * VP_E_UNSUPPORTED from vp_session_start in a build without zlib. */
+VP_API int32_t vp_config_set_compression(vp_config* config, uint32_t level, vp_error* err);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */

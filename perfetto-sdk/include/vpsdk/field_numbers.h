@@ -176,6 +176,8 @@ constexpr uint32_t kTraceWriterPacketLoss = 19;
 namespace TraceConfig {
 constexpr uint32_t kBuffers = 1;
 constexpr uint32_t kDataSources = 2;
+constexpr uint32_t kCompressionType = 24;
+constexpr uint32_t kCompressionTypeDeflate = 1;
 namespace BufferConfig {
 constexpr uint32_t kSizeKb = 1;
 constexpr uint32_t kFillPolicy = 4;

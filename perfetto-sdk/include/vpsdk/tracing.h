@@ -60,6 +60,10 @@ struct SessionConfig {
   // Stream mode: every thread's complete packets go to the file at least
   // this often (0: only when a chunk fills, on flush and at stop).
   uint32_t flush_period_ms = 100;
+  // 1..9: at stop, the written trace is rewritten with its packets deflated
+  // at this level in TracePacket.compressed_packets (as the tracing service
+  // does for TraceConfig.compression_type = DEFLATE); 0: as written.
+  uint32_t compression_level = 0;
 };
 
 // What a recovery found in a crash image.
