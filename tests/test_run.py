@@ -14,7 +14,7 @@ import threading
 import pytest
 
 import vperfetto
-from conftest import TYPE_BEGIN, descriptors, load_trace, packet_times, resolve, slices_by_track
+from conftest import TYPE_BEGIN, descriptors, load_trace, packet_times, pb2, resolve, slices_by_track
 
 PROGRAMS = pathlib.Path(__file__).parent / "programs"
 
@@ -128,6 +128,11 @@ def test_follow_children_one_trace(tmp_path, method):
     assert all(len(pids) == 1 for pids in seqs.values()), seqs  # sequences kept disjoint
     assert p.stderr == ""  # no child left out
     assert not list(tmp_path.glob("vperfetto-children-*"))  # collected and removed
+    # every process's trace deflated (run's --compress 1 default reaches the children)
+    raw = pb2.Trace()
+    raw.ParseFromString(out.read_bytes())
+    assert sum(pk.HasField("compressed_packets") for pk in raw.packet) >= 3
+    assert not any(pk.HasField("track_event") for pk in raw.packet)
 
 
 def test_filters_depth_and_min_duration(tmp_path):

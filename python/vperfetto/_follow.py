@@ -37,17 +37,18 @@ def sequence_base(pid: int) -> int:
 class Follower:
     """The parent's side: where children write, and the concatenation at exit."""
 
-    def __init__(self, output: str, profiler: Any, program: str = "python") -> None:
+    def __init__(self, output: str, profiler: Any, program: str = "python", compress: int = 0) -> None:
         self.output = output
         self.program = program
         self.dir = tempfile.mkdtemp(prefix="vperfetto-children-")
         self.options = dict(include=profiler.include, exclude=profiler.exclude,
                             min_duration_us=profiler.min_duration_us,
                             max_depth=profiler.max_depth, c_calls=profiler.c_calls)
+        self.compress = compress  # each child deflates its own trace (they are concatenated)
 
     def start(self) -> None:
         os.environ[ENV] = json.dumps({"dir": self.dir, "options": self.options,
-                                      "program": self.program})
+                                      "program": self.program, "compress": self.compress})
         _register_fork_hook()
 
     def finish(self, path: str) -> int:
@@ -83,6 +84,14 @@ def _config() -> Tuple[Optional[str], Dict[str, Any], str]:
         return None, {}, "python"
 
 
+def _compress_level() -> int:
+    try:
+        level = json.loads(os.environ[ENV]).get("compress", 0)
+        return level if isinstance(level, int) and 0 <= level <= 9 else 0
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 def _start_child(new_interpreter: bool) -> None:
     from .profiler import Profiler
     from .session import Session
@@ -101,7 +110,8 @@ def _start_child(new_interpreter: bool) -> None:
 
         set_process_name(f"{program} (child)")
     path = os.path.join(directory, f"{pid}.pftrace.part")
-    _state["session"] = Session(path, mode="stream", sequence_base=sequence_base(pid)).start()
+    _state["session"] = Session(path, mode="stream", sequence_base=sequence_base(pid),
+                                compress=_compress_level()).start()
     from . import profiler as profile
 
     if new_interpreter or profile._active is None:  # forkserver's children: not inherited

@@ -122,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if session is None:
             session = Session(output, mode=a.mode, buffer_kb=a.buffer_kb,
                               compress=a.compress).start()
-        follow = _follow.Follower(output, profiler, prog_name) if a.follow_children else None
+        follow = _follow.Follower(output, profiler, prog_name, session.compress) \
+            if a.follow_children else None
     except (OSError, ValueError, errors.VperfettoError) as e:
         print(f"python -m vperfetto run: error: {e}", file=sys.stderr)
         return 2
