@@ -23,12 +23,69 @@ namespace {
 namespace TP = pf::TracePacket;
 namespace TE = pf::TrackEvent;
 
+// Begin and end packets end with at most this many bytes that never change.
+constexpr size_t kTailBytes = 32;
+
 struct FuncInfo {
   const InternedString* name;
   const InternedString* file;  // nullptr: no source location (C functions)
   uint32_t line;
   uint32_t name_iid;
+  // The begin packet's bytes after its timestamp and sequence id, the same
+  // for every call: sequence_flags, then the TrackEvent (type, name_iid,
+  // source_location_iid). Made once at registration.
+  uint8_t tail_len;
+  uint8_t tail[kTailBytes];  // zero-padded: copied whole
 };
+
+// The bytes of an end packet after its timestamp and sequence id.
+constexpr uint8_t kEndTailLen = 6;
+constexpr uint8_t kEndTail[kTailBytes] = {
+    (pf::TracePacket::kSequenceFlags << 3), pf::TracePacket::kSeqNeedsIncrementalState,
+    (pf::TracePacket::kTrackEvent << 3) | 2, 2,
+    (pf::TrackEvent::kType << 3), pf::TrackEvent::kTypeSliceEnd};
+
+void MakeTail(FuncInfo* f, uint32_t id) {
+  uint8_t te[24];
+  uint8_t* q = te;
+  q = proto::WriteVarint(proto::MakeTag(TE::kType, proto::kVarint), q);
+  q = proto::WriteVarint(TE::kTypeSliceBegin, q);
+  q = proto::WriteVarint(proto::MakeTag(TE::kNameIid, proto::kVarint), q);
+  q = proto::WriteVarint(f->name_iid, q);
+  if (f->file) {
+    q = proto::WriteVarint(proto::MakeTag(TE::kSourceLocationIid, proto::kVarint), q);
+    q = proto::WriteVarint(id, q);
+  }
+  uint8_t* t = f->tail;
+  t = proto::WriteVarint(proto::MakeTag(TP::kSequenceFlags, proto::kVarint), t);
+  t = proto::WriteVarint(TP::kSeqNeedsIncrementalState, t);
+  t = proto::WriteVarint(proto::MakeTag(TP::kTrackEvent, proto::kLengthDelimited), t);
+  *t++ = static_cast<uint8_t>(q - te);
+  std::memcpy(t, te, static_cast<size_t>(q - te));
+  f->tail_len = static_cast<uint8_t>(t + (q - te) - f->tail);
+}
+
+// A packet made of its timestamp delta, the sequence id and `tail`, when
+// the delta is a plain one (incremental clock in ns, forward): false
+// otherwise, and nothing written. Room was made by the caller.
+inline bool WriteFastPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, size_t tail_len) {
+  if (!w->incremental_ts || ts < w->last_ts || w->ts_unit != 1) return false;
+  uint8_t* start = w->buf + w->pos;
+  uint8_t* p = start + 2;
+  *p++ = static_cast<uint8_t>(TP::kTimestamp << 3);
+  p = proto::WriteVarint(ts - w->last_ts, p);
+  *p++ = static_cast<uint8_t>(TP::kTrustedPacketSequenceId << 3);
+  p = proto::WriteVarint(w->sequence_id, p);
+  std::memcpy(p, tail, kTailBytes);  // whole: a fixed-size copy (the chunk has kPacketBase free)
+  p += tail_len;
+  size_t len = static_cast<size_t>(p - start - 2);
+  if (VPSDK_UNLIKELY(len >= 0x80)) return false;  // never: at most ~60 bytes
+  start[0] = static_cast<uint8_t>((pf::Trace::kPacket << 3) | 2);
+  start[1] = static_cast<uint8_t>(len);
+  w->last_ts = ts;
+  w->Publish(p);
+  return true;
+}
 
 // A function's event-name iid is its name's InternString() id (small: a
 // short varint, shared by functions of the same name); when that table is
@@ -73,6 +130,7 @@ void WriteBegin(ThreadWriter* w, uint32_t id, const FuncInfo* f, uint64_t ts) {
     seen = false;
     Prepare(w, kPacketBase + InternedBound(f));
   }
+  if (seen && WriteFastPacket(w, ts, f->tail, f->tail_len)) return;
   PacketScope p(w, ts);
   ProtoWriter& pw = p.pw;
   if (!seen) {
@@ -120,7 +178,7 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
   if (!name || name_len > (1u << 16) || (file && file_len > (1u << 16))) return 0;
   InternedString* n = CopyString(name, name_len);
   InternedString* fl = file ? CopyString(file, file_len) : nullptr;
-  auto* f = new (std::nothrow) FuncInfo{n, fl, line, InternString(name, name_len)};
+  auto* f = new (std::nothrow) FuncInfo{n, fl, line, InternString(name, name_len), 0, {}};
   if (!n || (file && !fl) || !f) {
     std::free(n);
     std::free(fl);
@@ -137,6 +195,7 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
     return 0;
   }
   if (!f->name_iid) f->name_iid = kFuncNameBase + id;
+  MakeTail(f, id);
   return id;
 }
 
@@ -196,7 +255,8 @@ void FuncExit() {
     if (const FuncInfo* f = LookupFunc(fr.func)) WriteBegin(w, fr.func, f, fr.ts);
   }
   w->frames.pop_back();
-  WriteSliceEnd(w, now);
+  Prepare(w, kPacketBase);
+  if (!WriteFastPacket(w, now, kEndTail, kEndTailLen)) WriteSliceEnd(w, now);
 }
 
 void FuncCloseAll() {
