@@ -60,7 +60,7 @@ if [[ $python_mode == 1 ]]; then
   cd "$root"
   "$vpy" -m pytest -q -p no:cacheprovider tests/test_tracing.py tests/test_incremental_state.py \
     tests/test_args.py tests/test_asyncio.py tests/test_names.py tests/test_logging.py \
-    tests/test_run.py \
+    tests/test_run.py tests/test_compression.py \
     tests/test_merge.py tests/test_merge_features.py tests/test_merge_timeline.py \
     tests/test_merge_real.py tests/test_merge_parallel.py tests/test_merge_many.py \
     tests/test_inspect.py tests/test_outputs.py tests/test_archive.py \
