@@ -34,7 +34,7 @@ def is_merge_record(p) -> bool:
             (p.HasField("track_event") and p.track_event.name == MERGE_RECORD_EVENT))
 
 
-def inflate(t: "pb2.Trace") -> "pb2.Trace":
+def _inflate(t: "pb2.Trace") -> "pb2.Trace":
     """The trace with every compressed_packets packet replaced by the
     packets it holds, in place (as trace_processor reads them)."""
     import zlib
@@ -50,14 +50,15 @@ def inflate(t: "pb2.Trace") -> "pb2.Trace":
     return out
 
 
-def load_trace(path, keep_merge_record: bool = False) -> "pb2.Trace":
+def load_trace(path, keep_merge_record: bool = False, inflate: bool = True) -> "pb2.Trace":
     """The trace; without what the merge adds on its own sequence (the
     alignment record, the merged trace stats) unless asked for, so tests can
-    compare a merged trace with its inputs packet for packet."""
+    compare a merged trace with its inputs packet for packet; compressed_packets
+    inflated in place unless `inflate` is false."""
     t = pb2.Trace()
     t.ParseFromString(pathlib.Path(path).read_bytes())
-    if any(p.HasField("compressed_packets") for p in t.packet):
-        t = inflate(t)
+    if inflate and any(p.HasField("compressed_packets") for p in t.packet):
+        t = _inflate(t)
     if not keep_merge_record:
         seqs = {p.trusted_packet_sequence_id for p in t.packet[-64:]
                 if p.HasField("track_descriptor") and p.track_descriptor.name == MERGE_RECORD_TRACK}

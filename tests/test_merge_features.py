@@ -39,12 +39,14 @@ def write(tmp_path, name, trace):
     return path
 
 
-def do_merge(tmp_path, guest, host=None, **kw):
+def do_merge(tmp_path, guest, host=None, raw=False, **kw):
+    """(report, the moved packets, the output); `raw`: compressed_packets as
+    written, not inflated."""
     g = write(tmp_path, "guest.pftrace", guest)
     h = write(tmp_path, "host.pftrace", host or host_trace())
     out = tmp_path / "out.pftrace"
     report = merge(host=h, guests={"vm1": g}, output=out, time_diff_ns=OFFSET, **kw)
-    comb = load_trace(out)
+    comb = load_trace(out, inflate=not raw)
     n_host = len((host or host_trace()).packet)
     return report, comb.packet[n_host:], comb
 
@@ -309,7 +311,7 @@ def test_compressed_packets_are_rewritten_inside(tmp_path):
     g.packet.append(snapshot_packet(10_000_000_000))
     c = g.packet.add(trusted_packet_sequence_id=2)
     c.compressed_packets = zlib.compress(inner.SerializeToString())
-    report, moved, _ = do_merge(tmp_path, g)
+    report, moved, _ = do_merge(tmp_path, g, raw=True)
     (cp,) = moved
     out_inner = pb2.Trace()
     out_inner.ParseFromString(zlib.decompress(cp.compressed_packets))
