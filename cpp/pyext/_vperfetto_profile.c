@@ -11,7 +11,7 @@
  * the include/exclude patterns and registers the function with the core
  * (vp_func_register: name + source location), and the answer is kept in the
  * code object's extra slot. The core keeps the per-thread stack of calls
- * (vp_func_enter/vp_func_exit). A generator or coroutine is one slice per
+ * (vp_func_enter_keyed/vp_func_exit_keyed). A generator or coroutine is one slice per
  * resumption: it begins at its start or resumption and ends at its yield,
  * await suspension, return or exception.
  */
@@ -90,7 +90,7 @@ static inline int enter_code(PyObject *code) {
   if (t_named < NAME_TRIES) name_thread();
   int64_t id = func_of(code);
   if (id <= 0) return (int)id;
-  vp_func_enter((uint32_t)id);
+  vp_func_enter_keyed((uint32_t)id, code);
   return 1;
 }
 
@@ -102,11 +102,18 @@ static inline void close_c_calls(void) {
   }
 }
 
+/* The common case needs no lookup: the innermost call was entered with this
+ * code object. Otherwise: C calls left open above it end first; an
+ * untraced function's end (the location can then be disabled) and a call
+ * entered before tracing began end nothing. */
 static inline int exit_code(PyObject *code) {
+  if (vp_func_exit_keyed(code)) return 1;
   int64_t id = func_of(code);
   if (id <= 0) return (int)id;
-  if (t_ncalls) close_c_calls();
-  vp_func_exit();
+  if (t_ncalls) {
+    close_c_calls();
+    vp_func_exit_keyed(code);
+  }
   return 1;
 }
 

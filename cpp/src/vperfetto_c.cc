@@ -340,6 +340,13 @@ void vp_func_enter(uint32_t func) {
   }
 }
 void vp_func_exit(void) { vpsdk::FuncExit(); }
+void vp_func_enter_keyed(uint32_t func, const void* key) {
+  try {
+    vpsdk::FuncEnter(func, key);
+  } catch (...) {  // a frame that could not be kept (out of memory)
+  }
+}
+int32_t vp_func_exit_keyed(const void* key) { return vpsdk::FuncExitKeyed(key) ? 1 : 0; }
 void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth) {
   vpsdk::SetProfileOptions(min_duration_ns, max_depth);
 }

@@ -243,8 +243,9 @@ class ThreadWriter {
   // innermost last, and the functions described on this sequence.
   struct Frame {
     uint32_t func;
-    uint32_t state;  // kFrame* in profile.cc
-    uint64_t ts;     // entry time, for calls still deciding (min duration)
+    uint32_t state;   // kFrame* in profile.cc
+    uint64_t ts;      // entry time, for calls still deciding (min duration)
+    const void* key;  // vp_func_enter_keyed's (nullptr: none)
   };
   std::vector<Frame> frames;
   std::vector<uint32_t> func_seen;

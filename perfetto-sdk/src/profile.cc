@@ -97,6 +97,7 @@ StableTable<const FuncInfo*, 12, 256> g_funcs;  // 1M functions; 0 is unused
 
 std::atomic<uint64_t> g_min_duration_ns{0};
 std::atomic<uint32_t> g_max_depth{0};  // 0: unlimited
+std::atomic<bool> g_every_call{true};  // neither a minimum duration nor a maximum depth
 
 enum FrameState : uint32_t {
   kFrameSkipped = 0,  // not recorded: its end writes nothing
@@ -202,9 +203,66 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
 void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth) {
   g_min_duration_ns.store(min_duration_ns, std::memory_order_relaxed);
   g_max_depth.store(max_depth, std::memory_order_relaxed);
+  g_every_call.store(min_duration_ns == 0 && max_depth == 0, std::memory_order_relaxed);
 }
 
-void FuncEnter(uint32_t func) {
+namespace {
+
+// The common case of a call's begin or end, in one piece: the thread's
+// writer bound to the recording session, room in its chunk, its state
+// valid, the clock incremental in ns (then the packet's bytes are those the
+// general path writes). False when anything is otherwise.
+inline bool Plain(ThreadWriter* w) {
+  return IsTracing() && w->generation == g_generation.load(std::memory_order_relaxed) && w->session &&
+         !w->need_reset && !w->reset_requested.load(std::memory_order_relaxed) &&
+         w->cap - w->pos >= kPacketBase && w->incremental_ts && w->ts_unit == 1;
+}
+
+void FuncEnterGeneral(uint32_t func, const void* key);
+void FuncExitGeneral();
+
+}  // namespace
+
+void FuncEnter(uint32_t func, const void* key) {
+  ThreadWriter* w = t_writer;
+  const FuncInfo* f;
+  if (VPSDK_LIKELY(w && g_every_call.load(std::memory_order_relaxed) && Plain(w) &&
+                   (f = LookupFunc(func)) != nullptr && Seen(w->func_seen, func, w->epoch))) {
+    uint64_t ts = FastBootTimeNs();
+    if (VPSDK_LIKELY(WriteFastPacket(w, ts, f->tail, f->tail_len))) {
+      ThreadWriter::Frame& fr = w->frames.emplace_back();
+      fr.func = func;
+      fr.state = kFrameWritten;
+      fr.ts = ts;
+      fr.key = key;
+      return;
+    }
+  }
+  FuncEnterGeneral(func, key);
+}
+
+void FuncExit() {
+  ThreadWriter* w = t_writer;
+  if (VPSDK_LIKELY(w && !w->frames.empty() && w->frames.back().state == kFrameWritten && Plain(w))) {
+    uint64_t now = FastBootTimeNs();
+    if (VPSDK_LIKELY(WriteFastPacket(w, now, kEndTail, kEndTailLen))) {
+      w->frames.pop_back();
+      return;
+    }
+  }
+  FuncExitGeneral();
+}
+
+bool FuncExitKeyed(const void* key) {
+  ThreadWriter* w = t_writer;
+  if (!w || w->frames.empty() || w->frames.back().key != key) return false;
+  FuncExit();
+  return true;
+}
+
+namespace {
+
+void FuncEnterGeneral(uint32_t func, const void* key) {
   ThreadWriter* w;
   uint32_t state = kFrameSkipped;
   uint64_t ts = 0;
@@ -229,9 +287,10 @@ void FuncEnter(uint32_t func) {
   fr.func = func;
   fr.state = state;
   fr.ts = ts;
+  fr.key = key;
 }
 
-void FuncExit() {
+void FuncExitGeneral() {
   ThreadWriter* w = t_writer;
   if (VPSDK_UNLIKELY(!w) || w->frames.empty()) return;
   if (w->frames.back().state == kFrameSkipped || !IsTracing() || CurrentWriter() != w) {
@@ -258,6 +317,8 @@ void FuncExit() {
   Prepare(w, kPacketBase);
   if (!WriteFastPacket(w, now, kEndTail, kEndTailLen)) WriteSliceEnd(w, now);
 }
+
+}  // namespace
 
 void FuncCloseAll() {
   ThreadWriter* w = t_writer;

@@ -308,6 +308,17 @@ void TestFuncSlicesAndSourceLocations() {
     vp_func_exit();
   }
   CHECK(vp_func_depth() == 2);
+  // Keyed: an end ends the innermost call only when it was entered with
+  // the same key (a profiler's untraced function ends nothing).
+  int k1 = 0, k2 = 0;
+  vp_func_enter_keyed(inner, &k1);
+  vp_func_enter_keyed(cfun, &k2);
+  CHECK(vp_func_exit_keyed(&k1) == 0);  // not the innermost
+  CHECK(vp_func_exit_keyed(nullptr) == 0);
+  CHECK(vp_func_exit_keyed(&k2) == 1);
+  CHECK(vp_func_exit_keyed(&k1) == 1);
+  CHECK(vp_func_exit_keyed(&k1) == 0);  // outer (no key) is the innermost now
+  CHECK(vp_func_depth() == 2);
   vp_func_enter(inner);
   vp_func_close_all();  // ends inner and outer now; their exits write nothing
   vp_func_exit();
@@ -323,7 +334,8 @@ void TestFuncSlicesAndSourceLocations() {
   std::vector<std::string> nest = Nest(d, track, &balanced);
   CHECK(balanced);
   std::vector<std::string> want = {"outer@0", "Klass.inner@1", "len@2", "Klass.inner@1", "len@2",
-                                   "Klass.inner@1", "len@2", "Klass.inner@1"};
+                                   "Klass.inner@1", "len@2", "Klass.inner@1", "len@2",
+                                   "Klass.inner@1"};
   CHECK(nest == want);
   for (const Event& e : d.events) {
     if (e.type != pf::TrackEvent::kTypeSliceBegin) continue;

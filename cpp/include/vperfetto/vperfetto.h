@@ -364,6 +364,12 @@ VP_API uint32_t vp_func_register(const char* name, size_t name_len, const char* 
 VP_API void vp_func_enter(uint32_t func);
 /* The innermost call entered on this thread ends (ignored when none). */
 VP_API void vp_func_exit(void);
+/* The same with a key (e.g. the code object): vp_func_exit_keyed ends the
+ * innermost call only when it was entered with the same key, and returns 1
+ * then, 0 otherwise. A caller that sees every end (a profiler) needs no
+ * lookup to tell a traced call's end from an untraced one's. */
+VP_API void vp_func_enter_keyed(uint32_t func, const void* key);
+VP_API int32_t vp_func_exit_keyed(const void* key);
 /* Calls shorter than min_duration_ns are not written (their callers are,
  * when something inside them is); calls deeper than max_depth are not
  * written. 0: no minimum, no limit. Process-wide. */

@@ -215,8 +215,9 @@ uint32_t RegisterFunc(const char* name, size_t name_len, const char* file, size_
                       uint32_t line);
 // A call of `func` begins / the innermost call entered on this thread ends.
 // Calls of function 0 are kept for nesting but not written.
-void FuncEnter(uint32_t func);
+void FuncEnter(uint32_t func, const void* key = nullptr);
 void FuncExit();
+bool FuncExitKeyed(const void* key);  // ends the innermost call if entered with `key`
 // 0: no minimum / no limit.
 void SetProfileOptions(uint64_t min_duration_ns, uint32_t max_depth);
 uint32_t FuncDepth();  // calls entered and not ended on this thread
