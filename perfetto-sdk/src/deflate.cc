@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "internal.h"
 #include "vpsdk/field_numbers.h"
 #include "vpsdk/proto_utils.h"
 
@@ -117,18 +118,6 @@ bool CompressRun(const uint8_t* in, size_t n, int level, std::string* out) {
   return true;
 }
 
-bool WriteAllFd(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n) {
-    ssize_t r = write(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
 }  // namespace
 
 Status DeflateTraceFile(const std::string& path, int level) {
@@ -177,8 +166,8 @@ Status DeflateTraceFile(const std::string& path, int level) {
       const Run& r = runs[w + i];
       // Kept as it is when deflate did not make it smaller (or failed).
       bool raw = r.raw || !ok[i] || done[i].size() >= r.end - r.begin;
-      good = raw ? WriteAllFd(out, data + r.begin, r.end - r.begin)
-                 : WriteAllFd(out, done[i].data(), done[i].size());
+      good = raw ? WriteFully(out, data + r.begin, r.end - r.begin)
+                 : WriteFully(out, done[i].data(), done[i].size());
     }
   }
   munmap(m, size);

@@ -4,8 +4,10 @@
 #define VPSDK_SRC_INTERNAL_H_
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +26,21 @@
 #define VPSDK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 namespace vpsdk {
+
+// Writes all of [data, data + n) to `fd`, resuming after signal
+// interruptions and short writes; false on an error (errno says which) or
+// a write that wrote nothing.
+inline bool WriteFully(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n) {
+    ssize_t r = write(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
 
 // An append-only table whose entries never move: appends happen under the
 // owner's mutex, reads of published indices are lock-free.

@@ -771,19 +771,7 @@ Status RecoverImage(const std::string& image_path, const std::string& out_path,
   if (fd < 0)
     return Status::Error(kIoError, "cannot write '" + tmp + "': " + std::strerror(errno));
   bool ok = true;
-  auto put = [&](const void* p, size_t len) {
-    const char* c = static_cast<const char*>(p);
-    while (ok && len) {
-      ssize_t w = write(fd, c, len);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        ok = false;
-        break;
-      }
-      c += w;
-      len -= static_cast<size_t>(w);
-    }
-  };
+  auto put = [&](const void* p, size_t len) { ok = ok && WriteFully(fd, p, len); };
   int err = 0;
   if (prefix) put(stream.data, prefix);
   std::string header = full.Header();

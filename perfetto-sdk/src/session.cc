@@ -547,19 +547,11 @@ void SessionCore::SetStreamStart(size_t n) {
 
 bool SessionCore::WriteAll(const void* data, size_t n) {
   if (!io_status.ok()) return false;
-  const char* p = static_cast<const char*>(data);
-  while (n) {
-    ssize_t r = write(fd_, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      io_status = Status::Error(kIoError, std::string("writing the trace failed: ") +
-                                                (r < 0 ? std::strerror(errno) : "short write"));
-      return false;
-    }
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
+  errno = 0;
+  if (WriteFully(fd_, data, n)) return true;
+  io_status = Status::Error(kIoError, std::string("writing the trace failed: ") +
+                                          (errno ? std::strerror(errno) : "short write"));
+  return false;
 }
 
 namespace {
