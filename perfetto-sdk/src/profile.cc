@@ -214,8 +214,7 @@ namespace {
 // general path writes). False when anything is otherwise.
 inline bool Plain(ThreadWriter* w) {
   return IsTracing() && w->generation == g_generation.load(std::memory_order_relaxed) && w->session &&
-         !w->need_reset && !w->reset_requested.load(std::memory_order_relaxed) &&
-         w->cap - w->pos >= kPacketBase && w->incremental_ts && w->ts_unit == 1;
+         Prepared(w, kPacketBase) && w->incremental_ts && w->ts_unit == 1;
 }
 
 void FuncEnterGeneral(uint32_t func, const void* key);

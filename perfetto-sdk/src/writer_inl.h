@@ -69,13 +69,14 @@ struct PacketScope {
 // Makes room for `bound` bytes and (re)starts the incremental state when due.
 void PrepareSlow(ThreadWriter* w, size_t bound);
 
-// Makes sure `bound` bytes fit in the chunk and that the incremental state
-// is valid. The common case is two compares.
+// Whether `bound` bytes fit in the chunk and the incremental state is valid.
+inline bool Prepared(ThreadWriter* w, size_t bound) {
+  return !w->need_reset && !w->reset_requested.load(std::memory_order_relaxed) &&
+         w->cap - w->pos >= bound;
+}
+// Makes sure of it. The common case is a few compares.
 inline void Prepare(ThreadWriter* w, size_t bound) {
-  if (VPSDK_LIKELY(!w->need_reset &&
-                   !w->reset_requested.load(std::memory_order_relaxed) &&
-                   w->cap - w->pos >= bound))
-    return;
+  if (VPSDK_LIKELY(Prepared(w, bound))) return;
   PrepareSlow(w, bound);
 }
 
