@@ -51,15 +51,32 @@ static void name_thread(void) {
   else PyErr_Clear();
 }
 
+/* A code object's extra slots: CPython's _PyCodeObjectExtra (internal,
+ * the same from 3.6 to 3.13), read here without a call per event. Other
+ * versions go through _PyCode_GetExtra. */
+#if PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030E0000
+#define INLINE_EXTRA 1
+typedef struct {
+  Py_ssize_t ce_size;
+  void *ce_extras[1];
+} code_extra;
+#endif
+
+static inline void *code_extra_of(PyObject *code) {
+#ifdef INLINE_EXTRA
+  code_extra *e = (code_extra *)((PyCodeObject *)code)->co_extra;
+  return e && g_extra_index < e->ce_size ? e->ce_extras[g_extra_index] : NULL;
+#else
+  void *extra = NULL;
+  if (_PyCode_GetExtra(code, g_extra_index, &extra) < 0) PyErr_Clear();
+  return extra;
+#endif
+}
+
 /* The core's function id for `code` (0: not traced), decided once; -1
  * while deciding another one (no answer to keep). */
 static int64_t func_of(PyObject *code) {
-  void *extra = NULL;
-  if (_PyCode_GetExtra(code, g_extra_index, &extra) < 0) {
-    PyErr_Clear();
-    return 0;
-  }
-  uintptr_t v = (uintptr_t)extra;
+  uintptr_t v = (uintptr_t)code_extra_of(code);
   if (v && (v >> 33) == g_generation) return (uint32_t)(v >> 1);
   if (!g_decide || t_busy) return -1;
   /* The module name comes from the running frame's globals: in PY_START
@@ -186,34 +203,70 @@ static void c_exit(PyObject *callable) {
 
 /* --- sys.monitoring callbacks (3.12+) --------------------------------- */
 
+/* Each callback is an object of its own type with a vectorcall slot:
+ * sys.monitoring calls it directly, without a builtin function's wrapper
+ * (the recursion check and argument conversion of METH_FASTCALL). */
+typedef PyObject *(*callback_fn)(PyObject *const *args, Py_ssize_t n);
+typedef struct {
+  PyObject_HEAD
+  vectorcallfunc vectorcall;
+  callback_fn fn;
+  const char *name;
+} callback;
+
+static PyObject *callback_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+  return ((callback *)self)->fn(args, PyVectorcall_NARGS(nargsf));
+}
+
+static PyObject *callback_repr(PyObject *self) {
+  return PyUnicode_FromFormat("<vperfetto profile callback %s>", ((callback *)self)->name);
+}
+
+static PyTypeObject callback_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vperfetto._vperfetto_profile.callback",
+    .tp_basicsize = sizeof(callback),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(callback, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = callback_repr,
+};
+
 static PyObject *disable_or_none(int traced) {
   return Py_NewRef(traced == 0 && g_disable ? g_disable : Py_None);
 }
-static PyObject *m_start(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_start(PyObject *const *args, Py_ssize_t n) {
   if (n < 1) Py_RETURN_NONE;
   return disable_or_none(enter_code(args[0]));
 }
-static PyObject *m_end(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_end(PyObject *const *args, Py_ssize_t n) {
   if (n < 1) Py_RETURN_NONE;
   return disable_or_none(exit_code(args[0]));
 }
 /* PY_THROW and PY_UNWIND cannot be disabled: always None. */
-static PyObject *m_throw(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_throw(PyObject *const *args, Py_ssize_t n) {
   if (n >= 1) enter_code(args[0]);
   Py_RETURN_NONE;
 }
-static PyObject *m_unwind(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_unwind(PyObject *const *args, Py_ssize_t n) {
   if (n >= 1) exit_code(args[0]);
   Py_RETURN_NONE;
 }
-static PyObject *m_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_call(PyObject *const *args, Py_ssize_t n) {
   if (n >= 3) c_enter(args[2]);
   Py_RETURN_NONE;
 }
-static PyObject *m_c_return(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+static PyObject *m_c_return(PyObject *const *args, Py_ssize_t n) {
   if (n >= 3) c_exit(args[2]);
   Py_RETURN_NONE;
 }
+
+static const struct {
+  const char *name;
+  callback_fn fn;
+} callbacks[] = {{"py_start", m_start}, {"py_return", m_end}, {"py_throw", m_throw},
+                 {"py_unwind", m_unwind}, {"call", m_call}, {"c_return", m_c_return}};
 
 /* --- the C profile function (3.10, 3.11) ------------------------------ */
 
@@ -295,19 +348,12 @@ static PyObject *f_thread_named(PyObject *m, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
-#define FAST(f) (PyCFunction)(void (*)(void))f, METH_FASTCALL
 static PyMethodDef methods[] = {
     {"init", f_init, METH_VARARGS, NULL},
     {"configure", f_configure, METH_VARARGS, NULL},
     {"set_profile_all", f_set_profile_all, METH_O, NULL},
     {"thread_hook", f_thread_hook, METH_VARARGS, NULL},
     {"thread_named", f_thread_named, METH_NOARGS, NULL},
-    {"py_start", FAST(m_start), NULL},
-    {"py_return", FAST(m_end), NULL},
-    {"py_throw", FAST(m_throw), NULL},
-    {"py_unwind", FAST(m_unwind), NULL},
-    {"call", FAST(m_call), NULL},
-    {"c_return", FAST(m_c_return), NULL},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_vperfetto_profile", NULL, -1,
@@ -319,5 +365,22 @@ PyMODINIT_FUNC PyInit__vperfetto_profile(void) {
     if (g_extra_index < 0) return NULL;
     if (pthread_key_create(&g_calls_key, free) != 0) return PyErr_NoMemory();
   }
-  return PyModule_Create(&module);
+  if (PyType_Ready(&callback_type) < 0) return NULL;
+  PyObject *m = PyModule_Create(&module);
+  if (!m) return NULL;
+  for (size_t i = 0; i < sizeof(callbacks) / sizeof(callbacks[0]); i++) {
+    callback *c = PyObject_New(callback, &callback_type);
+    if (!c) goto fail;
+    c->vectorcall = callback_vectorcall;
+    c->fn = callbacks[i].fn;
+    c->name = callbacks[i].name;
+    if (PyModule_AddObject(m, callbacks[i].name, (PyObject *)c) < 0) {
+      Py_DECREF(c);
+      goto fail;
+    }
+  }
+  return m;
+fail:
+  Py_DECREF(m);
+  return NULL;
 }

@@ -34,7 +34,7 @@ void SleepUs(uint64_t us) {
 
 // --- the TSC-backed BOOTTIME -------------------------------------------------
 
-thread_local TscAnchor t_tsc_anchor __attribute__((tls_model("initial-exec")));
+__thread TscAnchor t_tsc_anchor __attribute__((tls_model("initial-exec")));
 
 namespace {
 

@@ -243,7 +243,6 @@ class ThreadWriter {
   // Incremental state.
   bool need_reset = true;
   bool first_packet = true;
-  std::atomic<bool> reset_requested{false};
   std::atomic<bool> packets_lost{false};
   uint32_t epoch = 1;
   // Timestamps (writer_inl.h): the session's encoding, taken at each reset,
@@ -251,6 +250,7 @@ class ThreadWriter {
   // incremental clock a packet carries the delta from it.
   bool incremental_ts = false;
   uint32_t ts_unit = 1;
+  bool plain_ts = false;  // incremental_ts in units of 1 ns: profile.cc's fused path
   uint64_t last_ts = 0;
   std::vector<uint32_t> name_seen, arg_seen, track_seen;
   std::vector<uint32_t> track_serial;  // TrackInfo::serial when described
@@ -259,6 +259,7 @@ class ThreadWriter {
   // Whole-program tracing (profile.cc): the calls entered on this thread,
   // innermost last, and the functions described on this sequence.
   struct Frame {
+    Frame() {}  // frames.emplace_back() leaves it for the caller to fill
     uint32_t func;
     uint32_t state;   // kFrame* in profile.cc
     uint64_t ts;      // entry time, for calls still deciding (min duration)
@@ -281,7 +282,8 @@ class ThreadWriter {
 };
 
 extern std::atomic<uint32_t> g_generation;
-extern thread_local ThreadWriter* t_writer __attribute__((tls_model("initial-exec")));
+// `__thread`: no initialisation check at each use (a pointer, zero at start).
+extern __thread ThreadWriter* t_writer __attribute__((tls_model("initial-exec")));
 
 // Binds the calling thread's writer to the current session; nullptr when no
 // session records.

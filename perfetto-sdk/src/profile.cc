@@ -65,15 +65,17 @@ void MakeTail(FuncInfo* f, uint32_t id) {
   f->tail_len = static_cast<uint8_t>(t + (q - te) - f->tail);
 }
 
-// A packet made of its timestamp delta, the sequence id and `tail`, when
-// the delta is a plain one (incremental clock in ns, forward): false
-// otherwise, and nothing written. Room was made by the caller.
-inline bool WriteFastPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, size_t tail_len) {
-  if (!w->incremental_ts || ts < w->last_ts || w->ts_unit != 1) return false;
+// A packet made of its timestamp delta, the sequence id and `tail`, on a
+// writer whose clock is incremental in ns (Plain()): false when the time went
+// back (then it is written absolute, by the general path), and nothing
+// written. Room was made by the caller.
+inline bool WritePlainPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, size_t tail_len) {
+  uint64_t last = w->last_ts;
+  if (VPSDK_UNLIKELY(ts < last)) return false;
   uint8_t* start = w->buf + w->pos;
   uint8_t* p = start + 2;
   *p++ = static_cast<uint8_t>(TP::kTimestamp << 3);
-  p = proto::WriteVarint(ts - w->last_ts, p);
+  p = proto::WriteVarint(ts - last, p);
   *p++ = static_cast<uint8_t>(TP::kTrustedPacketSequenceId << 3);
   p = proto::WriteVarint(w->sequence_id, p);
   std::memcpy(p, tail, kTailBytes);  // whole: a fixed-size copy (the chunk has kPacketBase free)
@@ -85,6 +87,12 @@ inline bool WriteFastPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, s
   w->last_ts = ts;
   w->Publish(p);
   return true;
+}
+
+// The same on any writer: false also when its clock is not incremental in ns.
+inline bool WriteFastPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, size_t tail_len) {
+  if (!w->incremental_ts || w->ts_unit != 1) return false;
+  return WritePlainPacket(w, ts, tail, tail_len);
 }
 
 // A function's event-name iid is its name's InternString() id (small: a
@@ -214,7 +222,7 @@ namespace {
 // general path writes). False when anything is otherwise.
 inline bool Plain(ThreadWriter* w) {
   return IsTracing() && w->generation == g_generation.load(std::memory_order_relaxed) && w->session &&
-         Prepared(w, kPacketBase) && w->incremental_ts && w->ts_unit == 1;
+         Prepared(w, kPacketBase) && w->plain_ts;
 }
 
 void FuncEnterGeneral(uint32_t func, const void* key);
@@ -228,8 +236,8 @@ void FuncEnter(uint32_t func, const void* key) {
   if (VPSDK_LIKELY(w && g_every_call.load(std::memory_order_relaxed) && Plain(w) &&
                    (f = LookupFunc(func)) != nullptr && Seen(w->func_seen, func, w->epoch))) {
     uint64_t ts = FastBootTimeNs();
-    if (VPSDK_LIKELY(WriteFastPacket(w, ts, f->tail, f->tail_len))) {
-      ThreadWriter::Frame& fr = w->frames.emplace_back();
+    if (VPSDK_LIKELY(WritePlainPacket(w, ts, f->tail, f->tail_len))) {
+      ThreadWriter::Frame& fr = w->frames.emplace_back();  // not zeroed first (Frame())
       fr.func = func;
       fr.state = kFrameWritten;
       fr.ts = ts;
@@ -244,7 +252,7 @@ void FuncExit() {
   ThreadWriter* w = t_writer;
   if (VPSDK_LIKELY(w && !w->frames.empty() && w->frames.back().state == kFrameWritten && Plain(w))) {
     uint64_t now = FastBootTimeNs();
-    if (VPSDK_LIKELY(WriteFastPacket(w, now, kEndTail, kEndTailLen))) {
+    if (VPSDK_LIKELY(WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
       w->frames.pop_back();
       return;
     }
@@ -254,8 +262,18 @@ void FuncExit() {
 
 bool FuncExitKeyed(const void* key) {
   ThreadWriter* w = t_writer;
-  if (!w || w->frames.empty() || w->frames.back().key != key) return false;
-  FuncExit();
+  if (!w || w->frames.empty()) return false;
+  const ThreadWriter::Frame& top = w->frames.back();
+  if (top.key != key) return false;
+  // FuncExit() without its first checks again.
+  if (VPSDK_LIKELY(top.state == kFrameWritten && Plain(w))) {
+    uint64_t now = FastBootTimeNs();
+    if (VPSDK_LIKELY(WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
+      w->frames.pop_back();
+      return true;
+    }
+  }
+  FuncExitGeneral();
   return true;
 }
 

@@ -24,7 +24,7 @@ namespace vpsdk {
 
 std::atomic<uint8_t> g_category_enabled[kMaxCategories];
 std::atomic<uint32_t> g_generation{1};
-thread_local ThreadWriter* t_writer __attribute__((tls_model("initial-exec"))) = nullptr;
+__thread ThreadWriter* t_writer __attribute__((tls_model("initial-exec"))) = nullptr;
 
 void RegistryForkPrepare();
 void RegistryForkParent();
@@ -190,7 +190,6 @@ ThreadWriter* BindWriterSlow() {
   s->AcquireChunk(w, 0);
   w->need_reset = true;
   w->first_packet = true;
-  w->reset_requested.store(false, std::memory_order_relaxed);
   w->packets_lost.store(false, std::memory_order_relaxed);
   w->depth = 0;
   ForgetFrames(w);

@@ -52,6 +52,7 @@ void WriteReset(ThreadWriter* w, const std::string& pname) {
   uint32_t unit = cfg.timestamp_unit_ns ? cfg.timestamp_unit_ns : 1;
   w->incremental_ts = incremental;
   w->ts_unit = unit;
+  w->plain_ts = incremental && unit == 1;
   w->last_ts = ts;
   {
     PacketScope p(w, ts);  // incremental: a delta of 0 from the snapshot below
@@ -112,7 +113,6 @@ void WriteReset(ThreadWriter* w, const std::string& pname) {
 void PrepareSlowImpl(ThreadWriter* w, size_t bound) {
   std::string pname = ProcessName();
   size_t reset_bound = 3 * kPacketBase + pname.size() + w->name.size();
-  if (w->reset_requested.exchange(false, std::memory_order_relaxed)) w->need_reset = true;
   if (w->cap - w->pos < bound + (w->need_reset ? reset_bound : 0))
     MakeRoom(w, bound + reset_bound);
   if (w->need_reset) WriteReset(w, pname);

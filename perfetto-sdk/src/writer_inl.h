@@ -71,8 +71,7 @@ void PrepareSlow(ThreadWriter* w, size_t bound);
 
 // Whether `bound` bytes fit in the chunk and the incremental state is valid.
 inline bool Prepared(ThreadWriter* w, size_t bound) {
-  return !w->need_reset && !w->reset_requested.load(std::memory_order_relaxed) &&
-         w->cap - w->pos >= bound;
+  return !w->need_reset && w->cap - w->pos >= bound;
 }
 // Makes sure of it. The common case is a few compares.
 inline void Prepare(ThreadWriter* w, size_t bound) {

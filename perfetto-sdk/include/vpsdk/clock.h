@@ -51,14 +51,16 @@ inline uint64_t ReadTsc() {
 // ns-per-tick rate is measured against CLOCK_BOOTTIME over the longest span
 // seen (no calibration spin: the first 2 ms read the clock). Never goes
 // back on a thread.
+// Plain data, zero at thread start: `__thread` needs no initialisation
+// check at each use (an `extern thread_local` does).
 struct TscAnchor {
-  uint64_t tsc = 0;
-  uint64_t ns = 0;
-  uint64_t span = 0;  // ticks this anchor serves; 0: re-anchor
-  uint64_t mult = 0;  // ns per tick, 32.32 fixed point
-  uint64_t last = 0;  // the last reading returned
+  uint64_t tsc;
+  uint64_t ns;
+  uint64_t span;  // ticks this anchor serves; 0: re-anchor
+  uint64_t mult;  // ns per tick, 32.32 fixed point
+  uint64_t last;  // the last reading returned
 };
-extern thread_local TscAnchor t_tsc_anchor __attribute__((tls_model("initial-exec")));
+extern __thread TscAnchor t_tsc_anchor __attribute__((tls_model("initial-exec")));
 uint64_t FastBootTimeSlow(uint64_t tsc);
 
 inline uint64_t FastBootTimeNs() {
