@@ -333,19 +333,10 @@ uint32_t vp_func_register(const char* name, size_t name_len, const char* file, s
     return 0;
   }
 }
-void vp_func_enter(uint32_t func) {
-  try {
-    vpsdk::FuncEnter(func);
-  } catch (...) {  // a frame that could not be kept (out of memory)
-  }
-}
+// The profile calls throw nothing (profile.cc's general paths catch).
+void vp_func_enter(uint32_t func) { vpsdk::FuncEnter(func); }
 void vp_func_exit(void) { vpsdk::FuncExit(); }
-void vp_func_enter_keyed(uint32_t func, const void* key) {
-  try {
-    vpsdk::FuncEnter(func, key);
-  } catch (...) {  // a frame that could not be kept (out of memory)
-  }
-}
+void vp_func_enter_keyed(uint32_t func, const void* key) { vpsdk::FuncEnter(func, key); }
 int32_t vp_func_exit_keyed(const void* key) { return vpsdk::FuncExitKeyed(key) ? 1 : 0; }
 void vp_profile_set_options(uint64_t min_duration_ns, uint32_t max_depth) {
   vpsdk::SetProfileOptions(min_duration_ns, max_depth);

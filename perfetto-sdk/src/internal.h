@@ -209,6 +209,51 @@ class SessionCore {
 
 // --- the per-thread writer ----------------------------------------------------
 
+// A call entered on a thread (whole-program tracing, profile.cc).
+struct CallFrame {
+  uint32_t func;
+  uint32_t state;   // kFrame* in profile.cc
+  uint64_t ts;      // entry time, for calls still deciding (min duration)
+  const void* key;  // vp_func_enter_keyed's (nullptr: none)
+};
+
+// The calls entered on a thread, innermost last. Unlike a std::vector, a
+// push where there is room (Room(), PushInRoom()) has no growth path in it:
+// profile.cc's fused enter makes no call at all.
+class CallStack {
+ public:
+  CallStack() = default;
+  CallStack(const CallStack&) = delete;
+  CallStack& operator=(const CallStack&) = delete;
+  ~CallStack() { std::free(data_); }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  bool Room() const { return size_ < cap_; }
+  CallFrame& back() { return data_[size_ - 1]; }
+  CallFrame& operator[](size_t i) { return data_[i]; }
+  CallFrame* begin() { return data_; }
+  CallFrame* end() { return data_ + size_; }
+  void pop_back() { size_--; }
+  CallFrame& PushInRoom() { return data_[size_++]; }
+  // Grows when full; false (nothing pushed) when out of memory.
+  CallFrame* Push() {
+    if (size_ == cap_) {
+      size_t cap = cap_ ? 2 * size_t{cap_} : 64;
+      if (cap > UINT32_MAX) return nullptr;
+      void* p = std::realloc(data_, cap * sizeof(CallFrame));
+      if (!p) return nullptr;
+      data_ = static_cast<CallFrame*>(p);
+      cap_ = static_cast<uint32_t>(cap);
+    }
+    return &data_[size_++];
+  }
+
+ private:
+  CallFrame* data_ = nullptr;
+  uint32_t size_ = 0;
+  uint32_t cap_ = 0;
+};
+
 class ThreadWriter {
  public:
   ThreadWriter();
@@ -258,14 +303,8 @@ class ThreadWriter {
 
   // Whole-program tracing (profile.cc): the calls entered on this thread,
   // innermost last, and the functions described on this sequence.
-  struct Frame {
-    Frame() {}  // frames.emplace_back() leaves it for the caller to fill
-    uint32_t func;
-    uint32_t state;   // kFrame* in profile.cc
-    uint64_t ts;      // entry time, for calls still deciding (min duration)
-    const void* key;  // vp_func_enter_keyed's (nullptr: none)
-  };
-  std::vector<Frame> frames;
+  using Frame = CallFrame;
+  CallStack frames;
   std::vector<uint32_t> func_seen;
 
   // Slice nesting on the thread track: which begins were recorded.

@@ -225,61 +225,60 @@ inline bool Plain(ThreadWriter* w) {
          Prepared(w, kPacketBase) && w->plain_ts;
 }
 
-void FuncEnterGeneral(uint32_t func, const void* key);
-void FuncExitGeneral();
+// Out of memory in these (a description, a chunk, a frame) loses that
+// event, never the program: nothing is thrown out of the C calls.
+[[gnu::noinline]] void FuncEnterGeneral(uint32_t func, const void* key) noexcept;
+[[gnu::noinline]] bool FuncExitGeneral() noexcept;
 
 }  // namespace
 
+// The common case makes no call: anything else (the clock's anchor due, a
+// full call stack, a function not yet described) goes to the general path,
+// as a tail call.
 void FuncEnter(uint32_t func, const void* key) {
   ThreadWriter* w = t_writer;
   const FuncInfo* f;
-  if (VPSDK_LIKELY(w && g_every_call.load(std::memory_order_relaxed) && Plain(w) &&
-                   (f = LookupFunc(func)) != nullptr && Seen(w->func_seen, func, w->epoch))) {
-    uint64_t ts = FastBootTimeNs();
-    if (VPSDK_LIKELY(WritePlainPacket(w, ts, f->tail, f->tail_len))) {
-      ThreadWriter::Frame& fr = w->frames.emplace_back();  // not zeroed first (Frame())
-      fr.func = func;
-      fr.state = kFrameWritten;
-      fr.ts = ts;
-      fr.key = key;
-      return;
-    }
+  uint64_t ts;
+  if (VPSDK_LIKELY(w && g_every_call.load(std::memory_order_relaxed) && Plain(w) && w->frames.Room() &&
+                   (f = LookupFunc(func)) != nullptr && Seen(w->func_seen, func, w->epoch) &&
+                   FastBootTimeTry(&ts) && WritePlainPacket(w, ts, f->tail, f->tail_len))) {
+    CallFrame& fr = w->frames.PushInRoom();
+    fr.func = func;
+    fr.state = kFrameWritten;
+    fr.ts = ts;
+    fr.key = key;
+    return;
   }
   FuncEnterGeneral(func, key);
 }
 
 void FuncExit() {
   ThreadWriter* w = t_writer;
-  if (VPSDK_LIKELY(w && !w->frames.empty() && w->frames.back().state == kFrameWritten && Plain(w))) {
-    uint64_t now = FastBootTimeNs();
-    if (VPSDK_LIKELY(WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
-      w->frames.pop_back();
-      return;
-    }
+  uint64_t now;
+  if (VPSDK_LIKELY(w && !w->frames.empty() && w->frames.back().state == kFrameWritten && Plain(w) &&
+                   FastBootTimeTry(&now) && WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
+    w->frames.pop_back();
+    return;
   }
   FuncExitGeneral();
 }
 
 bool FuncExitKeyed(const void* key) {
   ThreadWriter* w = t_writer;
-  if (!w || w->frames.empty()) return false;
-  const ThreadWriter::Frame& top = w->frames.back();
-  if (top.key != key) return false;
+  if (!w || w->frames.empty() || w->frames.back().key != key) return false;
   // FuncExit() without its first checks again.
-  if (VPSDK_LIKELY(top.state == kFrameWritten && Plain(w))) {
-    uint64_t now = FastBootTimeNs();
-    if (VPSDK_LIKELY(WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
-      w->frames.pop_back();
-      return true;
-    }
+  uint64_t now;
+  if (VPSDK_LIKELY(w->frames.back().state == kFrameWritten && Plain(w) && FastBootTimeTry(&now) &&
+                   WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
+    w->frames.pop_back();
+    return true;
   }
-  FuncExitGeneral();
-  return true;
+  return FuncExitGeneral();
 }
 
 namespace {
 
-void FuncEnterGeneral(uint32_t func, const void* key) {
+void FuncEnterGeneralImpl(uint32_t func, const void* key) {
   ThreadWriter* w;
   uint32_t state = kFrameSkipped;
   uint64_t ts = 0;
@@ -300,14 +299,25 @@ void FuncEnterGeneral(uint32_t func, const void* key) {
   }
   // Field by field: a Frame built aside and copied whole stalls on the
   // store forwarding of its 16 bytes.
-  ThreadWriter::Frame& fr = w->frames.emplace_back();
-  fr.func = func;
-  fr.state = state;
-  fr.ts = ts;
-  fr.key = key;
+  CallFrame* fr = w->frames.Push();
+  if (VPSDK_UNLIKELY(!fr)) {  // a call that cannot be kept: it ends at once (its end ends nothing)
+    if (state == kFrameWritten) WriteSliceEnd(w, ts);
+    return;
+  }
+  fr->func = func;
+  fr->state = state;
+  fr->ts = ts;
+  fr->key = key;
 }
 
-void FuncExitGeneral() {
+void FuncEnterGeneral(uint32_t func, const void* key) noexcept {
+  try {
+    FuncEnterGeneralImpl(func, key);
+  } catch (...) {
+  }
+}
+
+void FuncExitGeneralImpl() {
   ThreadWriter* w = t_writer;
   if (VPSDK_UNLIKELY(!w) || w->frames.empty()) return;
   if (w->frames.back().state == kFrameSkipped || !IsTracing() || CurrentWriter() != w) {
@@ -333,6 +343,15 @@ void FuncExitGeneral() {
   w->frames.pop_back();
   Prepare(w, kPacketBase);
   if (!WriteFastPacket(w, now, kEndTail, kEndTailLen)) WriteSliceEnd(w, now);
+}
+
+// True: FuncExitKeyed()'s answer (its key matched).
+bool FuncExitGeneral() noexcept {
+  try {
+    FuncExitGeneralImpl();
+  } catch (...) {
+  }
+  return true;
 }
 
 }  // namespace

@@ -63,6 +63,25 @@ struct TscAnchor {
 extern __thread TscAnchor t_tsc_anchor __attribute__((tls_model("initial-exec")));
 uint64_t FastBootTimeSlow(uint64_t tsc);
 
+// FastBootTimeNs() when the thread's anchor serves (true, with the time in
+// `*ns`); false when it is due again (every ms) or there is no TSC: then
+// FastBootTimeNs() does it. For callers whose common case makes no call.
+inline bool FastBootTimeTry(uint64_t* ns) {
+#if VPSDK_HAS_TSC
+  TscAnchor& a = t_tsc_anchor;
+  uint64_t d = __rdtsc() - a.tsc;
+  if (__builtin_expect(d >= a.span, 0)) return false;
+  uint64_t n = a.ns + static_cast<uint64_t>((static_cast<unsigned __int128>(d) * a.mult) >> 32);
+  if (__builtin_expect(n < a.last, 0)) n = a.last;
+  a.last = n;
+  *ns = n;
+  return true;
+#else
+  (void)ns;
+  return false;
+#endif
+}
+
 inline uint64_t FastBootTimeNs() {
 #if VPSDK_HAS_TSC
   TscAnchor& a = t_tsc_anchor;
