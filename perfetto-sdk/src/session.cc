@@ -211,6 +211,9 @@ void MakeRoom(ThreadWriter* w, size_t need) {
 namespace {
 
 constexpr uint64_t kPacketMask = (uint64_t{1} << kPacketBits) - 1;
+enum : uint8_t { kNotPopulated = 0, kPopulating = 1, kPopulated = 2 };
+// How many chunks the prefaulter keeps ready ahead of the writers.
+constexpr size_t kPrefaultAhead = 8;
 #ifdef MADV_POPULATE_WRITE
 constexpr int kMadvPopulateWrite = MADV_POPULATE_WRITE;
 #else
@@ -240,6 +243,7 @@ SessionCore::SessionCore(const SessionConfig& c, int fd, uint32_t gen)
 }
 
 SessionCore::~SessionCore() {
+  StopPrefaulter();
   if (fd_ >= 0) close(fd_);
   if (image_fd_ >= 0) close(image_fd_);
   // No writer holds the session any more, so none writes into the pool.
@@ -378,10 +382,12 @@ void SessionCore::AcquireChunk(ThreadWriter* w, size_t need) {
     ch.state.store(image::kChunkWriting, std::memory_order_release);
     // The chunk's pages faulted in with one call instead of one fault per
     // page on the hot path (Linux 5.14+; elsewhere a no-op error).
-    if (!populated_[idx]) {
+    if (populated_[idx] != kPopulated) {  // (the prefaulter may be at it too: harmless)
       madvise(ChunkData(idx), chunk_size, kMadvPopulateWrite);
-      populated_[idx] = 1;
+      if (populated_[idx] == kNotPopulated) populated_count_++;
+      populated_[idx] = kPopulated;
     }
+    if (prefault_waiting_) prefault_cv_.notify_one();  // one chunk fewer ahead
     w->chunk = idx;
     w->buf = ChunkData(idx);
     w->cap = chunk_size;
@@ -526,6 +532,47 @@ void SessionCore::StartFlusher() {
       for (auto& w : writers) Scrape(w.get());
     }
   });
+}
+
+void SessionCore::StartPrefaulter() {
+  if (num_chunks == 0) return;
+  prefaulter_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!prefault_stop_ && !stopped && populated_count_ < num_chunks) {
+      // Writers take free chunks from the back of free_ (and, once a ring
+      // has none, the oldest complete one, populated long ago).
+      uint32_t idx = image::kNoChunk;
+      size_t n = free_.size();
+      for (size_t j = 0; j < std::min(n, kPrefaultAhead) && idx == image::kNoChunk; j++)
+        if (populated_[free_[n - 1 - j]] == kNotPopulated) idx = free_[n - 1 - j];
+      if (idx == image::kNoChunk) {
+        prefault_waiting_ = true;
+        prefault_cv_.wait(lock);
+        prefault_waiting_ = false;
+        continue;
+      }
+      populated_[idx] = kPopulating;
+      lock.unlock();
+      int r = madvise(ChunkData(idx), chunk_size, kMadvPopulateWrite);
+      lock.lock();
+      if (r != 0) break;  // not supported here (Linux < 5.14): the writers fault pages in
+      if (populated_[idx] == kPopulating) {
+        populated_[idx] = kPopulated;
+        populated_count_++;
+      }
+    }
+  });
+}
+
+void SessionCore::StopPrefaulter() {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    prefault_stop_ = true;
+    t = std::move(prefaulter_);
+  }
+  prefault_cv_.notify_all();
+  if (t.joinable()) t.join();
 }
 
 void SessionCore::StopFlusher() {
@@ -882,6 +929,7 @@ Status Session::Start(const SessionConfig& cfg, std::unique_ptr<Session>* out) {
   }
   core->SetStreamStart(header.size());
   core->StartFlusher();
+  core->StartPrefaulter();
   g_current = core;
   ApplyCategoryFlagsLocked(&core->cfg);
   out->reset(new Session(std::move(core)));
@@ -918,6 +966,7 @@ Status Session::Stop() {
     }
   }
   core_->StopFlusher();
+  core_->StopPrefaulter();
   std::lock_guard<std::mutex> lock(core_->mu);
   if (core_->stopped) return core_->io_status;
   core_->stopped = true;

@@ -60,6 +60,7 @@ void TestConcurrentStart();
 void TestFork();
 void TestStartStopRace();
 void TestThreadExitRace();
+void TestPrefaultAhead();
 
 // --- main ------------------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ const TestCase kTests[] = {
     {"fork", TestFork},
     {"start_stop_race", TestStartStopRace},
     {"thread_exit_race", TestThreadExitRace},
+    {"prefault_ahead", TestPrefaultAhead},
 };
 
 void RemoveTree(const std::string& dir) {
