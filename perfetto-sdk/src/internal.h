@@ -186,6 +186,7 @@ class SessionCore {
   };
   std::string TraceStatsPacket();
   void SyncStats();
+  void StopThread(std::thread* thread, bool* stop, std::condition_variable* cv);  // not under mu
   // Stream mode: writes [from, to) of w's chunk to the file, announced in
   // the image first.
   void StreamWrite(ThreadWriter* w, size_t from, size_t to);

@@ -564,27 +564,20 @@ void SessionCore::StartPrefaulter() {
   });
 }
 
-void SessionCore::StopPrefaulter() {
+// Tells one of the session's threads to stop (its flag, under mu) and joins it.
+void SessionCore::StopThread(std::thread* thread, bool* stop, std::condition_variable* cv) {
   std::thread t;
   {
     std::lock_guard<std::mutex> lock(mu);
-    prefault_stop_ = true;
-    t = std::move(prefaulter_);
+    *stop = true;
+    t = std::move(*thread);
   }
-  prefault_cv_.notify_all();
+  cv->notify_all();
   if (t.joinable()) t.join();
 }
 
-void SessionCore::StopFlusher() {
-  std::thread t;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    flusher_stop_ = true;
-    t = std::move(flusher_);
-  }
-  flush_cv_.notify_all();
-  if (t.joinable()) t.join();
-}
+void SessionCore::StopPrefaulter() { StopThread(&prefaulter_, &prefault_stop_, &prefault_cv_); }
+void SessionCore::StopFlusher() { StopThread(&flusher_, &flusher_stop_, &flush_cv_); }
 
 void SessionCore::SetStreamStart(size_t n) {
   std::lock_guard<std::mutex> lock(mu);
