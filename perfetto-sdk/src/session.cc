@@ -99,12 +99,18 @@ WriterHolder::~WriterHolder() {
   DetachWriter(writer.get(), /*hand_over=*/true);
 }
 
+// No thread of ours crosses a fork: the recording session's prefaulter
+// stops before it (a child of a multi-threaded process inherits the locks
+// its other threads held, and Python warns about it) and starts again in
+// the parent.
 void ForkPrepare() {
   g_mu.lock();
+  if (g_current) g_current->StopPrefaulter();
   RegistryForkPrepare();
 }
 void ForkParent() {
   RegistryForkParent();
+  if (g_current) g_current->ResumePrefaulter();
   g_mu.unlock();
 }
 void ForkChild() {
@@ -577,6 +583,14 @@ void SessionCore::StopThread(std::thread* thread, bool* stop, std::condition_var
 }
 
 void SessionCore::StopPrefaulter() { StopThread(&prefaulter_, &prefault_stop_, &prefault_cv_); }
+void SessionCore::ResumePrefaulter() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopped || prefaulter_.joinable()) return;
+    prefault_stop_ = false;
+  }
+  StartPrefaulter();
+}
 void SessionCore::StopFlusher() { StopThread(&flusher_, &flusher_stop_, &flush_cv_); }
 
 void SessionCore::SetStreamStart(size_t n) {
