@@ -390,8 +390,8 @@ void SessionCore::AcquireChunk(ThreadWriter* w, size_t need) {
     // page on the hot path (Linux 5.14+; elsewhere a no-op error).
     if (populated_[idx] != kPopulated) {  // (the prefaulter may be at it too: harmless)
       madvise(ChunkData(idx), chunk_size, kMadvPopulateWrite);
-      if (populated_[idx] == kNotPopulated) populated_count_++;
-      populated_[idx] = kPopulated;
+      populated_[idx] = kPopulated;  // counted once: by whoever marks it populated first
+      populated_count_++;
     }
     if (prefault_waiting_) prefault_cv_.notify_one();  // one chunk fewer ahead
     w->chunk = idx;
