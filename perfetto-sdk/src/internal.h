@@ -247,7 +247,7 @@ class CallStack {
   CallFrame* end() { return data_ + size_; }
   void pop_back() { size_--; }
   CallFrame& PushInRoom() { return data_[size_++]; }
-  // Grows when full; false (nothing pushed) when out of memory.
+  // Grows when full; nullptr (nothing pushed) when out of memory.
   CallFrame* Push() {
     if (size_ == cap_) {
       size_t cap = cap_ ? 2 * size_t{cap_} : 64;

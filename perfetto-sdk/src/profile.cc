@@ -91,7 +91,7 @@ inline bool WritePlainPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, 
 
 // The same on any writer: false also when its clock is not incremental in ns.
 inline bool WriteFastPacket(ThreadWriter* w, uint64_t ts, const uint8_t* tail, size_t tail_len) {
-  if (!w->incremental_ts || w->ts_unit != 1) return false;
+  if (!w->plain_ts) return false;
   return WritePlainPacket(w, ts, tail, tail_len);
 }
 
@@ -252,27 +252,32 @@ void FuncEnter(uint32_t func, const void* key) {
   FuncEnterGeneral(func, key);
 }
 
-void FuncExit() {
-  ThreadWriter* w = t_writer;
-  uint64_t now;
-  if (VPSDK_LIKELY(w && !w->frames.empty() && w->frames.back().state == kFrameWritten && Plain(w) &&
-                   FastBootTimeTry(&now) && WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
-    w->frames.pop_back();
-    return;
-  }
-  FuncExitGeneral();
-}
+namespace {
 
-bool FuncExitKeyed(const void* key) {
-  ThreadWriter* w = t_writer;
-  if (!w || w->frames.empty() || w->frames.back().key != key) return false;
-  // FuncExit() without its first checks again.
+// The common case of ending the innermost call (w has one): its begin
+// written, the end written here. False when anything is otherwise.
+inline bool EndInnermostPlain(ThreadWriter* w) {
   uint64_t now;
   if (VPSDK_LIKELY(w->frames.back().state == kFrameWritten && Plain(w) && FastBootTimeTry(&now) &&
                    WritePlainPacket(w, now, kEndTail, kEndTailLen))) {
     w->frames.pop_back();
     return true;
   }
+  return false;
+}
+
+}  // namespace
+
+void FuncExit() {
+  ThreadWriter* w = t_writer;
+  if (VPSDK_LIKELY(w && !w->frames.empty() && EndInnermostPlain(w))) return;
+  FuncExitGeneral();
+}
+
+bool FuncExitKeyed(const void* key) {
+  ThreadWriter* w = t_writer;
+  if (!w || w->frames.empty() || w->frames.back().key != key) return false;
+  if (VPSDK_LIKELY(EndInnermostPlain(w))) return true;
   return FuncExitGeneral();
 }
 
