@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import vperfetto
 from vperfetto.merge import merge
 from conftest import SHARED, load_trace, pb2
 
@@ -140,3 +141,60 @@ def test_unchanged_main_copied_as_a_range(tmp_path):
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
     merge(host=cut, guests={"vm": SDK / "guest.pftrace"}, output=fifo)
     assert reader.communicate(timeout=60)[0] == got
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm here")
+def test_main_copied_from_another_filesystem(tmp_path):
+    # Where copy_file_range cannot go (from another kind of filesystem: a
+    # tmpfs into this one), the main side goes through a buffer, at its
+    # place, while the moved side is written after it.
+    if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is on the same filesystem as the test's files")
+    host = tmp_path / "h.pftrace"
+    _big_monotonic_guest(host, n=50_000)  # MB: several buffers
+    guest = tmp_path / "g.pftrace"
+    _big_monotonic_guest(guest, n=50_000)
+    expected = _merge_bytes(tmp_path, 1, host=host, guests={"vm": guest}, time_diff_ns=7)[0]
+    assert expected[:host.stat().st_size] == host.read_bytes()
+    elsewhere = os.path.join("/dev/shm", f"vp-host-{os.getpid()}.pftrace")
+    try:
+        with open(elsewhere, "wb") as f:
+            f.write(host.read_bytes())
+        for threads in (1, 2):
+            out = tmp_path / f"o{threads}.pftrace"
+            merge(host=elsewhere, guests={"vm": guest}, output=out, threads=threads, time_diff_ns=7)
+            assert out.read_bytes() == expected
+    finally:
+        os.unlink(elsewhere)
+
+
+def _limited_merge(limit, args):
+    """The merge CLI with files limited to `limit` bytes (writes beyond fail
+    with EFBIG, SIGXFSZ ignored)."""
+    def preexec():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return subprocess.run([sys.executable, "-m", "vperfetto.merge", *args], capture_output=True,
+                          text=True, preexec_fn=preexec, timeout=120)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("where", ["main", "moved"])
+def test_write_failure_is_said_whatever_the_threads(tmp_path, threads, where):
+    # The output's filesystem refuses bytes past a size: in the main side's
+    # copy (on a thread of its own), or in the moved side's batches (written
+    # by the workers in turn). The failure is said (exit 2, one line), no
+    # output is left, nothing hangs.
+    guest, host = tmp_path / "g.pftrace", tmp_path / "h.pftrace"
+    _big_monotonic_guest(guest, n=60_000)
+    _big_monotonic_guest(host, n=30_000)
+    size = host.stat().st_size
+    limit = size // 2 if where == "main" else size + 200_000
+    out = tmp_path / "o.pftrace"
+    p = _limited_merge(limit, ["--host", str(host), "--guest", f"vm={guest}", "-o", str(out),
+                               "--time-diff", "7", "--threads", str(threads), "-q"])
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "too large" in p.stderr, p.stderr
+    assert set(os.listdir(tmp_path)) == {"g.pftrace", "h.pftrace"}

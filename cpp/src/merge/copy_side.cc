@@ -5,6 +5,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -20,12 +21,13 @@ struct Batch {
   Rewriter::SeqStates seqs;       // the sequences' state before it
   ByteBuffer out;
   Status status;
-  bool done = false;
+  bool rewritten = false;
+  bool done = false;  // rewritten, and written unless a batch before it failed
 };
 
 // Rewrites one batch with `rw` (any worker's: nothing of one batch carries
 // over to the next but what SetSequences() sets).
-void RewriteBatch(Rewriter& rw, const std::string& path, Batch& b) {
+void RewriteBatchOrThrow(Rewriter& rw, const std::string& path, Batch& b) {
   rw.SetSequences(b.seqs);
   ProtoDecoder d(b.in.data(), b.in.size());
   Field g;
@@ -42,11 +44,23 @@ void RewriteBatch(Rewriter& rw, const std::string& path, Batch& b) {
   }
 }
 
-// Worker threads taking batches from a queue; the caller collects them in
-// order.
+// The same, where no exception may leave (a worker's thread): running out
+// of memory is the batch's failure.
+void RewriteBatch(Rewriter& rw, const std::string& path, Batch& b) noexcept {
+  try {
+    RewriteBatchOrThrow(rw, path, b);
+  } catch (const std::bad_alloc&) {
+    b.status = Status::Error(vpsdk::kNoMemory, "out of memory rewriting '" + path + "'");
+  }
+}
+
+// Worker threads taking batches from a queue and writing them in order: the
+// one that finishes the oldest batch writes it, and the finished ones after
+// it, while its bytes are still in its core's cache (written by another
+// thread, they cost the kernel's copy several times more).
 class Pool {
  public:
-  Pool(const Transform& t, const std::string& path, unsigned n) : path_(path) {
+  Pool(const Transform& t, const std::string& path, OutputFile* out, unsigned n) : path_(path), out_(out) {
     // Every rewriter before any thread: the vector must not move under them.
     for (unsigned k = 0; k < n; k++) rewriters_.emplace_back(new Rewriter(t));
     for (unsigned k = 0; k < n; k++) threads_.emplace_back([this, k] { Run(*rewriters_[k]); });
@@ -63,9 +77,11 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(b);
+      order_.push_back(b);
     }
     work_.notify_one();
   }
+  // Until `b` is rewritten and written.
   void Wait(Batch* b) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [b] { return b->done; });
@@ -77,29 +93,50 @@ class Pool {
 
  private:
   void Run(Rewriter& rw) {
+    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      Batch* b;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        work_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        b = queue_.front();
-        queue_.pop_front();
-      }
+      work_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Batch* b = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
       RewriteBatch(rw, path_, *b);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        b->done = true;
+      lock.lock();
+      b->rewritten = true;
+      // The oldest batches that are rewritten, in order, by one thread at
+      // a time; none after a failure (the output is not kept).
+      if (writing_) continue;
+      writing_ = true;
+      while (!order_.empty() && order_.front()->rewritten) {
+        Batch* w = order_.front();
+        order_.pop_front();
+        lock.unlock();
+        if (!failed_ && w->status.ok() && out_) w->status = WriteOut(w->out);
+        if (!w->status.ok()) failed_ = true;
+        lock.lock();
+        w->done = true;
+        done_.notify_all();
       }
-      done_.notify_all();
+      writing_ = false;
+    }
+  }
+  Status WriteOut(const ByteBuffer& b) noexcept {
+    try {
+      return out_->Write(b.data(), b.size());
+    } catch (const std::bad_alloc&) {
+      return Status::Error(vpsdk::kNoMemory, "out of memory writing the output");
     }
   }
   const std::string& path_;
+  OutputFile* out_;
   std::vector<std::unique_ptr<Rewriter>> rewriters_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable work_, done_;
-  std::deque<Batch*> queue_;
+  std::deque<Batch*> queue_;  // to rewrite
+  std::deque<Batch*> order_;  // to write, in input order
+  bool writing_ = false;
+  bool failed_ = false;  // only read and written by the writing thread
   bool stop_ = false;
 };
 
@@ -140,7 +177,7 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
   if (t.Identity() && !in.gzip && in.packet_bytes == complete) {
     stats->packets_read = stats->packets_written = in.top_level_packets;
     progress->Add(complete);
-    return out ? out->CopyFrom(path, complete) : Status::Ok();
+    return out ? out->CopyFromInBackground(path, complete) : Status::Ok();
   }
   TraceReader r;
   Status st = r.Open(path);
@@ -154,7 +191,7 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
   std::unique_ptr<Rewriter> inline_rw;
   std::unique_ptr<Pool> pool;
   if (threads == 1) inline_rw.reset(new Rewriter(t));
-  else pool.reset(new Pool(t, path, threads));
+  else pool.reset(new Pool(t, path, out, threads));
   const size_t max_in_flight = threads == 1 ? 1 : 2 * threads;
 
   std::deque<std::unique_ptr<Batch>> in_flight;
@@ -163,9 +200,9 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
   // Writes (and recycles) the oldest batch once it is done.
   auto retire = [&]() -> Status {
     Batch* b = in_flight.front().get();
-    if (pool) pool->Wait(b);
+    if (pool) pool->Wait(b);  // (and written)
     Status s = b->status;
-    if (s.ok() && out) s = out->Write(b->out.data(), b->out.size());
+    if (!pool && s.ok() && out) s = out->Write(b->out.data(), b->out.size());
     spare.push_back(std::move(in_flight.front()));
     in_flight.pop_front();
     return s;
@@ -189,7 +226,7 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
     b->out.clear();
     b->offsets.clear();
     b->status = Status::Ok();
-    b->done = false;
+    b->rewritten = b->done = false;
     b->first_index = index;
     b->seqs = seqs.State();
     return b;

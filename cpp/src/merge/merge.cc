@@ -416,6 +416,10 @@ Status WriteSides(const MergeOptions& opt, const std::vector<Side*>& order,
     AlignmentRecord(guests, *order[0], seq_max + 1, used_uuids, &rec);
     st = out->Write(rec.data(), rec.size());
   }
+  if (out) {  // the main side, copied meanwhile
+    Status copied = out->FinishCopy();
+    if (st.ok()) st = copied;
+  }
   return st;
 }
 

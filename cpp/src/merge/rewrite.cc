@@ -574,6 +574,176 @@ void Rewriter::FtraceEvent(const Field& f, ByteBuffer* o, bool shift) {
   o->EndNested(n, f.size);
 }
 
+// FtraceEvent() and the StaleFtrace() check before it for the common event
+// (varint timestamp and pid, a payload whose pid, cpu and state fields are
+// varints, no print), in two steps: a walk that checks the event and notes
+// the fields to change, with no effect if it gives up (kGeneral: the general
+// path then does it all); then the new event, the bytes between the changed
+// fields copied as runs. The bytes are the general path's.
+Rewriter::FastEvent Rewriter::FtraceEventFast(const Field& f, ByteBuffer* o, bool shift, bool drop_stale) {
+  enum Kind : uint8_t { kTime, kPidField, kCpuField, kState, kOpen, kClose };
+  struct Edit {
+    const uint8_t* begin;  // the field's first byte (kOpen: its tag; kClose: the payload's end)
+    const uint8_t* end;    // the byte after it (kOpen: the payload's first)
+    uint64_t value;        // kOpen: the payload's size
+    uint32_t id;
+    Kind kind;
+  };
+  constexpr size_t kMaxEdits = 24;
+  Edit edits[kMaxEdits];
+  size_t n = 0;
+  auto note = [&](const uint8_t* b, const uint8_t* e, uint64_t v, uint32_t id, Kind k) {
+    if (n == kMaxEdits) return false;
+    edits[n++] = Edit{b, e, v, id, k};
+    return true;
+  };
+  // One field at p: its id, wire type, value (varint) or payload; false
+  // where the decoder would stop.
+  struct Parsed {
+    uint32_t id, type;
+    uint64_t v;
+    const uint8_t* data;
+    const uint8_t* next;
+  };
+  auto parse = [](const uint8_t* p, const uint8_t* end, Parsed* r) {
+    uint64_t tag;
+    p = proto::ReadVarint(p, end, &tag);
+    if (!p || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return false;
+    r->id = static_cast<uint32_t>(tag >> 3);
+    r->type = static_cast<uint32_t>(tag & 7);
+    switch (r->type) {
+      case proto::kVarint:
+        p = proto::ReadVarint(p, end, &r->v);
+        break;
+      case proto::kFixed64:
+        p = end - p >= 8 ? p + 8 : nullptr;
+        break;
+      case proto::kFixed32:
+        p = end - p >= 4 ? p + 4 : nullptr;
+        break;
+      case proto::kLengthDelimited:
+        p = proto::ReadVarint(p, end, &r->v);
+        if (p && r->v > static_cast<uint64_t>(end - p)) p = nullptr;
+        r->data = p;
+        if (p) p += r->v;
+        break;
+      default:
+        p = nullptr;
+    }
+    r->next = p;
+    return p != nullptr;
+  };
+
+  const uint8_t* p = f.data;
+  const uint8_t* end = f.data + f.size;
+  bool seen_ts = false;
+  while (p < end) {
+    Parsed g;
+    if (!parse(p, end, &g)) return FastEvent::kGeneral;
+    if (g.type != proto::kLengthDelimited) {
+      bool ts = g.id == fld::FtraceEvent::kTimestamp, pid = g.id == fld::FtraceEvent::kPid;
+      if ((ts || pid) && g.type != proto::kVarint) return FastEvent::kGeneral;
+      if (ts && !seen_ts) {
+        seen_ts = true;
+        if (drop_stale && g.v < t_.ftrace_valid_from) return FastEvent::kStale;
+      }
+      if ((ts && shift) || pid)
+        if (!note(p, g.next, g.v, g.id, ts ? kTime : kPidField)) return FastEvent::kGeneral;
+      p = g.next;
+      continue;
+    }
+    if (g.id == fld::FtraceEvent::kPrint) return FastEvent::kGeneral;
+    FtraceFieldMasks masks = FtraceMasks(g.id);
+    if (!t_.pid_offset) masks.pids = 0;
+    if (!t_.cpu_offset) masks.cpus = 0;
+    bool states = t_.translate_states && g.id == fld::FtraceEvent::kSchedSwitch;
+    if (states || masks.pids || masks.cpus) {
+      if (!note(p, g.data, g.v, g.id, kOpen)) return FastEvent::kGeneral;
+      const uint8_t* q = g.data;
+      const uint8_t* pend = g.data + g.v;
+      while (q < pend) {
+        Parsed h;
+        if (!parse(q, pend, &h)) return FastEvent::kGeneral;
+        if (h.type != proto::kLengthDelimited) {
+          bool edit = true;
+          Kind k = kState;
+          if (states && h.id == fld::SchedSwitch::kPrevState) k = kState;
+          else if (InMask(masks.pids, h.id)) k = kPidField;
+          else if (InMask(masks.cpus, h.id)) k = kCpuField;
+          else edit = false;
+          if (edit && (h.type != proto::kVarint || !note(q, h.next, h.v, h.id, k))) return FastEvent::kGeneral;
+        }
+        q = h.next;
+      }
+      if (!note(pend, pend, 0, g.id, kClose)) return FastEvent::kGeneral;
+    }
+    p = g.next;
+  }
+
+  // The new event: at most 10 bytes per changed field, 5 per length and 5
+  // per tag more than the input.
+  size_t start = o->size();
+  o->Reserve(start + f.size + 24 * (n + 2));
+  uint8_t* w = o->data() + start;
+  auto open = [&](uint32_t id, size_t hint) {
+    w = proto::WriteVarint(proto::MakeTag(id, proto::kLengthDelimited), w);
+    uint8_t* len_at = w;
+    w += ByteBuffer::LenWidth(hint);
+    return len_at;
+  };
+  auto close = [&](uint8_t* len_at, size_t hint) {
+    size_t wid = ByteBuffer::LenWidth(hint);
+    size_t len = static_cast<size_t>(w - len_at) - wid;
+    size_t need = ByteBuffer::LenWidth(len);
+    if (need != wid) {
+      std::memmove(len_at + need, len_at + wid, len);
+      w = w + need - wid;
+    }
+    proto::WriteVarint(len, len_at);
+  };
+  auto copy = [&](const uint8_t* a, const uint8_t* b) {
+    size_t k = static_cast<size_t>(b - a);
+    std::memcpy(w, a, k);
+    w += k;
+  };
+  uint8_t* outer = open(f.id, f.size);
+  uint8_t* inner = nullptr;
+  size_t inner_hint = 0;
+  const uint8_t* run = f.data;
+  for (size_t i = 0; i < n; i++) {
+    const Edit& e = edits[i];
+    if (e.kind == kOpen) {
+      copy(run, e.begin);
+      inner_hint = static_cast<size_t>(e.value);
+      inner = open(e.id, inner_hint);
+      run = e.end;
+      continue;
+    }
+    if (e.kind == kClose) {
+      copy(run, e.begin);
+      close(inner, inner_hint);
+      run = e.begin;
+      continue;
+    }
+    copy(run, e.begin);
+    uint64_t v;
+    bool to_ref;
+    switch (e.kind) {
+      case kTime: v = Time(clk::kBoottime, e.value, &to_ref); break;
+      case kPidField: v = Pid(e.value); break;
+      case kCpuField: v = Cpu(e.value); break;
+      default: v = TaskState(e.value); break;
+    }
+    w = proto::WriteVarint(proto::MakeTag(e.id, proto::kVarint), w);
+    w = proto::WriteVarint(v, w);
+    run = e.end;
+  }
+  copy(run, end);
+  close(outer, f.size);
+  o->resize(static_cast<size_t>(w - o->data()));
+  return FastEvent::kWritten;
+}
+
 void Rewriter::CompactSched(const Field& f, ByteBuffer* o, bool shift) {
   size_t n = o->BeginNested(f.id, f.size);
   Decoder d(f.data, f.size, &bad_);
@@ -698,9 +868,17 @@ void Rewriter::Ftrace(const Field& f, ByteBuffer* o) {
         o->ScalarField(g, Cpu(g.int_value));
         break;
       case fld::FtraceEventBundle::kEvent:
-        if (!IsLen(g)) o->AppendRaw(g);
-        else if (boot_clock && StaleFtrace(g)) stats_.stale_ftrace_events_dropped++;
-        else FtraceEvent(g, o, shift);
+        if (!IsLen(g)) {
+          o->AppendRaw(g);
+          break;
+        }
+        switch (FtraceEventFast(g, o, shift, boot_clock && t_.ftrace_valid_from)) {
+          case FastEvent::kWritten: break;
+          case FastEvent::kStale: stats_.stale_ftrace_events_dropped++; break;
+          case FastEvent::kGeneral:
+            if (boot_clock && StaleFtrace(g)) stats_.stale_ftrace_events_dropped++;
+            else FtraceEvent(g, o, shift);
+        }
         break;
       case fld::FtraceEventBundle::kCompactSched:
         if (!IsLen(g)) o->AppendRaw(g);

@@ -219,6 +219,8 @@ class Rewriter {
   void Snapshot(const Field& f, ByteBuffer* o, bool* dropped);
   void Ftrace(const Field& f, ByteBuffer* o);
   void FtraceEvent(const Field& f, ByteBuffer* o, bool shift);
+  enum class FastEvent { kWritten, kStale, kGeneral };
+  FastEvent FtraceEventFast(const Field& f, ByteBuffer* o, bool shift, bool drop_stale);
   bool StaleFtrace(const Field& f) const;
   void CompactSched(const Field& f, ByteBuffer* o, bool shift);
   void CompactSchedFiltered(const Field& f, ByteBuffer* o, bool shift);

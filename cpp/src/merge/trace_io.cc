@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <system_error>
 
 namespace vpmerge {
 
@@ -189,6 +190,7 @@ int TraceReader::Next(PacketView* pv) {
 // --- output ------------------------------------------------------------------------
 
 OutputFile::~OutputFile() {
+  if (copier_.joinable()) copier_.join();
   if (fd_ >= 0) close(fd_);
   if (!committed_ && !tmp_.empty()) unlink(tmp_.c_str());
 }
@@ -271,59 +273,99 @@ Status OutputFile::Write(const void* data, size_t n) {
     Status st = FlushBuffer();
     if (!st.ok()) return st;
   }
-  if (n >= (1u << 20) && buf_.size() == 0) return WriteAll(data, n);  // large: no copy
+  if (n >= (256u << 10) && buf_.size() == 0) return WriteAll(data, n);  // large: no copy
   buf_.Append(data, n);
   return Status::Ok();
 }
 
-Status OutputFile::CopyFrom(const std::string& path, uint64_t len) {
-  Status st = FlushBuffer();
-  if (!st.ok()) return st;
+namespace {
+// Copies `len` bytes of `path` from its start into `out` at `*out_off` (or
+// at out's file offset when null), in the kernel where it can.
+Status CopyRange(const std::string& path, uint64_t len, int out, off_t* out_off, const std::string& out_name) {
   int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return Status::Error(vpsdk::kIoError, Errno("cannot open '" + path + "'"));
+  off_t in_off = 0;
   uint64_t left = len;
   bool kernel = true;
+  auto fail = [&](const std::string& msg) {
+    close(in);
+    return Status::Error(vpsdk::kIoError, msg);
+  };
   while (left && kernel) {
-    ssize_t r = copy_file_range(in, nullptr, fd_, nullptr, static_cast<size_t>(std::min<uint64_t>(left, 1u << 30)), 0);
+    ssize_t r = copy_file_range(in, &in_off, out, out_off, static_cast<size_t>(std::min<uint64_t>(left, 1u << 30)), 0);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP ||
                   errno == EBADF || errno == EPERM)) {
       kernel = false;  // not between these files: the same through a buffer, from here
       break;
     }
-    if (r <= 0) {
-      Status e = Status::Error(vpsdk::kIoError, r < 0 ? Errno("copying '" + path + "'")
-                                                      : "'" + path + "' is shorter than it was");
-      close(in);
-      return e;
-    }
+    if (r <= 0) return fail(r < 0 ? Errno("copying '" + path + "'") : "'" + path + "' is shorter than it was");
     left -= static_cast<uint64_t>(r);
   }
   ByteBuffer b;
   b.resize(1u << 20);
   while (left) {
-    ssize_t r = read(in, b.data(), static_cast<size_t>(std::min<uint64_t>(left, b.size())));
+    ssize_t r = pread(in, b.data(), static_cast<size_t>(std::min<uint64_t>(left, b.size())), in_off);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      Status e = Status::Error(vpsdk::kIoError, r < 0 ? Errno("reading '" + path + "'")
-                                                      : "'" + path + "' is shorter than it was");
-      close(in);
-      return e;
-    }
-    st = WriteAll(b.data(), static_cast<size_t>(r));
-    if (!st.ok()) {
-      close(in);
-      return st;
-    }
+    if (r <= 0) return fail(r < 0 ? Errno("reading '" + path + "'") : "'" + path + "' is shorter than it was");
+    in_off += r;
     left -= static_cast<uint64_t>(r);
+    for (const uint8_t* p = b.data(); r > 0;) {
+      ssize_t w = out_off ? pwrite(out, p, static_cast<size_t>(r), *out_off) : write(out, p, static_cast<size_t>(r));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return fail(Errno("writing '" + out_name + "'"));
+      if (out_off) *out_off += w;
+      p += w;
+      r -= w;
+    }
   }
   close(in);
+  return Status::Ok();
+}
+}  // namespace
+
+Status OutputFile::CopyFrom(const std::string& path, uint64_t len) {
+  Status st = FlushBuffer();
+  if (!st.ok()) return st;
+  st = CopyRange(path, len, fd_, nullptr, tmp_.empty() ? path_ : tmp_);
+  if (st.ok()) bytes_ += len;
+  return st;
+}
+
+Status OutputFile::CopyFromInBackground(const std::string& path, uint64_t len) {
+  Status st = FinishCopy();  // one at a time
+  if (!st.ok()) return st;
+  if (tmp_.empty()) return CopyFrom(path, len);  // written through: maybe a pipe
+  st = FlushBuffer();
+  if (!st.ok()) return st;
+  off_t at = lseek(fd_, 0, SEEK_CUR);
+  if (at < 0 || lseek(fd_, at + static_cast<off_t>(len), SEEK_SET) < 0) return CopyFrom(path, len);
+  try {
+    copier_ = std::thread([this, path, len, at]() mutable {
+      try {
+        copy_status_ = CopyRange(path, len, fd_, &at, tmp_);
+      } catch (const std::bad_alloc&) {
+        copy_status_ = Status::Error(vpsdk::kNoMemory, "out of memory copying '" + path + "'");
+      }
+    });
+  } catch (const std::system_error&) {  // no thread to be had: here, then
+    if (lseek(fd_, at, SEEK_SET) < 0) return Status::Error(vpsdk::kIoError, Errno("seeking in '" + tmp_ + "'"));
+    return CopyFrom(path, len);
+  }
   bytes_ += len;
   return Status::Ok();
 }
 
+Status OutputFile::FinishCopy() {
+  if (copier_.joinable()) copier_.join();
+  Status st = copy_status_;
+  copy_status_ = Status::Ok();
+  return st;
+}
+
 Status OutputFile::Commit() {
-  Status st = FlushBuffer();
+  Status st = FinishCopy();
+  if (st.ok()) st = FlushBuffer();
   if (!st.ok()) return st;
   if (close(fd_) != 0) {
     fd_ = -1;

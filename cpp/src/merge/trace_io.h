@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "byte_buffer.h"
 #include "vpsdk/tracing.h"
@@ -72,6 +73,11 @@ class OutputFile {
   // Appends the first `len` bytes of the file at `path`, in the kernel where
   // it can (copy_file_range), else through a buffer.
   Status CopyFrom(const std::string& path, uint64_t len);
+  // The same on a thread of its own into a file (else as CopyFrom()): the
+  // bytes after them are written at once, at their place beyond the range.
+  // FinishCopy() (or Commit()) waits for it and says how it went.
+  Status CopyFromInBackground(const std::string& path, uint64_t len);
+  Status FinishCopy();
   Status Commit();
   uint64_t bytes() const { return bytes_; }
 
@@ -83,6 +89,8 @@ class OutputFile {
   ByteBuffer buf_;
   uint64_t bytes_ = 0;
   bool committed_ = false;
+  std::thread copier_;
+  Status copy_status_;
 };
 
 // True when a and b name the same existing file (or the same path).
