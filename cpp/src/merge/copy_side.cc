@@ -145,10 +145,11 @@ Status CopyVerbatim(TraceReader& r, const Transform& t, OutputFile* out, Progres
                     RewriteStats* stats) {
   Rewriter rw(t);
   ByteBuffer buf;
+  Progress::Local shown(progress);
   PacketView pv;
   int rc;
   while ((rc = r.Next(&pv)) == 1) {
-    progress->Add(pv.raw_size);
+    shown.Add(pv.raw_size);
     Status st = rw.Packet(pv, &buf);  // (a copy: Identity())
     if (!st.ok()) return st;
     if (buf.size() >= kBatchBytes) {
@@ -235,10 +236,11 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
   SeqTracker seqs;
   uint64_t n = 0;
   std::unique_ptr<Batch> cur = fresh(0, seqs);
+  Progress::Local shown(progress);
   PacketView pv;
   int rc;
   while ((rc = r.Next(&pv)) == 1) {
-    progress->Add(pv.raw_size);
+    shown.Add(pv.raw_size);
     cur->in.Append(pv.raw, pv.raw_size);
     cur->offsets.push_back(pv.offset);
     seqs.Packet(pv.data, pv.size);

@@ -611,13 +611,14 @@ Status ScanInput(const std::string& path, InputSummary* s, Progress* progress) {
   if (!st.ok()) return st;
   s->gzip = r.gzip();
   Scanner scanner(s);
+  Progress::Local shown(progress);
   PacketView pv;
   int rc;
   uint64_t n = 0;
   while ((rc = r.Next(&pv)) == 1) {
     n++;
     s->packet_bytes += pv.raw_size;
-    if (progress) progress->Add(pv.raw_size);
+    shown.Add(pv.raw_size);
     st = scanner.Packet(pv.data, pv.size, 0);
     if (!st.ok())
       return Status::Error(st.code, path + ": packet " + std::to_string(n - 1) + " at byte " +
