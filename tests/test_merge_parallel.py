@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -198,3 +199,35 @@ def test_write_failure_is_said_whatever_the_threads(tmp_path, threads, where):
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "too large" in p.stderr, p.stderr
     assert set(os.listdir(tmp_path)) == {"g.pftrace", "h.pftrace"}
+
+
+def test_no_threads_to_be_had(tmp_path):
+    # Where no thread can be started (pthread_create fails: a process or
+    # memory limit), the merge runs on its own thread: the scan, the
+    # workers and the main side's copy each fall back, the same bytes.
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the pthread_create shim")
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # ASan preloaded into Python cannot intercept the C++ throw of a
+        # library loaded after it (it aborts); cpp/tests/merge_threads_test.cc
+        # runs the same case under ASan and TSan, linked with them.
+        pytest.skip("AddressSanitizer preloaded: the C++ test covers this under the sanitizers")
+    shim_c = tmp_path / "nothreads.c"
+    shim_c.write_text("#include <errno.h>\n#include <pthread.h>\n"
+                      "int pthread_create(pthread_t *t, const pthread_attr_t *a,\n"
+                      "                   void *(*f)(void *), void *arg) {\n"
+                      "  (void)t; (void)a; (void)f; (void)arg; return EAGAIN;\n}\n")
+    shim = tmp_path / "nothreads.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim), str(shim_c)], check=True)
+    guest, host = tmp_path / "g.pftrace", tmp_path / "h.pftrace"
+    _big_monotonic_guest(guest, n=60_000)
+    _big_monotonic_guest(host, n=30_000)
+    expected = _merge_bytes(tmp_path, 1, host=host, guests={"vm": guest}, time_diff_ns=7)[0]
+    out = tmp_path / "o.pftrace"
+    env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [os.environ.get("LD_PRELOAD"), str(shim)])))
+    p = subprocess.run([sys.executable, "-m", "vperfetto.merge", "--host", str(host), "--guest",
+                        f"vm={guest}", "-o", str(out), "--time-diff", "7", "--threads", "4", "-q"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == expected

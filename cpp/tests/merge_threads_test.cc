@@ -1,7 +1,10 @@
 // The merge on several threads writes the same bytes as on one (run under
 // the sanitizers by scripts/sanitize.sh: ASan, and TSan with --tsan). The
 // traces are recorded through the public API: several MB each, so the moved
-// side's rewrite runs in many batches on concurrent workers.
+// side's rewrite runs in many batches on concurrent workers. Then the same
+// with no thread to be had (pthread_create failing): the merge runs on the
+// caller's thread alone, the same bytes.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,9 +12,24 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <vperfetto/vperfetto.h>
+
+std::atomic<bool> g_no_threads{false};
+
+// This program's pthread_create comes first for the library too (and for
+// std::thread): it fails while g_no_threads is set, as under a process or
+// memory limit, else it is the next one (libc's, or a sanitizer's).
+extern "C" int pthread_create(pthread_t* t, const pthread_attr_t* a, void* (*f)(void*), void* arg) {
+  using Fn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static Fn next = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "pthread_create"));
+  if (g_no_threads.load() || !next) return EAGAIN;
+  return next(t, a, f, arg);
+}
 
 namespace {
 
@@ -106,6 +124,9 @@ int main() {
     std::string one = Merge(host, guest, out, 1, machines);
     CHECK(one.size() > Slurp(guest).size());
     for (uint32_t threads : {2u, 3u, 8u}) CHECK(Merge(host, guest, out, threads, machines) == one);
+    g_no_threads = true;
+    CHECK(Merge(host, guest, out, 4, machines) == one);
+    g_no_threads = false;
   }
   std::remove(host.c_str());
   std::remove(guest.c_str());

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -63,7 +64,15 @@ class Pool {
   Pool(const Transform& t, const std::string& path, OutputFile* out, unsigned n) : path_(path), out_(out) {
     // Every rewriter before any thread: the vector must not move under them.
     for (unsigned k = 0; k < n; k++) rewriters_.emplace_back(new Rewriter(t));
-    for (unsigned k = 0; k < n; k++) threads_.emplace_back([this, k] { Run(*rewriters_[k]); });
+    threads_.reserve(n);
+    for (unsigned k = 0; k < n; k++) {
+      try {
+        threads_.emplace_back([this, k] { Run(*rewriters_[k]); });
+      } catch (const std::system_error&) {  // fewer workers; none: the caller's turn
+        if (threads_.empty()) throw;
+        break;
+      }
+    }
   }
   ~Pool() {
     {
@@ -185,20 +194,27 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
   if (!st.ok()) return st;
   if (t.Identity()) return CopyVerbatim(r, t, out, progress, stats);
 
-  // One thread: the batches are rewritten here, in turn. More: by workers,
-  // while this thread reads the next ones and writes the finished ones in
-  // order (at most 2 per worker in flight: memory stays flat).
+  // One thread: the batches are rewritten and written here, in turn. More:
+  // by workers, which also write them in order (Pool), while this thread
+  // reads the next ones (at most 2 per worker in flight: memory stays flat).
   if (threads == 0) threads = AutoThreads();
-  std::unique_ptr<Rewriter> inline_rw;
-  std::unique_ptr<Pool> pool;
-  if (threads == 1) inline_rw.reset(new Rewriter(t));
-  else pool.reset(new Pool(t, path, out, threads));
-  const size_t max_in_flight = threads == 1 ? 1 : 2 * threads;
-
+  // The batches before the pool: should this thread leave by an exception,
+  // the pool's threads end (finishing what they hold) before the batches go.
   std::deque<std::unique_ptr<Batch>> in_flight;
   std::vector<std::unique_ptr<Batch>> spare;
-  Status failed;
-  // Writes (and recycles) the oldest batch once it is done.
+  std::unique_ptr<Rewriter> inline_rw;
+  std::unique_ptr<Pool> pool;
+  if (threads > 1) {
+    try {
+      pool.reset(new Pool(t, path, out, threads));
+    } catch (const std::system_error&) {  // no thread to be had: on this one
+      threads = 1;
+    }
+  }
+  if (threads == 1) inline_rw.reset(new Rewriter(t));
+  const size_t max_in_flight = threads == 1 ? 1 : 2 * threads;
+
+  // Recycles the oldest batch once it is written (here with one thread).
   auto retire = [&]() -> Status {
     Batch* b = in_flight.front().get();
     if (pool) pool->Wait(b);  // (and written)

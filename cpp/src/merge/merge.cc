@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -465,12 +467,28 @@ Status ScanInputs(const MergeOptions& opt, Side* host, std::vector<Side>* guests
   unsigned threads = opt.threads ? opt.threads : AutoThreads();
   threads = static_cast<unsigned>(std::min<size_t>(threads, sides.size()));
   std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < sides.size();)
-      status[i] = ScanInput(i ? opt.guests[i - 1].path : opt.host_path, &sides[i]->summary, progress);
+  // No exception leaves a thread (it would end the process): running out of
+  // memory is that input's failure, and a thread that cannot be had leaves
+  // its share to the others.
+  auto work = [&]() noexcept {
+    for (size_t i; (i = next.fetch_add(1)) < sides.size();) {
+      const std::string& path = i ? opt.guests[i - 1].path : opt.host_path;
+      try {
+        status[i] = ScanInput(path, &sides[i]->summary, progress);
+      } catch (const std::bad_alloc&) {
+        status[i] = Status::Error(vpsdk::kNoMemory, "out of memory scanning '" + path + "'");
+      }
+    }
   };
   std::vector<std::thread> pool;
-  for (unsigned k = 1; k < threads; k++) pool.emplace_back(work);
+  pool.reserve(threads);
+  for (unsigned k = 1; k < threads; k++) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
   work();
   for (auto& th : pool) th.join();
   for (auto& st : status)
