@@ -79,6 +79,40 @@ bool Record(const std::string& path, int threads, int n) {
   return stopped;
 }
 
+// A trace written with no thread to be had: stream mode with a periodic
+// flush and compression at stop (the session's helper threads and the
+// deflate's workers cannot start), events from this thread. Its report.
+std::string RecordAlone(const std::string& path) {
+  vp_error err;
+  vp_config* c = vp_config_new();
+  bool ok = vp_config_set_output(c, path.c_str(), &err) == VP_OK &&
+            vp_config_set_buffer(c, 64 * 1024, VP_BUFFER_STREAM, &err) == VP_OK &&
+            vp_config_set_flush_period_ms(c, 5, &err) == VP_OK &&
+            vp_config_set_compression(c, 1, &err) == VP_OK;
+  vp_session* s = nullptr;
+  ok = ok && vp_session_start(c, &s, &err) == VP_OK;
+  vp_config_free(c);
+  if (!ok) {
+    std::fprintf(stderr, "record alone: %s\n", err.message);
+    return "";
+  }
+  uint32_t cat = vp_category("alone"), name = vp_intern("solo", 4);
+  for (int i = 0; i < 50000; i++) {
+    vp_begin(cat, name);
+    vp_end();
+  }
+  ok = vp_session_stop(s, &err) == VP_OK;
+  vp_session_free(s);
+  char* report = nullptr;
+  if (!ok || vp_inspect(path.c_str(), 0, &report, &err) != VP_OK) {
+    std::fprintf(stderr, "record alone: %s\n", err.message);
+    return "";
+  }
+  std::string r = report;
+  vp_string_free(report);
+  return r;
+}
+
 std::string Slurp(const std::string& path) {
   std::string data;
   if (FILE* f = std::fopen(path.c_str(), "rb")) {
@@ -128,6 +162,12 @@ int main() {
     CHECK(Merge(host, guest, out, 4, machines) == one);
     g_no_threads = false;
   }
+  g_no_threads = true;
+  std::string alone = RecordAlone(out);
+  g_no_threads = false;
+  CHECK(alone.find("\"slice_begin\":50000,\"slice_end\":50000") != std::string::npos);
+  CHECK(alone.find("\"compressed_packets\":") != std::string::npos &&
+        alone.find("\"compressed_packets\":0") == std::string::npos);
   std::remove(host.c_str());
   std::remove(guest.c_str());
   std::remove(out.c_str());

@@ -16,8 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -152,15 +155,30 @@ Status DeflateTraceFile(const std::string& path, int level) {
   bool good = true;
   for (size_t w = 0; w < runs.size() && good; w += kWindowRuns) {
     size_t n = std::min(kWindowRuns, runs.size() - w);
-    auto work = [&](unsigned k) {
-      for (size_t i = k; i < n; i += threads) {
+    // Runs taken in turn by whichever thread is free; no exception leaves a
+    // thread (out of memory: that run stays as it is), and a thread that
+    // cannot be started leaves its runs to the others.
+    std::atomic<size_t> next{0};
+    auto work = [&]() noexcept {
+      for (size_t i; (i = next.fetch_add(1)) < n;) {
         const Run& r = runs[w + i];
-        ok[i] = r.raw || CompressRun(data + r.begin, r.end - r.begin, level, &done[i]);
+        try {
+          ok[i] = r.raw || CompressRun(data + r.begin, r.end - r.begin, level, &done[i]);
+        } catch (const std::bad_alloc&) {
+          ok[i] = false;
+        }
       }
     };
     std::vector<std::thread> pool;
-    for (unsigned k = 1; k < threads && k < n; k++) pool.emplace_back(work, k);
-    work(0);
+    pool.reserve(threads);
+    for (unsigned k = 1; k < threads && k < n; k++) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
+    work();
     for (auto& t : pool) t.join();
     for (size_t i = 0; i < n && good; i++) {
       const Run& r = runs[w + i];

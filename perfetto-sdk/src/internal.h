@@ -166,6 +166,8 @@ class SessionCore {
   // so that a writer seldom takes a chunk whose pages still have to be
   // faulted in (the first pass over a ring: ~2-5 us per page on a VM).
   void StartPrefaulter();
+  void StartFlusherThread();
+  void StartPrefaulterThread();
   void StopPrefaulter();    // not under mu
   void ResumePrefaulter();  // after StopPrefaulter(), unless stopped; not under mu
   void SetStreamStart(size_t n);  // the output file's first n bytes are written

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 
 #include "internal.h"
 #include "vpsdk/clock.h"
@@ -527,8 +528,28 @@ void SessionCore::ForkChild() {
          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 }
 
+// The session's own threads are helpers: where one cannot be started (a
+// process or memory limit) tracing goes on without it, said for the flusher.
 void SessionCore::StartFlusher() {
   if (cfg.mode != BufferMode::kStream || cfg.flush_period_ms == 0) return;
+  try {
+    StartFlusherThread();
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "vperfetto: no thread for the periodic flush (%s): full chunks and Flush() still write\n",
+                 e.what());
+  }
+}
+
+void SessionCore::StartPrefaulter() {
+  if (num_chunks == 0) return;
+  try {
+    StartPrefaulterThread();
+  } catch (const std::system_error&) {
+    // The writers fault their pages in themselves.
+  }
+}
+
+void SessionCore::StartFlusherThread() {
   flusher_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mu);
     auto period = std::chrono::milliseconds(cfg.flush_period_ms);
@@ -540,8 +561,7 @@ void SessionCore::StartFlusher() {
   });
 }
 
-void SessionCore::StartPrefaulter() {
-  if (num_chunks == 0) return;
+void SessionCore::StartPrefaulterThread() {
   prefaulter_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mu);
     while (!prefault_stop_ && !stopped && populated_count_ < num_chunks) {
