@@ -3,7 +3,8 @@
 // traces are recorded through the public API: several MB each, so the moved
 // side's rewrite runs in many batches on concurrent workers. Then the same
 // with no thread to be had (pthread_create failing): the merge runs on the
-// caller's thread alone, the same bytes.
+// caller's thread alone, the same bytes, and a session still records (its
+// helper threads and the deflate's workers missing).
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
