@@ -406,6 +406,48 @@ def test_offline_merge_uses_link_records_and_corrects_drift(tmp_path):
     assert all(abs(m - e) < 2_000 for m, e in zip(moved, expect)), (moved, expect)
 
 
+def test_link_sync_claims_no_less_than_its_error(tmp_path):
+    """The alignment record's spread must cover the true offset. One burst
+    whose best round is symmetric (20 us round trip) but whose other rounds
+    are lopsided (5 us out, 45 us back): the estimate (the median of the
+    best rounds) is 20 us off, more than the best round's half round trip
+    (10 us, what was claimed), within what the rounds together allow."""
+    from conftest import pb2
+    from vperfetto.merge import merge
+
+    D, T0 = 5_000_000_000, 10_000_000_000           # guest - host
+    host = pb2.Trace()
+    host.packet.add(trusted_packet_sequence_id=1).clock_snapshot.clocks.add(
+        clock_id=pb2.BUILTIN_CLOCK_BOOTTIME, timestamp=1)
+    p = host.packet.add(trusted_packet_sequence_id=2, timestamp=T0 - D,
+                        sequence_flags=pb2.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED)
+    p.interned_data.event_names.add(iid=1, name=vperfetto.vm.SYNC_EVENT)
+    for i, (out_ns, back_ns) in enumerate([(10_000, 10_000)] + [(5_000, 45_000)] * 7):
+        t1 = T0 + i * 100_000
+        t2 = t1 - D + out_ns
+        t3 = t2 + 1_000
+        t4 = t3 + D + back_ns
+        e = host.packet.add(trusted_packet_sequence_id=2, timestamp=t2).track_event
+        e.type, e.name_iid = pb2.TrackEvent.TYPE_INSTANT, 1
+        for k, v in (("sync_t1", t1), ("sync_t2", t2), ("sync_t3", t3), ("sync_t4", t4)):
+            e.debug_annotations.add(name=k, uint_value=v)
+        e.debug_annotations.add(name="sync_peer", string_value="vm1")
+    guest = pb2.Trace()
+    guest.packet.add(trusted_packet_sequence_id=1).clock_snapshot.clocks.add(
+        clock_id=pb2.BUILTIN_CLOCK_BOOTTIME, timestamp=1)
+    e = guest.packet.add(trusted_packet_sequence_id=2, timestamp=T0).track_event
+    e.type, e.name = pb2.TrackEvent.TYPE_INSTANT, "mark"
+    hp, gp = tmp_path / "h.pftrace", tmp_path / "g.pftrace"
+    hp.write_bytes(host.SerializeToString())
+    gp.write_bytes(guest.SerializeToString())
+    a = merge(host=hp, guests={"vm1": gp}, output=tmp_path / "o.pftrace").alignments[0]
+    assert a.method == "link-sync"
+    error = abs(a.offset_ns - D)
+    assert error == 20_000, a  # the median of the three best rounds: two lopsided ones
+    assert a.spread_ns >= error, a
+    assert a.spread_ns <= 30_000, a  # and not much more: the rounds meet in [D - 10, D + 5] us
+
+
 def test_host_and_guest_command_lines(tmp_path):
     sock = tmp_path / "cli.sock"
     host = subprocess.Popen([sys.executable, "-m", "vperfetto", "host", "--listen", f"unix:{sock}",

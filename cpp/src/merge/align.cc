@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -122,14 +123,37 @@ struct RoundEst {
   double guest_mid;
   int64_t offset;
   int64_t delay;
+  int64_t bound = 0;  // of a group: how far the true offset can be from `offset`
 };
 
 // Offset of a group of rounds: the median over its lowest-delay quarter.
+// Each round puts the true offset within half its round trip of its own
+// estimate; all of them at once, within the intersection of those ranges,
+// so the median is at most its distance to the intersection's far end off
+// (the best round's half round trip alone understated it: the median is
+// not that round's estimate). Rounds that contradict each other (no
+// intersection) leave the widest of the kept rounds' ranges around it.
+int64_t SatAdd(int64_t a, int64_t b) {  // (rounds come from any input: no overflow)
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+int64_t SatSub(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
 bool EstimateGroup(std::vector<RoundEst> v, RoundEst* out) {
   std::vector<RoundEst> good;
   for (auto& r : v)
     if (r.delay >= 0) good.push_back(r);
   if (good.empty()) return false;
+  int64_t lo = INT64_MIN, hi = INT64_MAX;
+  for (auto& r : good) {
+    lo = std::max(lo, SatSub(r.offset, r.delay / 2 + r.delay % 2));
+    hi = std::min(hi, SatAdd(r.offset, r.delay / 2 + r.delay % 2));
+  }
   std::sort(good.begin(), good.end(), [](const RoundEst& a, const RoundEst& b) { return a.delay < b.delay; });
   size_t keep = std::max<size_t>(3, good.size() / 4);
   if (keep > good.size()) keep = good.size();
@@ -142,6 +166,16 @@ bool EstimateGroup(std::vector<RoundEst> v, RoundEst* out) {
   out->offset = offs[offs.size() / 2];
   out->guest_mid = mids[mids.size() / 2];
   out->delay = good[0].delay;
+  int64_t m = out->offset;
+  if (lo <= hi) {
+    out->bound = std::max(SatSub(m, lo), SatSub(hi, m));
+  } else {
+    out->bound = 0;
+    for (auto& r : good) {
+      int64_t off = r.offset > m ? SatSub(r.offset, m) : SatSub(m, r.offset);
+      out->bound = std::max(out->bound, SatAdd(off, r.delay / 2 + r.delay % 2));
+    }
+  }
   return true;
 }
 
@@ -190,10 +224,15 @@ bool LinkAlign(const InputSummary& guest, const InputSummary& host, const std::s
   a->method = "link-sync";
   a->offset_ns = best.offset;
   a->samples = static_cast<int>(mine.size());
-  a->spread_ns = best.delay / 2;  // the true offset is within half the round trip
+  // The true offset is within best.bound of the best burst's estimate;
+  // with several bursts the offset is interpolated between them, so the
+  // claim is the loosest of theirs.
+  a->spread_ns = best.bound;
   if (points.size() >= 2) {
-    for (auto& p : points)
+    for (auto& p : points) {
       a->points.emplace_back(static_cast<uint64_t>(p.guest_mid), p.offset);
+      a->spread_ns = std::max(a->spread_ns, p.bound);
+    }
     double dt = points.back().guest_mid - points.front().guest_mid;
     if (dt > 0)
       a->drift_ppm = static_cast<double>(points.back().offset - points.front().offset) / dt * 1e6;
