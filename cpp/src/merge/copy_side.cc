@@ -249,7 +249,7 @@ Status RewriteSide(const InputSummary& in, const Transform& t, unsigned threads,
     return b;
   };
 
-  SeqTracker seqs;
+  SeqTracker seqs(t.ref_clock);
   uint64_t n = 0;
   std::unique_ptr<Batch> cur = fresh(0, seqs);
   Progress::Local shown(progress);

@@ -192,6 +192,74 @@ uint64_t Rewriter::Time(uint32_t clock, uint64_t t, bool* to_ref) {
   return RefTime(t);
 }
 
+uint64_t Rewriter::TimeQuiet(uint32_t clock, uint64_t t) {
+  const RewriteStats saved = stats_;
+  const bool below = packet_below_zero_;
+  bool to_ref;
+  uint64_t r = Time(clock, t, &to_ref);
+  stats_ = saved;
+  packet_below_zero_ = below;
+  return r;
+}
+
+// The incremental clock's value to write for `value` read: the snapshot's
+// value plus the moved distance from the snapshot's moved time, in units
+// (rounded to the nearest).
+uint64_t Rewriter::IncrementalOut(const Seq& seq, uint64_t value) {
+  uint64_t at = seq.inc_global_base + (value - seq.inc_base) * seq.inc_unit;
+  int64_t moved = static_cast<int64_t>(TimeQuiet(seq.inc_global, at) - seq.inc_out0);
+  uint64_t unit = seq.inc_unit ? seq.inc_unit : 1;
+  if (unit == 1) return seq.inc_base + static_cast<uint64_t>(moved);
+  uint64_t mag = moved >= 0 ? static_cast<uint64_t>(moved) : 0 - static_cast<uint64_t>(moved);
+  uint64_t units = mag / unit + (mag % unit >= (unit + 1) / 2 ? 1 : 0);
+  return moved >= 0 ? seq.inc_base + units : seq.inc_base - units;
+}
+
+uint64_t Rewriter::IncrementalDelta(Seq* seq, uint64_t delta) {
+  if (!seq->inc_out_known) {  // (a batch's first packet on it)
+    seq->inc_out0 = TimeQuiet(seq->inc_global, seq->inc_global_base);
+    seq->inc_out_value = IncrementalOut(*seq, seq->inc_value);
+    seq->inc_out_known = true;
+  }
+  uint64_t value = seq->inc_value + delta;
+  uint64_t out = IncrementalOut(*seq, value);
+  uint64_t written = out - seq->inc_out_value;
+  seq->inc_value = value;
+  seq->inc_out_value = out;
+  return written;
+}
+
+bool IncrementalClockOf(const uint8_t* data, size_t size, uint32_t ref_clock, Rewriter::Seq* seq) {
+  bool have_inc = false, have_global = false;
+  ProtoDecoder d(data, size);
+  Field g;
+  while (d.Next(&g)) {
+    if (g.id != pf::ClockSnapshot::kClocks || !IsLen(g)) continue;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    uint32_t id = 0;
+    uint64_t ts = 0, unit = 1;
+    bool incremental = false;
+    while (e.Next(&h)) {
+      if (IsLen(h)) continue;
+      if (h.id == pf::ClockSnapshot::Clock::kClockId) id = static_cast<uint32_t>(h.int_value);
+      if (h.id == pf::ClockSnapshot::Clock::kTimestamp) ts = h.int_value;
+      if (h.id == pf::ClockSnapshot::Clock::kIsIncremental) incremental = h.int_value != 0;
+      if (h.id == pf::ClockSnapshot::Clock::kUnitMultiplierNs) unit = h.int_value ? h.int_value : 1;
+    }
+    if (clk::IsSequenceScoped(id)) {
+      if (incremental && !have_inc) {
+        have_inc = true;
+        seq->inc_clock = id, seq->inc_base = ts, seq->inc_unit = unit;
+      }
+    } else if (!have_global || id == ref_clock) {  // as Snapshot() picks it
+      have_global = true;
+      seq->inc_global = id, seq->inc_global_base = ts;
+    }
+  }
+  return have_inc && have_global && !d.error();
+}
+
 void Rewriter::PrefixedString(const Field& f, ByteBuffer* o) {
   std::string s = t_.name_prefix;
   s.append(reinterpret_cast<const char*>(f.data), f.size);
@@ -1096,8 +1164,14 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     last_seq_id_ = info.seq_id;
   }
   Seq& seq = *last_seq_;
-  if (info.cleared) seq.default_clock = clk::kBoottime, seq.explicit_default = false;
+  if (info.cleared) seq = Seq();
   if (info.has_default_clock) seq.default_clock = info.default_clock, seq.explicit_default = true;
+  if (info.has_inc) {
+    Seq& d = info.inc;
+    seq.inc_clock = d.inc_clock, seq.inc_global = d.inc_global, seq.inc_unit = d.inc_unit;
+    seq.inc_base = seq.inc_value = d.inc_base, seq.inc_global_base = d.inc_global_base;
+    seq.inc_out_known = false;
+  }
   uint32_t ts_clock = info.has_clock ? info.clock : seq.default_clock;
   if (info.has_timestamp) ts_clock_guess_ = ts_clock;
   if (info.has_timestamp && ts_clock != guess) {
@@ -1105,6 +1179,23 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     o->resize(start);
     payload = Rewrite(data, size, o, depth, st, ts_clock, &info);
     if (!st->ok()) return false;
+  }
+  if (info.has_timestamp && !info.has_snapshot && seq.inc_clock && ts_clock == seq.inc_clock &&
+      t_.shift_time) {
+    uint64_t read = info.timestamp;
+    uint64_t written = IncrementalDelta(&seq, read);
+    if (written != read) {  // the packet again, with that delta
+      stats_ = saved;
+      o->resize(start);
+      has_ts_override_ = true;
+      ts_override_ = written;
+      payload = Rewrite(data, size, o, depth, st, ts_clock, &info);
+      has_ts_override_ = false;
+      if (!st->ok()) return false;
+    }
+    // Counted as a moved timestamp, at its own time.
+    bool to_ref;
+    Time(seq.inc_global, seq.inc_global_base + (seq.inc_value - seq.inc_base) * seq.inc_unit, &to_ref);
   }
   if (info.has_timestamp && !info.has_clock && !seq.explicit_default && t_.shift_time &&
       t_.out_default_clock) {
@@ -1134,7 +1225,8 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
         // reference clock exactly when the value is converted.
         bool to_ref;
         info->has_timestamp = true;
-        o->ScalarField(g, Time(ts_clock, g.int_value, &to_ref));
+        info->timestamp = g.int_value;
+        o->ScalarField(g, has_ts_override_ ? ts_override_ : Time(ts_clock, g.int_value, &to_ref));
         break;
       }
       case pf::TracePacket::kTimestampClockId:
@@ -1186,6 +1278,9 @@ bool Rewriter::Rewrite(const uint8_t* data, size_t size, ByteBuffer* o, int dept
         break;
       case pf::TracePacket::kClockSnapshot: {
         bool dropped = false;
+        info->has_snapshot = true;
+        if (IsLen(g) && t_.shift_time && IncrementalClockOf(g.data, g.size, t_.ref_clock, &info->inc))
+          info->has_inc = true;
         if (IsLen(g)) Snapshot(g, o, &dropped);
         else o->AppendRaw(g);
         if (dropped) content = false;
@@ -1299,11 +1394,20 @@ void SeqTracker::Packet(const uint8_t* data, size_t size, int depth) {
   // What Rewriter::Body() reads of a packet's sequence, in the same order.
   ProtoDecoder d(data, size);
   Field g;
-  uint32_t seq_id = 0, default_clock = 0;
-  bool cleared = false, has_default_clock = false;
+  uint32_t seq_id = 0, default_clock = 0, clock = 0;
+  bool cleared = false, has_default_clock = false, has_clock = false, has_ts = false, has_inc = false;
+  bool has_snapshot = false;
+  uint64_t ts = 0;
+  Rewriter::Seq inc;
   while (d.Next(&g)) {
     switch (g.id) {
       case pf::TracePacket::kTrustedPacketSequenceId: seq_id = static_cast<uint32_t>(g.int_value); break;
+      case pf::TracePacket::kTimestamp: ts = g.int_value, has_ts = true; break;
+      case pf::TracePacket::kTimestampClockId: clock = static_cast<uint32_t>(g.int_value), has_clock = true; break;
+      case pf::TracePacket::kClockSnapshot:
+        has_snapshot = true;
+        if (IsLen(g) && IncrementalClockOf(g.data, g.size, ref_clock_, &inc)) has_inc = true;
+        break;
       case pf::TracePacket::kSequenceFlags:
         if (g.int_value & pf::TracePacket::kSeqIncrementalStateCleared) cleared = true;
         break;
@@ -1333,10 +1437,24 @@ void SeqTracker::Packet(const uint8_t* data, size_t size, int depth) {
     }
   }
   if (d.error()) return;  // the rewrite reports it and stops
-  if (!cleared && !has_default_clock) return;
-  Rewriter::Seq& seq = seqs_[seq_id];
+  auto it = seqs_.find(seq_id);
+  if (has_snapshot) has_ts = false;  // (not read with a snapshot)
+  if (!cleared && !has_default_clock && !has_inc) {
+    // Only a timestamp on the sequence's incremental clock moves it on.
+    if (it != seqs_.end() && has_ts && it->second.inc_clock &&
+        (has_clock ? clock : it->second.default_clock) == it->second.inc_clock)
+      it->second.inc_value += ts;
+    return;
+  }
+  Rewriter::Seq& seq = it != seqs_.end() ? it->second : seqs_[seq_id];
   if (cleared) seq = Rewriter::Seq();
   if (has_default_clock) seq.default_clock = default_clock, seq.explicit_default = true;
+  if (has_inc) {
+    seq.inc_clock = inc.inc_clock, seq.inc_global = inc.inc_global, seq.inc_unit = inc.inc_unit;
+    seq.inc_base = seq.inc_value = inc.inc_base, seq.inc_global_base = inc.inc_global_base;
+  }
+  if (has_ts && seq.inc_clock && (has_clock ? clock : seq.default_clock) == seq.inc_clock)
+    seq.inc_value += ts;
   if (seq.IsDefault()) seqs_.erase(seq_id);
 }
 

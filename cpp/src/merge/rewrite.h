@@ -149,7 +149,25 @@ class Rewriter {
   struct Seq {
     uint32_t default_clock = clk::kBoottime;
     bool explicit_default = false;  // TracePacketDefaults give it
-    bool IsDefault() const { return default_clock == clk::kBoottime && !explicit_default; }
+    // Its incremental clock (a ClockSnapshot's sequence-scoped clock marked
+    // is_incremental, as SDKs write after each reset): timestamps on it are
+    // deltas. The snapshot moves with the side's shift at its time; when the
+    // shift varies with time (drift) or the clock conversion is not a plain
+    // offset, the deltas change too, so that each packet lands where its own
+    // time's shift puts it.
+    uint32_t inc_clock = 0;         // none: 0
+    uint32_t inc_global = 0;        // the snapshot's global clock
+    uint64_t inc_unit = 1;          // ns per unit
+    uint64_t inc_base = 0;          // the clock's value at the snapshot (units)
+    uint64_t inc_global_base = 0;   // the global clock's there
+    uint64_t inc_value = 0;         // its value now, as read (units)
+    // The rewriter's own, worked out again where a batch starts:
+    bool inc_out_known = false;
+    uint64_t inc_out0 = 0;          // the snapshot's global time, moved
+    uint64_t inc_out_value = 0;     // the clock's value now, as written
+    bool IsDefault() const {
+      return default_clock == clk::kBoottime && !explicit_default && !inc_clock;
+    }
   };
   using SeqStates = std::vector<std::pair<uint32_t, Seq>>;
 
@@ -168,6 +186,10 @@ class Rewriter {
     uint32_t seq_id = 0, clock = 0, default_clock = 0;
     bool has_clock = false, has_default_clock = false, cleared = false;
     bool has_timestamp = false, malformed = false;
+    uint64_t timestamp = 0;  // as read
+    bool has_snapshot = false;  // (trace_processor reads no timestamp of its packet)
+    bool has_inc = false;    // a snapshot defining an incremental clock
+    Seq inc;                 // (its inc_* fields)
   };
   // Writes the rewritten TracePacket body; returns false when it is empty.
   bool Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, Status* st);
@@ -187,6 +209,13 @@ class Rewriter {
     return r;
   }
   uint64_t Time(uint32_t clock, uint64_t t, bool* to_ref);
+  uint64_t TimeQuiet(uint32_t clock, uint64_t t);  // the same, counting nothing
+  // The delta to write for a packet `delta` units on its sequence's
+  // incremental clock (and the clock's values, read and written, advanced).
+  uint64_t IncrementalDelta(Seq* seq, uint64_t delta);
+  uint64_t IncrementalOut(const Seq& seq, uint64_t value);
+  bool has_ts_override_ = false;
+  uint64_t ts_override_ = 0;  // the timestamp to write, when has_ts_override_
   // True when timestamps on `clock` move to the reference clock (and so
   // must be labelled with it): every global clock but the reference itself.
   bool Converts(uint32_t clock) const {
@@ -249,13 +278,20 @@ class Rewriter {
 // anywhere: Rewriter::SetSequences(tracker.State()).
 class SeqTracker {
  public:
+  explicit SeqTracker(uint32_t ref_clock) : ref_clock_(ref_clock) {}
   void Packet(const uint8_t* data, size_t size, int depth = 0);
   Rewriter::SeqStates State() const;  // the sequences not as after a reset
 
  private:
+  uint32_t ref_clock_;
   std::unordered_map<uint32_t, Rewriter::Seq> seqs_;
   ByteBuffer inflated_;
 };
+
+// The incremental clock a ClockSnapshot defines (the first sequence-scoped
+// one marked is_incremental) and the global entry that ties it (the
+// reference clock's, else the first global one): into seq's inc_* fields.
+bool IncrementalClockOf(const uint8_t* data, size_t size, uint32_t ref_clock, Rewriter::Seq* seq);
 
 }  // namespace vpmerge
 
