@@ -332,6 +332,17 @@ def test_clock_sync_estimate_math():
     rounds.append(link.Round(10**9 + 10**9, 5_000_000, 5_001_000, 10**9 + 10**9 + 5_011_000))
     est = link.estimate(rounds)
     assert est.offset_ns == 2 * 10**9 and est.delay_ns == 20_000 and est.error_bound_ns == 10_000
+    # The best round symmetric, the others lopsided (5 us out, 45 us back):
+    # the median is 20 us off, more than the best round's half round trip;
+    # the bound covers it (the rounds meet in [-10, +5] us around the truth).
+    D = 2 * 10**9
+    lop = [link.Round(t1=10**9 + i * 100_000, t2=10**9 + i * 100_000 - D + out_ns,
+                      t3=10**9 + i * 100_000 - D + out_ns + 1000,
+                      t4=10**9 + i * 100_000 + out_ns + 1000 + back_ns)
+           for i, (out_ns, back_ns) in enumerate([(10_000, 10_000)] + [(5_000, 45_000)] * 7)]
+    est = link.estimate(lop)
+    assert abs(est.offset_ns - D) == 20_000 and est.error_bound_ns >= 20_000, est
+    assert est.error_bound_ns <= 30_000, est
 
 
 def test_workflow_python_api(tmp_path):

@@ -43,6 +43,7 @@ beyond any frame limit, so a session start can never pass for a frame.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import statistics
 import struct
@@ -307,7 +308,7 @@ def _offset4(q: Tuple[int, int, int, int]) -> float:
 class SyncEstimate:
     offset_ns: int            # guest BOOTTIME - host BOOTTIME
     delay_ns: int             # round-trip delay of the best round
-    error_bound_ns: int       # half the best round's delay: the true offset is within this
+    error_bound_ns: int       # the true offset is within this of offset_ns (see estimate())
     rounds: List[Round] = field(default_factory=list)   # the rounds it used
     at_guest_ns: int = 0      # guest time of the estimate
     mono_offset_ns: Optional[int] = None   # guest MONOTONIC - host MONOTONIC
@@ -321,17 +322,27 @@ class SyncEstimate:
 
 
 def estimate(rounds: List[Round], keep_fraction: float = 0.25, min_keep: int = 3) -> SyncEstimate:
-    """Offset from the lowest-delay rounds (their median), as NTP's clock filter."""
+    """Offset from the lowest-delay rounds (their median), as NTP's clock
+    filter. Each round puts the true offset within half its round trip of
+    its own estimate, so all of them put it in the intersection of those
+    ranges: the error bound is the median's distance to that intersection's
+    far end (the best round's half round trip alone understates it when the
+    median is another round's). Rounds that contradict each other leave the
+    widest of the kept rounds' ranges around the median."""
     good = [r for r in rounds if r.delay >= 0]
     if not good:
         raise ValueError("no usable sync rounds")
     good.sort(key=lambda r: r.delay)
     keep = good[:max(min_keep, int(len(good) * keep_fraction))]
     off = statistics.median(r.offset for r in keep)
+    lo = max(r.offset - (r.delay + 1) // 2 for r in good)
+    hi = min(r.offset + (r.delay + 1) // 2 for r in good)
+    bound = (max(off - lo, hi - off) if lo <= hi else
+             max(abs(r.offset - off) + (r.delay + 1) // 2 for r in keep))
     mono = [_offset4(r.mono) for r in keep if r.mono]
     tsc = [_offset4(r.tsc) for r in keep if r.tsc and all(r.tsc)]
     return SyncEstimate(offset_ns=round(off), delay_ns=keep[0].delay,
-                        error_bound_ns=(keep[0].delay + 1) // 2, rounds=keep,
+                        error_bound_ns=math.ceil(bound), rounds=keep,
                         at_guest_ns=round(statistics.median(r.guest_mid for r in keep)),
                         mono_offset_ns=round(statistics.median(mono)) if mono else None,
                         tsc_offset=round(statistics.median(tsc)) if tsc else None)
