@@ -62,7 +62,7 @@ if [[ $python_mode == 1 ]]; then
     tests/test_args.py tests/test_asyncio.py tests/test_names.py tests/test_logging.py \
     tests/test_run.py tests/test_compression.py \
     tests/test_merge.py tests/test_merge_features.py tests/test_merge_timeline.py \
-    tests/test_merge_real.py tests/test_merge_parallel.py tests/test_merge_many.py \
+    tests/test_merge_real.py tests/test_merge_parallel.py tests/test_merge_many.py tests/test_link_sync_merge.py \
     tests/test_inspect.py tests/test_outputs.py tests/test_archive.py \
     tests/test_vm_link.py tests/test_serial_link.py tests/test_guest_workloads.py tests/test_probes.py \
     tests/test_fuzz_regressions.py tests/test_demo.py tests/test_crash.py \
