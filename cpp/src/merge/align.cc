@@ -149,10 +149,11 @@ bool EstimateGroup(std::vector<RoundEst> v, RoundEst* out) {
   for (auto& r : v)
     if (r.delay >= 0) good.push_back(r);
   if (good.empty()) return false;
+  auto half = [](const RoundEst& r) { return r.delay / 2 + r.delay % 2; };  // delay >= 0
   int64_t lo = INT64_MIN, hi = INT64_MAX;
   for (auto& r : good) {
-    lo = std::max(lo, SatSub(r.offset, r.delay / 2 + r.delay % 2));
-    hi = std::min(hi, SatAdd(r.offset, r.delay / 2 + r.delay % 2));
+    lo = std::max(lo, SatSub(r.offset, half(r)));
+    hi = std::min(hi, SatAdd(r.offset, half(r)));
   }
   std::sort(good.begin(), good.end(), [](const RoundEst& a, const RoundEst& b) { return a.delay < b.delay; });
   size_t keep = std::max<size_t>(3, good.size() / 4);
@@ -173,7 +174,7 @@ bool EstimateGroup(std::vector<RoundEst> v, RoundEst* out) {
     out->bound = 0;
     for (auto& r : good) {
       int64_t off = r.offset > m ? SatSub(r.offset, m) : SatSub(m, r.offset);
-      out->bound = std::max(out->bound, SatAdd(off, r.delay / 2 + r.delay % 2));
+      out->bound = std::max(out->bound, SatAdd(off, half(r)));
     }
   }
   return true;

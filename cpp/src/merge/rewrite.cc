@@ -206,8 +206,7 @@ uint64_t Rewriter::TimeQuiet(uint32_t clock, uint64_t t) {
 // value plus the moved distance from the snapshot's moved time, in units
 // (rounded to the nearest).
 uint64_t Rewriter::IncrementalOut(const Seq& seq, uint64_t value) {
-  uint64_t at = seq.inc_global_base + (value - seq.inc_base) * seq.inc_unit;
-  int64_t moved = static_cast<int64_t>(TimeQuiet(seq.inc_global, at) - seq.inc_out0);
+  int64_t moved = static_cast<int64_t>(TimeQuiet(seq.inc_global, seq.IncrementalAt(value)) - seq.inc_out0);
   uint64_t unit = seq.inc_unit ? seq.inc_unit : 1;
   if (unit == 1) return seq.inc_base + static_cast<uint64_t>(moved);
   uint64_t mag = moved >= 0 ? static_cast<uint64_t>(moved) : 0 - static_cast<uint64_t>(moved);
@@ -665,59 +664,20 @@ Rewriter::FastEvent Rewriter::FtraceEventFast(const Field& f, ByteBuffer* o, boo
     edits[n++] = Edit{b, e, v, id, k};
     return true;
   };
-  // One field at p: its id, wire type, value (varint) or payload; false
-  // where the decoder would stop.
-  struct Parsed {
-    uint32_t id, type;
-    uint64_t v;
-    const uint8_t* data;
-    const uint8_t* next;
-  };
-  auto parse = [](const uint8_t* p, const uint8_t* end, Parsed* r) {
-    uint64_t tag;
-    p = proto::ReadVarint(p, end, &tag);
-    if (!p || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return false;
-    r->id = static_cast<uint32_t>(tag >> 3);
-    r->type = static_cast<uint32_t>(tag & 7);
-    switch (r->type) {
-      case proto::kVarint:
-        p = proto::ReadVarint(p, end, &r->v);
-        break;
-      case proto::kFixed64:
-        p = end - p >= 8 ? p + 8 : nullptr;
-        break;
-      case proto::kFixed32:
-        p = end - p >= 4 ? p + 4 : nullptr;
-        break;
-      case proto::kLengthDelimited:
-        p = proto::ReadVarint(p, end, &r->v);
-        if (p && r->v > static_cast<uint64_t>(end - p)) p = nullptr;
-        r->data = p;
-        if (p) p += r->v;
-        break;
-      default:
-        p = nullptr;
-    }
-    r->next = p;
-    return p != nullptr;
-  };
-
-  const uint8_t* p = f.data;
   const uint8_t* end = f.data + f.size;
   bool seen_ts = false;
-  while (p < end) {
-    Parsed g;
-    if (!parse(p, end, &g)) return FastEvent::kGeneral;
-    if (g.type != proto::kLengthDelimited) {
+  ProtoDecoder d(f.data, f.size);
+  Field g;
+  while (d.Next(&g)) {
+    if (!IsLen(g)) {
       bool ts = g.id == fld::FtraceEvent::kTimestamp, pid = g.id == fld::FtraceEvent::kPid;
       if ((ts || pid) && g.type != proto::kVarint) return FastEvent::kGeneral;
       if (ts && !seen_ts) {
         seen_ts = true;
-        if (drop_stale && g.v < t_.ftrace_valid_from) return FastEvent::kStale;
+        if (drop_stale && g.int_value < t_.ftrace_valid_from) return FastEvent::kStale;
       }
       if ((ts && shift) || pid)
-        if (!note(p, g.next, g.v, g.id, ts ? kTime : kPidField)) return FastEvent::kGeneral;
-      p = g.next;
+        if (!note(g.begin, g.end, g.int_value, g.id, ts ? kTime : kPidField)) return FastEvent::kGeneral;
       continue;
     }
     if (g.id == fld::FtraceEvent::kPrint) return FastEvent::kGeneral;
@@ -725,28 +685,22 @@ Rewriter::FastEvent Rewriter::FtraceEventFast(const Field& f, ByteBuffer* o, boo
     if (!t_.pid_offset) masks.pids = 0;
     if (!t_.cpu_offset) masks.cpus = 0;
     bool states = t_.translate_states && g.id == fld::FtraceEvent::kSchedSwitch;
-    if (states || masks.pids || masks.cpus) {
-      if (!note(p, g.data, g.v, g.id, kOpen)) return FastEvent::kGeneral;
-      const uint8_t* q = g.data;
-      const uint8_t* pend = g.data + g.v;
-      while (q < pend) {
-        Parsed h;
-        if (!parse(q, pend, &h)) return FastEvent::kGeneral;
-        if (h.type != proto::kLengthDelimited) {
-          bool edit = true;
-          Kind k = kState;
-          if (states && h.id == fld::SchedSwitch::kPrevState) k = kState;
-          else if (InMask(masks.pids, h.id)) k = kPidField;
-          else if (InMask(masks.cpus, h.id)) k = kCpuField;
-          else edit = false;
-          if (edit && (h.type != proto::kVarint || !note(q, h.next, h.v, h.id, k))) return FastEvent::kGeneral;
-        }
-        q = h.next;
-      }
-      if (!note(pend, pend, 0, g.id, kClose)) return FastEvent::kGeneral;
+    if (!states && !masks.pids && !masks.cpus) continue;
+    if (!note(g.begin, g.data, g.size, g.id, kOpen)) return FastEvent::kGeneral;
+    ProtoDecoder e(g.data, g.size);
+    Field h;
+    while (e.Next(&h)) {
+      if (IsLen(h)) continue;
+      Kind k;
+      if (states && h.id == fld::SchedSwitch::kPrevState) k = kState;
+      else if (InMask(masks.pids, h.id)) k = kPidField;
+      else if (InMask(masks.cpus, h.id)) k = kCpuField;
+      else continue;
+      if (h.type != proto::kVarint || !note(h.begin, h.end, h.int_value, h.id, k)) return FastEvent::kGeneral;
     }
-    p = g.next;
+    if (e.error() || !note(g.data + g.size, g.data + g.size, 0, g.id, kClose)) return FastEvent::kGeneral;
   }
+  if (d.error()) return FastEvent::kGeneral;
 
   // The new event: at most 10 bytes per changed field, 5 per length and 5
   // per tag more than the input.
@@ -1166,12 +1120,7 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
   Seq& seq = *last_seq_;
   if (info.cleared) seq = Seq();
   if (info.has_default_clock) seq.default_clock = info.default_clock, seq.explicit_default = true;
-  if (info.has_inc) {
-    Seq& d = info.inc;
-    seq.inc_clock = d.inc_clock, seq.inc_global = d.inc_global, seq.inc_unit = d.inc_unit;
-    seq.inc_base = seq.inc_value = d.inc_base, seq.inc_global_base = d.inc_global_base;
-    seq.inc_out_known = false;
-  }
+  if (info.has_inc) seq.DefineIncremental(info.inc);
   uint32_t ts_clock = info.has_clock ? info.clock : seq.default_clock;
   if (info.has_timestamp) ts_clock_guess_ = ts_clock;
   if (info.has_timestamp && ts_clock != guess) {
@@ -1180,7 +1129,7 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     payload = Rewrite(data, size, o, depth, st, ts_clock, &info);
     if (!st->ok()) return false;
   }
-  if (info.has_timestamp && !info.has_snapshot && seq.inc_clock && ts_clock == seq.inc_clock &&
+  if (info.has_timestamp && !info.has_snapshot && seq.OnIncremental(info.has_clock, info.clock) &&
       t_.shift_time) {
     uint64_t read = info.timestamp;
     uint64_t written = IncrementalDelta(&seq, read);
@@ -1195,7 +1144,7 @@ bool Rewriter::Body(const uint8_t* data, size_t size, ByteBuffer* o, int depth, 
     }
     // Counted as a moved timestamp, at its own time.
     bool to_ref;
-    Time(seq.inc_global, seq.inc_global_base + (seq.inc_value - seq.inc_base) * seq.inc_unit, &to_ref);
+    Time(seq.inc_global, seq.IncrementalAt(seq.inc_value), &to_ref);
   }
   if (info.has_timestamp && !info.has_clock && !seq.explicit_default && t_.shift_time &&
       t_.out_default_clock) {
@@ -1437,24 +1386,15 @@ void SeqTracker::Packet(const uint8_t* data, size_t size, int depth) {
     }
   }
   if (d.error()) return;  // the rewrite reports it and stops
+  // A sequence as after a reset is not kept (the usual case: nothing here).
   auto it = seqs_.find(seq_id);
-  if (has_snapshot) has_ts = false;  // (not read with a snapshot)
-  if (!cleared && !has_default_clock && !has_inc) {
-    // Only a timestamp on the sequence's incremental clock moves it on.
-    if (it != seqs_.end() && has_ts && it->second.inc_clock &&
-        (has_clock ? clock : it->second.default_clock) == it->second.inc_clock)
-      it->second.inc_value += ts;
-    return;
-  }
+  if (it == seqs_.end() && !cleared && !has_default_clock && !has_inc) return;
   Rewriter::Seq& seq = it != seqs_.end() ? it->second : seqs_[seq_id];
   if (cleared) seq = Rewriter::Seq();
   if (has_default_clock) seq.default_clock = default_clock, seq.explicit_default = true;
-  if (has_inc) {
-    seq.inc_clock = inc.inc_clock, seq.inc_global = inc.inc_global, seq.inc_unit = inc.inc_unit;
-    seq.inc_base = seq.inc_value = inc.inc_base, seq.inc_global_base = inc.inc_global_base;
-  }
-  if (has_ts && seq.inc_clock && (has_clock ? clock : seq.default_clock) == seq.inc_clock)
-    seq.inc_value += ts;
+  if (has_inc) seq.DefineIncremental(inc);
+  // (trace_processor reads no timestamp of a packet with a snapshot)
+  if (has_ts && !has_snapshot && seq.OnIncremental(has_clock, clock)) seq.inc_value += ts;
   if (seq.IsDefault()) seqs_.erase(seq_id);
 }
 

@@ -168,6 +168,19 @@ class Rewriter {
     bool IsDefault() const {
       return default_clock == clk::kBoottime && !explicit_default && !inc_clock;
     }
+    // Takes the incremental clock a snapshot defines (IncrementalClockOf()).
+    void DefineIncremental(const Seq& snapshot) {
+      inc_clock = snapshot.inc_clock, inc_global = snapshot.inc_global, inc_unit = snapshot.inc_unit;
+      inc_base = inc_value = snapshot.inc_base, inc_global_base = snapshot.inc_global_base;
+      inc_out_known = false;
+    }
+    // The global clock's time at the incremental clock's `value`.
+    uint64_t IncrementalAt(uint64_t value) const { return inc_global_base + (value - inc_base) * inc_unit; }
+    // Whether a packet timestamp on `clock` (its own, else the default) is a
+    // delta on the incremental clock.
+    bool OnIncremental(bool has_clock, uint32_t clock) const {
+      return inc_clock && (has_clock ? clock : default_clock) == inc_clock;
+    }
   };
   using SeqStates = std::vector<std::pair<uint32_t, Seq>>;
 
